@@ -1,0 +1,52 @@
+# Every target installs what it needs: `make demo` and `make test` work on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PLATFORM := $(VENV)/bin/platform
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEMO_HOME ?= .embplat
+ALL_BUT_BAG := t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,ankle+boot
+
+.PHONY: install sample-data demo test lint bench clean
+
+install: $(VENV)/.installed $(FMNIST)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(FMNIST):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+sample-data: install
+	$(PLATFORM) datasets fashion-mnist --out data/fmnist --per-class 40 \
+	    --classes $(ALL_BUT_BAG) --unseen sandal,shirt
+	$(PLATFORM) datasets fashion-mnist --out data/new-bag --classes bag --per-class 20 --source test
+	$(PLATFORM) datasets fashion-mnist --out data/queries --per-class 1 --offset 50 --source test
+
+demo: sample-data
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) ingest data/fmnist/JPEGImages
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classify data/queries/JPEGImages/coat/coat_00051.jpg \
+	    data/queries/JPEGImages/sneaker/sneaker_00051.jpg --k 10
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) search --image data/queries/JPEGImages/trouser/trouser_00051.jpg --k 5
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classes add bag data/new-bag/JPEGImages/bag
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classify data/queries/JPEGImages/bag/bag_00051.jpg --k 10
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) evaluate --split valid --k 10
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classes list
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src
+
+bench: install
+	$(PY) benchmarks/embed_and_search.py
+
+clean:
+	rm -rf $(DEMO_HOME) data .pytest_cache

@@ -1,0 +1,120 @@
+"""Engine, sessions and schema migrations (alembic) for SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from embplat.config import mask_url
+from embplat.errors import ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets its folder created, WAL, and enforced foreign keys."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (results outlive the session)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    """An alembic Config pointing at the packaged migrations and the given URL."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Run ``alembic upgrade head`` on the engine's database.
+
+    Raises:
+        ServiceUnavailableError: the database does not answer; the message names its URL.
+    """
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise unavailable(engine, exc) from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise unavailable(engine, exc) from exc
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of embplat."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Bring the schema to head (local mode) or fail with the command to run (server mode)."""
+    if current_revision(engine) == head_revision():
+        return
+    if auto_upgrade:
+        log.info("upgrading catalog schema at %s", mask_url(str(engine.url)))
+        upgrade(engine)
+        return
+    raise ServiceUnavailableError(
+        f"catalog {mask_url(engine.url.render_as_string())} is not at schema "
+        f"{head_revision()}: run `platform db upgrade`"
+    )
+
+
+def unavailable(engine: Engine, exc: Exception) -> ServiceUnavailableError:
+    """A one-line error naming the database (password masked) and the driver's reason."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return ServiceUnavailableError(
+        f"catalog database {engine.url.render_as_string(hide_password=True)} is unreachable: "
+        f"{reason}"
+    )

@@ -1,0 +1,225 @@
+"""Catalog access: plain functions, keyword-only arguments, an explicit session.
+
+Writes that may race (two workers, a re-run) are ``INSERT .. ON CONFLICT DO NOTHING`` on the
+natural keys, so they never duplicate rows and never deadlock on each other's inserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from embplat.catalog.models import (
+    ClassLabel,
+    Collection,
+    Embedding,
+    Image,
+    Job,
+    ModelRecord,
+    utcnow,
+)
+from embplat.errors import NotFoundError
+
+
+def insert_ignore(
+    *, session: Session, model: type, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> int:
+    """Insert rows, skipping those that collide on ``keys``; returns how many were inserted."""
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
+    # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
+    return len(session.execute(stmt.returning(model.id)).all())  # type: ignore[attr-defined]
+
+
+# --- classes ---------------------------------------------------------------------------------
+
+
+def ensure_classes(
+    *,
+    session: Session,
+    names: Iterable[str],
+    roles: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> dict[str, int]:
+    """Register class names (existing ones keep their role); returns name -> id."""
+    names = list(dict.fromkeys(names))
+    roles = roles or {}
+    rows = [{"name": n, "role": roles.get(n, "seen"), "source": source} for n in names]
+    insert_ignore(session=session, model=ClassLabel, rows=rows, keys=["name"])
+    found = session.execute(
+        select(ClassLabel.name, ClassLabel.id).where(ClassLabel.name.in_(names))
+    )
+    return {name: cid for name, cid in found}
+
+
+def class_counts(*, session: Session) -> list[tuple[ClassLabel, dict[str, int]]]:
+    """Every class with its image count per split, in name order."""
+    counts: dict[int, dict[str, int]] = {}
+    rows = session.execute(
+        select(Image.class_id, Image.split, func.count()).group_by(Image.class_id, Image.split)
+    )
+    for cid, split, n in rows:
+        counts.setdefault(cid, {})[split] = n
+    classes = session.scalars(select(ClassLabel).order_by(ClassLabel.name)).all()
+    return [(c, counts.get(c.id, {})) for c in classes]
+
+
+def get_class(*, session: Session, name: str) -> ClassLabel | None:
+    """The class called ``name``, or None."""
+    return session.scalar(select(ClassLabel).where(ClassLabel.name == name))
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def known_files(*, session: Session, paths: Sequence[str]) -> dict[str, int]:
+    """path -> byte size for the given paths already in the catalog (re-runs skip them)."""
+    out: dict[str, int] = {}
+    for start in range(0, len(paths), 500):
+        chunk = paths[start : start + 500]
+        out.update(session.execute(select(Image.path, Image.nbytes).where(Image.path.in_(chunk))))
+    return out
+
+
+def images_by_hash(*, session: Session, hashes: Sequence[str]) -> dict[str, Image]:
+    """sha256 -> Image for hashes already in the catalog."""
+    out: dict[str, Image] = {}
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        out.update(
+            (i.sha256, i) for i in session.scalars(select(Image).where(Image.sha256.in_(chunk)))
+        )
+    return out
+
+
+def add_images(*, session: Session, records: Sequence[Mapping[str, Any]]) -> int:
+    """Insert image rows (keys as in ``Image``); content already present is skipped."""
+    return insert_ignore(session=session, model=Image, rows=records, keys=["sha256"])
+
+
+def get_images(*, session: Session, ids: Sequence[int]) -> list[Image]:
+    """Images by id, in the order given (missing ids are dropped)."""
+    found = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(list(ids))))}
+    return [found[i] for i in ids if i in found]
+
+
+def count_images(*, session: Session, split: str | None = None) -> int:
+    """Number of images, optionally of one split."""
+    stmt = select(func.count()).select_from(Image)
+    if split:
+        stmt = stmt.where(Image.split == split)
+    return int(session.scalar(stmt) or 0)
+
+
+# --- models and collections ------------------------------------------------------------------
+
+
+def ensure_model(*, session: Session, name: str, **fields: Any) -> ModelRecord:
+    """The model called ``name``, created with ``fields`` if new."""
+    insert_ignore(
+        session=session, model=ModelRecord, rows=[{"name": name, **fields}], keys=["name"]
+    )
+    return session.scalars(select(ModelRecord).where(ModelRecord.name == name)).one()
+
+
+def get_model(*, session: Session, name: str) -> ModelRecord:
+    """The model called ``name``; NotFoundError lists the known ones."""
+    model = session.scalar(select(ModelRecord).where(ModelRecord.name == name))
+    if model is None:
+        known = ", ".join(session.scalars(select(ModelRecord.name))) or "none yet"
+        raise NotFoundError(f"no model named {name!r} (known: {known})")
+    return model
+
+
+def ensure_collection(
+    *, session: Session, name: str, model_id: int, backend: str, dim: int
+) -> Collection:
+    """The collection called ``name``, created if new."""
+    row = {"name": name, "model_id": model_id, "backend": backend, "dim": dim}
+    insert_ignore(session=session, model=Collection, rows=[row], keys=["name"])
+    return session.scalars(select(Collection).where(Collection.name == name)).one()
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+def pending_image_ids(
+    *, session: Session, collection_id: int, image_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Ids of images not yet stored in the collection (optionally among ``image_ids``)."""
+    done = select(Embedding.image_id).where(Embedding.collection_id == collection_id)
+    stmt = select(Image.id).where(Image.id.not_in(done)).order_by(Image.id)
+    if image_ids is not None:
+        stmt = stmt.where(Image.id.in_(list(image_ids)))
+    return list(session.scalars(stmt))
+
+
+def add_embeddings(
+    *, session: Session, collection_id: int, points: Sequence[tuple[int, str]]
+) -> int:
+    """Record (image_id, point_id) pairs as stored in the collection; repeats are ignored."""
+    rows = [{"collection_id": collection_id, "image_id": i, "point_id": p} for i, p in points]
+    return insert_ignore(
+        session=session, model=Embedding, rows=rows, keys=["collection_id", "image_id"]
+    )
+
+
+def count_embeddings(*, session: Session, collection_id: int) -> int:
+    """Number of images recorded as stored in the collection."""
+    stmt = (
+        select(func.count()).select_from(Embedding).where(Embedding.collection_id == collection_id)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+def create_job(*, session: Session, kind: str, params: Mapping[str, Any], total: int = 0) -> Job:
+    """A new queued job."""
+    job = Job(kind=kind, params=dict(params), total=total, state="queued", done=0, failed=0)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def update_job(*, session: Session, job_id: int, **fields: Any) -> Job:
+    """Set fields on a job; ``state`` running/succeeded/failed stamps start/finish times."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id}")
+    state = fields.get("state")
+    if state == "running" and job.started_at is None:
+        job.started_at = utcnow()
+    if state in {"succeeded", "failed"}:
+        job.finished_at = utcnow()
+    for key, value in fields.items():
+        setattr(job, key, value)
+    return job
+
+
+def list_jobs(*, session: Session, limit: int = 20) -> list[Job]:
+    """Most recent jobs first."""
+    return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+
+
+def embedded_images(
+    *, session: Session, collection_id: int, splits: Sequence[str]
+) -> list[tuple[int, str, str, str]]:
+    """(image id, split, class name, point id) of images stored in the collection."""
+    stmt = (
+        select(Image.id, Image.split, ClassLabel.name, Embedding.point_id)
+        .join(Embedding, Embedding.image_id == Image.id)
+        .join(ClassLabel, ClassLabel.id == Image.class_id)
+        .where(Embedding.collection_id == collection_id, Image.split.in_(list(splits)))
+        .order_by(Image.id)
+    )
+    return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]

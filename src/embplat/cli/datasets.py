@@ -1,0 +1,50 @@
+"""``platform datasets``: build sample datasets in the AwA2 layout from local files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embplat.cli.output import console
+from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@app.command("fashion-mnist")
+def fashion_mnist(
+    out: Annotated[Path, typer.Option(help="output folder (JPEGImages/ and split files)")],
+    per_class: Annotated[int, typer.Option(help="images per class")] = 200,
+    unseen: Annotated[
+        str | None, typer.Option(help="comma-separated classes for testclasses")
+    ] = None,
+    classes: Annotated[str | None, typer.Option(help="comma-separated subset of classes")] = None,
+    source: Annotated[str, typer.Option(help="train or test images of Fashion-MNIST")] = "train",
+    offset: Annotated[int, typer.Option(help="skip this many picks per class")] = 0,
+    size: Annotated[int, typer.Option(help="side of the written JPEGs")] = 28,
+    seed: Annotated[int, typer.Option()] = 0,
+    source_dir: Annotated[
+        Path, typer.Option(help="folder of the IDX .gz files")
+    ] = DEFAULT_FMNIST_DIR,
+) -> None:
+    """Write Fashion-MNIST images as JPEGImages/<class>/<class>_<id>.jpg plus split files."""
+    if source not in ("train", "test"):
+        raise typer.BadParameter(f"--source must be train or test, got {source!r}")
+    root = build_fashion_mnist(
+        out,
+        per_class=per_class,
+        unseen=_names(unseen),
+        classes=_names(classes) or None,
+        source=source,
+        offset=offset,
+        seed=seed,
+        source_dir=source_dir,
+        size=size,  # type: ignore[arg-type]
+    )
+    console.print(f"wrote {root}")

@@ -1,0 +1,67 @@
+"""Rich output shared by the commands: console, progress bars, JSON, error lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RichProgress:
+    """A ``ProgressSink`` drawing one Rich bar per phase (on stderr, so --json stays clean)."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        """Add a bar; returns ``advance(n)``."""
+        task_id = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(task_id, n)
+
+
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[RichProgress]:
+    """Context with live progress bars (items/s shown via elapsed and remaining time)."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not enabled,
+        transient=False,
+    )
+    with progress:
+        yield RichProgress(progress)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout."""
+    console.file.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def error_line(message: str) -> None:
+    """One red line on stderr."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def warn_line(message: str) -> None:
+    """One yellow line on stderr."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

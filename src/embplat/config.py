@@ -1,0 +1,166 @@
+"""Settings: one object built once by the CLI (or a worker) and passed down explicitly.
+
+Each group reads its own environment prefix, so the variables read naturally
+(``EMBPLAT_CATALOG_URL``, ``EMBPLAT_QDRANT_URL``, ``EMBPLAT_BROKER_URL``) while the object
+stays nested. Precedence: CLI flag > environment > ``.env`` > defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embplat.errors import ConfigError
+
+
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True
+    )
+
+
+class CatalogSettings(BaseSettings):
+    """Where the catalog lives: an SQLAlchemy URL (SQLite by default, PostgreSQL in server mode)."""
+
+    model_config = _group("EMBPLAT_CATALOG_")
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, v: str | None) -> str | None:
+        if v and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError(
+                f"catalog URL {mask_url(v)!r} must start with sqlite:// or postgresql+psycopg://"
+            )
+        return v
+
+
+class IndexSettings(BaseSettings):
+    """Vector index backend and its HNSW parameters."""
+
+    model_config = _group("EMBPLAT_INDEX_")
+    backend: Literal["auto", "nmslib", "exact", "qdrant"] = "auto"
+    hnsw_m: int = Field(16, ge=2, le=128)
+    ef_construction: int = Field(200, ge=8)
+    ef_search: int = Field(128, ge=8)
+    buffer_limit: int = Field(
+        2048, ge=0, description="vectors kept in the exact buffer before a rebuild"
+    )
+
+
+class QdrantSettings(BaseSettings):
+    """Qdrant server (url) or qdrant-client's embedded local mode (path)."""
+
+    model_config = _group("EMBPLAT_QDRANT_")
+    url: str | None = None
+    api_key: str | None = None
+    path: Path | None = None
+    upload_batch: int = Field(128, ge=1, le=1024)
+
+
+class CelerySettings(BaseSettings):
+    """Broker for server mode; empty means jobs run in-process."""
+
+    model_config = _group("EMBPLAT_CELERY_")
+    broker_url: str | None = Field(
+        None, validation_alias=AliasChoices("EMBPLAT_BROKER_URL", "EMBPLAT_CELERY_BROKER_URL")
+    )
+    result_backend: str | None = None
+
+
+class EmbedSettings(BaseSettings):
+    """Default encoder and how images are fed to it."""
+
+    model_config = _group("EMBPLAT_EMBED_")
+    encoder: str = "efficientnet_lite0"
+    weights: str | None = None
+    image_size: int | None = Field(None, ge=16, le=1024)
+    batch_size: int = Field(32, ge=1, le=4096)
+    num_workers: int = Field(1, ge=0, le=64)
+    device: str = "auto"
+
+
+class IngestSettings(BaseSettings):
+    """How ingest splits and validates images."""
+
+    model_config = _group("EMBPLAT_INGEST_")
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard")
+    batch_size: int = Field(256, ge=1)
+
+
+class Settings(BaseSettings):
+    """All configuration. Only ``cli/`` and ``workers/`` build or read this object."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBPLAT_", env_file=".env", extra="ignore")
+
+    home: Path = Path(".embplat")
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @property
+    def qdrant_path(self) -> Path | None:
+        """Local-mode Qdrant folder: the configured one, else one in the data home (no URL)."""
+        if self.qdrant.url:
+            return None
+        return self.qdrant.path or self.home / "qdrant"
+
+    @property
+    def catalog_url(self) -> str:
+        """The catalog URL, defaulting to an SQLite file in the data home."""
+        return self.catalog.url or f"sqlite:///{(self.home / 'catalog.sqlite3').as_posix()}"
+
+    @property
+    def index_backend(self) -> str:
+        """The concrete backend: ``auto`` is Qdrant when a Qdrant URL is set, else nmslib."""
+        if self.index.backend != "auto":
+            return self.index.backend
+        return "qdrant" if self.qdrant.url else "nmslib"
+
+    @property
+    def server_mode(self) -> bool:
+        """True when a broker is configured: jobs go to Celery workers."""
+        return bool(self.celery.broker_url)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from environment/.env, then apply CLI overrides (dotted keys allowed).
+
+    Raises:
+        ConfigError: a value fails validation; the message names the setting.
+    """
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic.ValidationError, formatted for one line
+        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        group, _, field = key.partition(".")
+        if field:
+            sub = getattr(settings, group)
+            setattr(settings, group, sub.model_copy(update={field: value}))
+        else:
+            settings = settings.model_copy(update={group: value})
+    return settings
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a connection URL so it can be printed."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors()]
+        return "; ".join(parts)
+    return str(exc).splitlines()[0]

@@ -1,0 +1,142 @@
+"""Embed cataloged images into a vector index: decode → transform → forward → upsert.
+
+Order of writes keeps catalog and index consistent across crashes: a unit of images is
+upserted and flushed to the index first, then recorded in the catalog. A crash in between
+leaves points the catalog does not know yet; the re-run re-embeds them under the same
+deterministic point ids, so nothing is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+from torch.utils.data import DataLoader, Dataset
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.catalog.models import Image
+from embplat.errors import DataError
+from embplat.ingest.images import load_rgb
+from embplat.models.encoders import ImageEncoder
+from embplat.retrieval import VectorIndex, point_id
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EmbedReport:
+    """Images written to the index, and those that failed to load (path, reason)."""
+
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _ImageFiles(Dataset):
+    """(image id, path) → (image id, tensor or error string); errors never stop a batch."""
+
+    def __init__(self, rows: Sequence[tuple[int, str]], encoder: ImageEncoder, max_pixels: int):
+        self.rows, self.encoder, self.max_pixels = list(rows), encoder, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
+        image_id, path = self.rows[i]
+        try:
+            return image_id, self.encoder.transform(load_rgb(path, max_pixels=self.max_pixels))
+        except DataError as exc:
+            return image_id, str(exc)
+
+
+def _collate(items: list[tuple[int, Any]]) -> tuple[list[int], torch.Tensor | None, list]:
+    ok = [(i, t) for i, t in items if isinstance(t, torch.Tensor)]
+    bad = [(i, t) for i, t in items if not isinstance(t, torch.Tensor)]
+    batch = torch.stack([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], batch, bad
+
+
+def payload_for(image: Image, model_key: str) -> dict[str, Any]:
+    """The payload stored with every image point (also read by other services)."""
+    return {
+        "image_id": image.id,
+        "class": image.label.name,
+        "split": image.split,
+        "sha256": image.sha256,
+        "path": image.path,
+        "kind": "image",
+        "model": model_key,
+    }
+
+
+def embed_images(
+    image_ids: Sequence[int],
+    *,
+    sessions: sessionmaker[Session],
+    encoder: ImageEncoder,
+    index: VectorIndex,
+    collection_id: int,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    commit_every: int = 256,
+    max_pixels: int = 40_000_000,
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """Embed the given images (those not stored yet) into ``index``.
+
+    Args:
+        image_ids: catalog ids; ids already recorded for this collection are skipped.
+        commit_every: images per durable unit (index flush, then catalog commit).
+        progress: called with the number of images handled after each mini-batch.
+
+    Returns:
+        Counts of embedded images and the files that could not be loaded.
+    """
+    report = EmbedReport()
+    with sessions() as session:
+        todo = repo.pending_image_ids(
+            session=session, collection_id=collection_id, image_ids=image_ids
+        )
+    for start in range(0, len(todo), commit_every):
+        unit = todo[start : start + commit_every]
+        with sessions() as session:
+            images = {i.id: i for i in repo.get_images(session=session, ids=unit)}
+        points = []
+        for ids, vectors, bad in _batches(images, encoder, batch_size, num_workers, max_pixels):
+            pids = [point_id(images[i].sha256, encoder.key) for i in ids]
+            if ids:
+                payloads = [payload_for(images[i], encoder.key) for i in ids]
+                index.upsert(pids, vectors, payloads)
+            points.extend(zip(ids, pids, strict=True))
+            report.failed.extend((images[i].path, msg) for i, msg in bad)
+            if progress:
+                progress(len(ids) + len(bad))
+        index.flush()
+        with transaction(sessions) as session:
+            repo.add_embeddings(session=session, collection_id=collection_id, points=points)
+        report.done += len(points)
+    return report
+
+
+def _batches(
+    images: dict[int, Image],
+    encoder: ImageEncoder,
+    batch_size: int,
+    num_workers: int,
+    max_pixels: int,
+) -> Iterator[tuple[list[int], Any, list[tuple[int, str]]]]:
+    rows = [(i, img.path) for i, img in images.items()]
+    loader = DataLoader(
+        _ImageFiles(rows, encoder, max_pixels),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers if len(rows) > batch_size else 0,
+        collate_fn=_collate,
+    )
+    for ids, batch, bad in loader:
+        yield ids, (encoder.encode_images(batch) if batch is not None else None), bad

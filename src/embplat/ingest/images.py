@@ -1,0 +1,248 @@
+"""Image validation and loading: every file is fully decoded once, bad ones become ``DataError``.
+
+Pillow is strict here on purpose: truncated files raise instead of being padded with grey
+(``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is kept ``False``), and the pixel count is checked
+from the header before any pixel data is decoded, so a decompression bomb costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from embplat.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: What Pillow raises on corrupt input (its own fuzz tests accept this set).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+#: EXIF orientations that rotate by 90 or 270 degrees, i.e. swap width and height.
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What validation learned about one image file.
+
+    Attributes:
+        sha256: Hex SHA-256 of the file's bytes (identical files share it).
+        width: Width in pixels after EXIF orientation is applied.
+        height: Height in pixels after EXIF orientation is applied.
+        mode: Pillow mode of the decoded file before any conversion (``"RGB"``, ``"I;16"``...).
+        format: Pillow format name (``"JPEG"``, ``"PNG"``...).
+        nbytes: File size in bytes.
+    """
+
+    sha256: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    nbytes: int
+
+
+def inspect_image(path: Path, *, max_pixels: int) -> ImageInfo:
+    """Read, hash and fully decode one image file.
+
+    Args:
+        path: The image file.
+        max_pixels: Largest accepted ``width * height``, checked from the header before decoding.
+
+    Returns:
+        The file's :class:`ImageInfo`.
+
+    Raises:
+        DataError: The file is missing, empty, not an image, truncated/corrupt, or too large.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    with _decoded(data, str(path), max_pixels=max_pixels) as img:
+        width, height = img.size
+        if _orientation(img) in _SWAPPING_ORIENTATIONS:
+            width, height = height, width
+        return ImageInfo(
+            sha256=hashlib.sha256(data).hexdigest(),
+            width=width,
+            height=height,
+            mode=img.mode,
+            format=img.format or "unknown",
+            nbytes=len(data),
+        )
+
+
+def load_rgb(path_or_bytes: Path | str | bytes, *, max_pixels: int) -> Image.Image:
+    """Decode an image, apply its EXIF orientation and convert it to 8-bit RGB.
+
+    Args:
+        path_or_bytes: A file path, or the encoded file contents.
+        max_pixels: Largest accepted ``width * height``, checked before decoding.
+
+    Returns:
+        A loaded ``"RGB"`` image of shape (H, W, 3) uint8 once passed to ``np.asarray``.
+
+    Raises:
+        DataError: As :func:`inspect_image`, or the mode cannot be converted to RGB.
+    """
+    if isinstance(path_or_bytes, bytes | bytearray):
+        data, label = bytes(path_or_bytes), "<image bytes>"
+    else:
+        data, label = _read_bytes(Path(path_or_bytes)), str(path_or_bytes)
+    with _decoded(data, label, max_pixels=max_pixels) as img:
+        try:
+            upright = ImageOps.exif_transpose(img)
+            return to_rgb(upright)
+        except _DECODE_ERRORS as exc:
+            raise DataError(
+                f"{label}: cannot orient or convert mode {img.mode!r} to RGB ({exc}); "
+                "re-export it as RGB JPEG/PNG"
+            ) from exc
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit RGB.
+
+    Transparent pixels are composited on white; 16-bit and 32-bit grey is rescaled to
+    0..255 rather than clipped (Pillow's own ``convert("L")`` clips ``I;16`` at 255).
+
+    Args:
+        img: A loaded Pillow image.
+
+    Returns:
+        An ``"RGB"`` image of the same size.
+    """
+    if img.mode in _SIXTEEN_BIT_MODES or img.mode in {"I", "F"}:
+        return Image.fromarray(_wide_grey_to_uint8(img)).convert("RGB")
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode == "RGB":
+        return img
+    # CMYK (Adobe-inverted JPEGs are un-inverted by Pillow's decoder), L, 1, P, YCbCr, HSV.
+    return img.convert("RGB")
+
+
+def _wide_grey_to_uint8(img: Image.Image) -> np.ndarray:
+    """Map 16/32-bit grey (or float) pixels to uint8, shape (H, W).
+
+    16-bit modes, and ``"I"`` images whose values fit in 0..65535 (how Pillow used to open
+    16-bit PNGs), are divided by 257 so 65535 maps to 255. Anything else is min-max scaled.
+    """
+    values = np.asarray(img).astype(np.float64)
+    if img.mode in _SIXTEEN_BIT_MODES or (
+        img.mode == "I" and values.size and values.min() >= 0 and values.max() <= 65535
+    ):
+        scaled = values / 257.0
+    else:
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+        span = high - low
+        scaled = (values - low) * (255.0 / span) if span > 0 else np.zeros_like(values)
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Read a whole file, turning OS errors into ``DataError`` that name the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found; check the path or re-scan the folder") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a folder, not an image file") from exc
+    except PermissionError as exc:
+        raise DataError(f"{path}: unreadable (permission denied); fix its permissions") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
+    if not data:
+        raise DataError(f"{path}: file is empty (0 bytes); re-copy it or remove it")
+    return data
+
+
+@contextmanager
+def _decoded(data: bytes, label: str, *, max_pixels: int) -> Iterator[Image.Image]:
+    """Open ``data`` with Pillow, check its size, fully decode it, and close it afterwards."""
+    _keep_truncation_strict()
+    img = _open_and_load(data, label, max_pixels)
+    try:
+        yield img
+    finally:
+        img.close()
+
+
+def _open_and_load(data: bytes, label: str, max_pixels: int) -> Image.Image:
+    """Open from bytes, reject oversized headers, then decode every pixel."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise DataError(
+            f"{label}: not an image Pillow can read (wrong extension or unsupported format); "
+            "remove it or convert it to JPEG/PNG"
+        ) from exc
+    except _BOMB_ERRORS as exc:
+        raise _bomb_error(label, exc) from exc
+    except _DECODE_ERRORS as exc:
+        raise DataError(
+            f"{label}: truncated or corrupt image header ({exc}); re-download or re-export it"
+        ) from exc
+    width, height = img.size
+    try:
+        if width * height > max_pixels:
+            raise DataError(
+                f"{label}: {width}x{height} = {width * height} pixels exceeds the limit of "
+                f"{max_pixels}; downscale the image or raise max_pixels"
+            )
+        img.load()
+    except _BOMB_ERRORS as exc:
+        img.close()
+        raise _bomb_error(label, exc) from exc
+    except _DECODE_ERRORS as exc:
+        img.close()
+        raise DataError(
+            f"{label}: truncated or corrupt {img.format or 'image'} ({exc}); "
+            "re-download or re-export it, or remove it"
+        ) from exc
+    except DataError:
+        img.close()
+        raise
+    return img
+
+
+def _bomb_error(label: str, exc: BaseException) -> DataError:
+    """The ``DataError`` for an image Pillow itself refuses as a decompression bomb."""
+    return DataError(
+        f"{label}: image too large, refused as a possible decompression bomb ({exc}); "
+        "downscale it before ingesting"
+    )
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF (or XMP) orientation tag, 1 when absent or unreadable."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except _DECODE_ERRORS:
+        logger.debug("unreadable EXIF block; assuming upright orientation")
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _keep_truncation_strict() -> None:
+    """Undo a global ``LOAD_TRUNCATED_IMAGES = True`` set elsewhere, which hides corrupt files."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        logger.warning(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES was set to True by another module; "
+            "resetting it to False so truncated images are reported instead of grey-padded"
+        )
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

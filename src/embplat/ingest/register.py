@@ -1,0 +1,157 @@
+"""Register a scanned tree in the catalog: validate every image, hash it, assign its split.
+
+Re-running registers only what is new: files already cataloged (same path and size) are not
+read again, and content already present under another name is reported as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.errors import DataError
+from embplat.ingest.images import ImageInfo, inspect_image
+from embplat.ingest.scan import ScanItem
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RegisterReport:
+    """What registration did: new image ids, files already known, and skipped files."""
+
+    added: list[int] = field(default_factory=list)
+    already: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def split_for(sha256: str, *, unseen: bool, valid_fraction: float) -> str:
+    """Deterministic split: ``test`` for unseen classes, else train/valid by content hash."""
+    if unseen:
+        return "test"
+    return "valid" if int(sha256[:8], 16) / 0x1_0000_0000 < valid_fraction else "train"
+
+
+def register_items(
+    items: Sequence[ScanItem],
+    *,
+    sessions: sessionmaker[Session],
+    class_ids: dict[str, int],
+    unseen: set[str],
+    valid_fraction: float,
+    max_pixels: int,
+    batch_size: int = 256,
+    force_split: str | None = None,
+    progress: Progress | None = None,
+) -> RegisterReport:
+    """Validate and catalog images in batches, one transaction per batch.
+
+    Args:
+        items: (path, class) pairs from a scan.
+        class_ids: class name → catalog id (classes registered beforehand).
+        unseen: classes whose images go to the ``test`` split.
+        force_split: put every image in this split (e.g. ``train`` when enrolling a class).
+        progress: called with the number of files handled after each batch.
+    """
+    report = RegisterReport()
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        with transaction(sessions) as session:
+            _register_chunk(
+                chunk, session, report, class_ids, unseen, valid_fraction, max_pixels, force_split
+            )
+        if progress:
+            progress(len(chunk))
+    return report
+
+
+def _register_chunk(
+    chunk: Sequence[ScanItem],
+    session: Session,
+    report: RegisterReport,
+    class_ids: dict[str, int],
+    unseen: set[str],
+    valid_fraction: float,
+    max_pixels: int,
+    force_split: str | None,
+) -> None:
+    known = repo.known_files(session=session, paths=[str(i.path) for i in chunk])
+    todo = [i for i in chunk if known.get(str(i.path)) != _size(i.path)]
+    report.already += len(chunk) - len(todo)
+    infos = _inspect_all(todo, max_pixels, report)
+    existing = repo.images_by_hash(session=session, hashes=[info.sha256 for _, info in infos])
+    records, seen = [], {}
+    for item, info in infos:
+        dup = existing.get(info.sha256)
+        first = seen.get(info.sha256)
+        if dup is not None or first is not None:
+            other = dup.path if dup is not None else first
+            if other != str(item.path):
+                report.skipped.append((str(item.path), f"duplicate content of {other}"))
+            else:
+                report.already += 1
+            continue
+        seen[info.sha256] = str(item.path)
+        split = force_split or split_for(
+            info.sha256, unseen=item.class_name in unseen, valid_fraction=valid_fraction
+        )
+        records.append(_record(item, info, class_ids[item.class_name], split))
+    repo.add_images(session=session, records=records)
+    ids = repo.images_by_hash(session=session, hashes=[r["sha256"] for r in records])
+    report.added.extend(img.id for img in ids.values())
+
+
+def _inspect_all(
+    items: Sequence[ScanItem], max_pixels: int, report: RegisterReport
+) -> list[tuple[ScanItem, ImageInfo]]:
+    """Decode in threads (Pillow releases the GIL while decoding); failures become skips."""
+
+    def one(item: ScanItem) -> ImageInfo | str:
+        try:
+            return inspect_image(item.path, max_pixels=max_pixels)
+        except DataError as exc:
+            return str(exc)
+
+    out = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for item, res in zip(items, pool.map(one, items), strict=True):
+            if isinstance(res, str):
+                report.skipped.append((str(item.path), _reason(res, item.path)))
+                log.warning("skipped %s", res)
+            else:
+                out.append((item, res))
+    return out
+
+
+def _record(item: ScanItem, info: ImageInfo, class_id: int, split: str) -> dict[str, object]:
+    return {
+        "sha256": info.sha256,
+        "path": str(item.path),
+        "class_id": class_id,
+        "split": split,
+        "width": info.width,
+        "height": info.height,
+        "mode": info.mode,
+        "nbytes": info.nbytes,
+    }
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _reason(message: str, path: Path) -> str:
+    """The reason without the path prefix the error already carries."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

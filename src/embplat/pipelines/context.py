@@ -1,0 +1,101 @@
+"""The explicit objects every use case receives: catalog sessions, index opener, encoder.
+
+Built from ``Settings`` by ``embplat.workers.context.build_context`` (the CLI and the Celery
+workers share it), so nothing below reads configuration itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.models.encoders import TorchImageEncoder
+from embplat.retrieval import VectorIndex, collection_name
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How images are batched through the encoder."""
+
+    batch_size: int = 32
+    num_workers: int = 1
+    commit_every: int = 256
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How ingest validates and splits images."""
+
+    valid_fraction: float = 0.1
+    max_pixels: int = 40_000_000
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Space:
+    """An opened embedding space: the encoder, its index, and their catalog rows."""
+
+    encoder: TorchImageEncoder
+    index: VectorIndex
+    model_id: int
+    collection_id: int
+
+    @property
+    def key(self) -> str:
+        """The model key written into every payload."""
+        return self.encoder.key
+
+
+@dataclass
+class Context:
+    """Everything a use case needs, passed explicitly (dependency injection)."""
+
+    sessions: sessionmaker[Session]
+    open_index: Callable[[str, int], VectorIndex]
+    make_encoder: Callable[[], TorchImageEncoder]
+    backend: str
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    ingest: IngestOptions = field(default_factory=IngestOptions)
+    _space: Space | None = field(default=None, repr=False)
+
+    def space(self) -> Space:
+        """The active encoder and its index, registered in the catalog on first use."""
+        if self._space is None:
+            encoder = self.make_encoder()
+            name = collection_name(encoder.key)
+            with transaction(self.sessions) as session:
+                model = repo.ensure_model(
+                    session=session,
+                    name=encoder.key,
+                    kind="encoder",
+                    encoder=encoder.name,
+                    weights=encoder.weights,
+                    dim=encoder.dim,
+                    image_size=encoder.image_size,
+                    config=_encoder_config(encoder),
+                )
+                coll = repo.ensure_collection(
+                    session=session,
+                    name=name,
+                    model_id=model.id,
+                    backend=self.backend,
+                    dim=encoder.dim,
+                )
+            self._space = Space(encoder, self.open_index(name, encoder.dim), model.id, coll.id)
+        return self._space
+
+    def close(self) -> None:
+        """Flush and close the index if one was opened."""
+        if self._space is not None:
+            self._space.index.flush()
+            self._space.index.close()
+            self._space = None
+
+
+def _encoder_config(encoder: TorchImageEncoder) -> dict[str, Any]:
+    return {"encoder": encoder.name, "weights": encoder.weights, "image_size": encoder.image_size}

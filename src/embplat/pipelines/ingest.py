@@ -1,0 +1,179 @@
+"""Use cases: ingest a tree, enrol a new class from a folder, embed what is pending."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.errors import DataError
+from embplat.ingest.embedding import EmbedReport, embed_images
+from embplat.ingest.register import RegisterReport, register_items
+from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
+from embplat.pipelines.context import Context
+from embplat.pipelines.progress import NoProgress, ProgressSink
+from embplat.workers.runner import JobHandle, run_in_process
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    """Summary of one ingest run, as printed by the CLI and stored in the job row."""
+
+    root: str
+    layout: str
+    job_id: int = 0
+    scanned: int = 0
+    added: int = 0
+    already: int = 0
+    embedded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    classes: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (for ``--json`` and the job's result)."""
+        return dict(self.__dict__)
+
+
+def ingest_tree(
+    ctx: Context, root: Path, *, embed: bool = True, progress: ProgressSink | None = None
+) -> IngestResult:
+    """Scan ``root`` (AwA2 layout or class-per-folder), catalog new images, embed pending ones.
+
+    Raises:
+        DataError: ``root`` is missing or holds no class folders.
+    """
+    progress = progress or NoProgress()
+    scan = scan_tree(root)
+    with transaction(ctx.sessions) as session:
+        roles = {c: "unseen" for c in scan.unseen}
+        class_ids = repo.ensure_classes(
+            session=session, names=scan.classes, roles=roles, source=str(scan.root)
+        )
+    result = IngestResult(
+        root=str(scan.root),
+        layout=scan.layout,
+        scanned=len(scan.items),
+        warnings=list(scan.warnings),
+        classes=len(scan.classes),
+    )
+
+    def work(job: JobHandle) -> dict[str, object]:
+        job.set_total(len(scan.items))
+        reg = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress, job)
+        _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
+        return result.as_dict()
+
+    result.job_id, _ = run_in_process(
+        sessions=ctx.sessions,
+        kind="ingest",
+        params={"root": str(root), "embed": embed},
+        work=work,
+    )
+    return result
+
+
+def enrol_class(
+    ctx: Context, name: str, folder: Path, *, progress: ProgressSink | None = None
+) -> IngestResult:
+    """Register class ``name`` and enrol every image in ``folder`` (train split), no retraining.
+
+    Raises:
+        DataError: the folder is missing or holds no images.
+    """
+    progress = progress or NoProgress()
+    items = _folder_items(name, folder)
+    with transaction(ctx.sessions) as session:
+        class_ids = repo.ensure_classes(session=session, names=[name], source=str(folder))
+    result = IngestResult(root=str(folder), layout="class", scanned=len(items), classes=1)
+
+    def work(job: JobHandle) -> dict[str, object]:
+        job.set_total(len(items))
+        reg = _register(ctx, items, class_ids, set(), "train", progress, job)
+        _merge(result, reg, _embed_pending(ctx, progress, job))
+        return result.as_dict()
+
+    result.job_id, _ = run_in_process(
+        sessions=ctx.sessions,
+        kind="enrol",
+        params={"class": name, "folder": str(folder)},
+        work=work,
+    )
+    return result
+
+
+def _folder_items(name: str, folder: Path) -> list[ScanItem]:
+    """Image files directly inside ``folder``, all labelled ``name``."""
+    if not folder.is_dir():
+        raise DataError(f"folder {folder} does not exist")
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise DataError(f"folder {folder} holds no image files")
+    return [ScanItem(path=p, class_name=name) for p in files]
+
+
+def _register(
+    ctx: Context,
+    items: Sequence[ScanItem],
+    class_ids: dict[str, int],
+    unseen: set[str],
+    force_split: str | None,
+    progress: ProgressSink,
+    job: JobHandle,
+) -> RegisterReport:
+    bar = progress.task("validating images", len(items))
+
+    def advance(n: int) -> None:
+        bar(n)
+        job.advance(0)
+
+    return register_items(
+        items,
+        sessions=ctx.sessions,
+        class_ids=class_ids,
+        unseen=unseen,
+        valid_fraction=ctx.ingest.valid_fraction,
+        max_pixels=ctx.ingest.max_pixels,
+        batch_size=ctx.ingest.batch_size,
+        force_split=force_split,
+        progress=advance,
+    )
+
+
+def _embed_pending(ctx: Context, progress: ProgressSink, job: JobHandle) -> EmbedReport:
+    """Embed every cataloged image the active index lacks (also heals an interrupted run)."""
+    space = ctx.space()
+    with ctx.sessions() as session:
+        pending = repo.pending_image_ids(session=session, collection_id=space.collection_id)
+    bar = progress.task(f"embedding with {space.key}", len(pending))
+
+    def advance(n: int) -> None:
+        bar(n)
+        job.advance(n)
+
+    return embed_images(
+        pending,
+        sessions=ctx.sessions,
+        encoder=space.encoder,
+        index=space.index,
+        collection_id=space.collection_id,
+        batch_size=ctx.embed.batch_size,
+        num_workers=ctx.embed.num_workers,
+        commit_every=ctx.embed.commit_every,
+        max_pixels=ctx.ingest.max_pixels,
+        progress=advance,
+    )
+
+
+def _merge(result: IngestResult, reg: RegisterReport, emb: EmbedReport | None) -> None:
+    result.added = len(reg.added)
+    result.already = reg.already
+    result.skipped = reg.skipped + (emb.failed if emb else [])
+    result.embedded = emb.done if emb else 0

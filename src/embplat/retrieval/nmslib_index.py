@@ -1,0 +1,420 @@
+"""nmslib HNSW index: the local default backend.
+
+Points live in *slots*. Slots ``[0, built)`` are in the HNSW graph; later slots form an exact
+buffer searched by brute force and merged with the graph's results, so writes are searchable
+at once. Replacing or deleting a point marks its slot dead (a tombstone); :meth:`rebuild`
+compacts the live slots into a new graph.
+
+On disk (directory ``path``), ``manifest.json`` is the commit point: it names one base file
+(every slot at the last snapshot), the graph file built over its first ``built`` slots, and
+append-only segment files holding the writes of each later :meth:`flush`, replayed in order
+on load. Every file is written to a temporary name and renamed, the manifest last, so a crash
+leaves the state of the last completed flush.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
+from embplat.retrieval.base import (
+    Filter,
+    Hit,
+    append_rows,
+    atomic_write,
+    check_k,
+    exact_top_k,
+    filter_mask,
+    fsync_dir,
+    prepare_upsert,
+    read_npz,
+    unit_rows,
+    write_npz,
+)
+
+logger = logging.getLogger(__name__)
+# nmslib logs ~70 INFO lines while importing (factory registrations) and more per index;
+# quieten its logger before the import so they never reach the application's handlers.
+logging.getLogger("nmslib").setLevel(logging.WARNING)
+import nmslib  # noqa: E402
+
+_MANIFEST = "manifest.json"
+_FORMAT = 1
+#: Names this class writes (temporaries start with a dot); nothing else in ``path`` is touched.
+_OWN_PREFIXES = ("base-", "graph-", "seg-", ".base-", ".graph-", ".seg-", f".{_MANIFEST}.")
+_MAX_CACHED_MASKS = 32
+#: Below this share of graph slots matching a filter, search the matching subset exactly.
+_SELECTIVE_FRACTION = 0.1
+#: Rebuild once this share of the graph's slots are tombstones.
+_TOMBSTONE_FRACTION = 0.5
+#: Fold segments into a new base once there are this many.
+_MAX_SEGMENTS = 64
+
+_Op = tuple[str, list[str], np.ndarray | None, list[dict[str, Any]] | None]
+
+
+class NmslibIndex:
+    """HNSW (nmslib, space ``cosinesimil``) with an exact write buffer and tombstones.
+
+    Not thread-safe: one writer per directory.
+
+    Args:
+        name: index name (used in messages).
+        dim: vector dimension.
+        path: directory holding the index; reloaded when it already has one.
+        m: HNSW ``M`` (links per node).
+        ef_construction: HNSW ``efConstruction``.
+        ef_search: HNSW ``efSearch``.
+        buffer_limit: rebuild the graph once more slots than this wait in the exact buffer.
+        num_threads: threads for building and batch queries; 0 means all cores.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        path: Path,
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        buffer_limit: int = 2048,
+        num_threads: int = 0,
+    ) -> None:
+        self.name, self.dim, self.path = name, dim, Path(path)
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self.buffer_limit, self.num_threads = buffer_limit, num_threads
+        self._buf = np.empty((0, dim), np.float32)
+        self._alive = np.empty(0, bool)
+        self._n = 0
+        self._slot_ids: list[str] = []
+        self._slot_payloads: list[dict[str, Any]] = []
+        self._slot_of: dict[str, int] = {}
+        self._built = 0
+        self._graph: Any = None
+        self._graph_file: str | None = None  # file holding the in-memory graph, if saved
+        self._pending: list[_Op] = []  # writes since the last flush
+        self._needs_snapshot = False
+        self._manifest: dict[str, Any] | None = None
+        self._masks: dict[Any, np.ndarray] = {}
+        if (self.path / _MANIFEST).exists():
+            self._load()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def upsert(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert or replace points (searchable at once). ``vectors`` is (N, dim)."""
+        ids, arr, payloads = prepare_upsert(ids, vectors, payloads, self.dim)
+        if not ids:
+            return
+        self._apply_upsert(ids, arr, payloads)
+        self._pending.append(("u", ids, arr, payloads))
+        self._maybe_rebuild()
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove points; returns how many existed."""
+        existing = [pid for pid in dict.fromkeys(ids) if pid in self._slot_of]
+        if existing:
+            self._apply_delete(existing)
+            self._pending.append(("d", existing, None, None))
+            self._maybe_rebuild()
+        return len(existing)
+
+    def rebuild(self) -> None:
+        """Compact live points into a fresh HNSW graph; the buffer and tombstones empty."""
+        start = time.perf_counter()
+        live = np.flatnonzero(self._alive[: self._n])
+        self._buf = np.ascontiguousarray(self._buf[live])
+        self._slot_ids = [self._slot_ids[i] for i in live]
+        self._slot_payloads = [self._slot_payloads[i] for i in live]
+        self._n = self._built = len(live)
+        self._alive = np.ones(self._n, bool)
+        self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids)}
+        self._graph = self._build_graph(self._buf) if self._n else None
+        self._graph_file, self._needs_snapshot = None, True
+        self._masks.clear()
+        logger.info(
+            "built HNSW graph of %r over %d points in %.1fs",
+            self.name,
+            self._n,
+            time.perf_counter() - start,
+        )
+
+    # --- reads --------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """For each row of ``queries`` (Q, dim), up to ``k`` hits, best first.
+
+        Raises:
+            IndexEmptyError: the index holds no points.
+            DataError: bad query shape/values or ``k`` < 1.
+        """
+        check_k(k)
+        q = unit_rows(queries, self.dim)
+        if not self._slot_of:
+            raise IndexEmptyError(f"index {self.name!r} is empty; upsert vectors before searching")
+        allowed = self._allowed(filter)
+        n_graph = int(allowed[: self._built].sum())
+        n_allowed = n_graph + int(allowed[self._built :].sum())
+        if self._graph is None or n_allowed <= k or n_graph < _SELECTIVE_FRACTION * self._built:
+            slots = np.flatnonzero(allowed)
+            cols, scores = exact_top_k(q, self._buf[slots], k)
+            return [self._hits(slots[c], s) for c, s in zip(cols, scores, strict=True)]
+        found = self._graph_search(q, k, allowed, n_graph)
+        buffer = np.flatnonzero(allowed[self._built :]) + self._built
+        if buffer.size:
+            cols, scores = exact_top_k(q, self._buf[buffer], k)
+            found = [
+                _merge(gs, gv, buffer[c], s, k)
+                for (gs, gv), c, s in zip(found, cols, scores, strict=True)
+            ]
+        return [self._hits(slots, scores) for slots, scores in found]
+
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Vectors (N, dim) and payloads of ``ids``, in the order asked.
+
+        Raises:
+            NotFoundError: some ids are not in the index.
+        """
+        missing = [pid for pid in ids if pid not in self._slot_of]
+        if missing:
+            raise NotFoundError(f"{len(missing)} ids not in index {self.name!r}: {missing[:5]}")
+        slots = [self._slot_of[pid] for pid in ids]
+        return self._buf[slots].copy(), [dict(self._slot_payloads[s]) for s in slots]
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of points (matching ``filter`` when given)."""
+        return len(self._slot_of) if not filter else int(self._allowed(filter).sum())
+
+    # --- persistence --------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make every write so far durable: a segment file, or a new base after a rebuild."""
+        if not (self._pending or self._needs_snapshot):
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        if (
+            self._needs_snapshot
+            or self._manifest is None
+            or len(self._manifest["segments"]) >= _MAX_SEGMENTS
+        ):
+            self._write_snapshot()
+        else:
+            self._write_segment()
+        self._pending.clear()
+        self._needs_snapshot = False
+        self._collect_garbage()
+
+    def close(self) -> None:
+        """Flush, then drop the graph."""
+        self.flush()
+        self._graph = None
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _apply_upsert(
+        self, ids: list[str], arr: np.ndarray, payloads: list[dict[str, Any]]
+    ) -> None:
+        for offset, pid in enumerate(ids):
+            old = self._slot_of.get(pid)
+            if old is not None:
+                self._alive[old] = False
+            self._slot_of[pid] = self._n + offset
+        self._buf = append_rows(self._buf, self._n, arr)
+        self._alive = append_rows(self._alive, self._n, np.ones(len(ids), bool))
+        self._slot_ids.extend(ids)
+        self._slot_payloads.extend(payloads)
+        self._n += len(ids)
+        self._masks.clear()
+
+    def _apply_delete(self, ids: list[str]) -> None:
+        for pid in ids:
+            slot = self._slot_of.pop(pid, None)
+            if slot is not None:
+                self._alive[slot] = False
+        self._masks.clear()
+
+    def _maybe_rebuild(self) -> None:
+        dead = self._built - int(self._alive[: self._built].sum())
+        if self._n - self._built > self.buffer_limit or dead > _TOMBSTONE_FRACTION * self._built:
+            self.rebuild()
+
+    def _new_graph(self) -> Any:
+        return nmslib.init(method="hnsw", space="cosinesimil")
+
+    def _build_graph(self, vectors: np.ndarray) -> Any:
+        graph = self._new_graph()
+        graph.addDataPointBatch(vectors, np.arange(len(vectors), dtype=np.int32))
+        params: dict[str, int] = {"M": self.m, "efConstruction": self.ef_construction, "post": 0}
+        if self.num_threads:
+            params["indexThreadQty"] = self.num_threads
+        graph.createIndex(params, print_progress=False)
+        graph.setQueryTimeParams({"efSearch": self.ef_search})
+        return graph
+
+    def _allowed(self, flt: Filter | None) -> np.ndarray:
+        """(n,) bool: live slots whose payload matches ``flt`` (cached until the next write)."""
+        if not flt:
+            return self._alive[: self._n]
+        key = _freeze(flt)
+        mask = self._masks.get(key) if key is not None else None
+        if mask is None:
+            mask = self._alive[: self._n] & filter_mask(self._slot_payloads, flt)
+            if key is not None:
+                if len(self._masks) >= _MAX_CACHED_MASKS:
+                    self._masks.clear()
+                self._masks[key] = mask
+        return mask
+
+    def _graph_search(
+        self, q: np.ndarray, k: int, allowed: np.ndarray, n_graph: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top ``k`` allowed graph slots per query, over-fetching (doubling) past the rest."""
+        built, want = self._built, min(k, n_graph)
+        share = n_graph / built
+        fetch = want if share == 1 else min(built, math.ceil(2 * want / share))
+        found: list[Any] = [None] * len(q)
+        todo, short = list(range(len(q))), []
+        while todo:
+            raw = self._graph.knnQueryBatch(q[todo], k=fetch, num_threads=self.num_threads)
+            retry = []
+            for qi, (slots, dists) in zip(todo, raw, strict=True):
+                if share < 1:
+                    keep = allowed[slots]
+                    slots, dists = slots[keep], dists[keep]
+                if len(slots) >= want:
+                    found[qi] = (slots[:want], 1.0 - dists[:want])
+                else:
+                    (short if fetch >= built else retry).append(qi)
+            todo, fetch = retry, min(built, fetch * 2)
+        if short:  # HNSW may return fewer than all points even when asked for all of them
+            slots = np.flatnonzero(allowed[:built])
+            cols, scores = exact_top_k(q[short], self._buf[slots], want)
+            for qi, c, s in zip(short, cols, scores, strict=True):
+                found[qi] = (slots[c], s)
+        return found
+
+    def _hits(self, slots: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        ids, payloads = self._slot_ids, self._slot_payloads
+        return [
+            Hit(id=ids[s], score=float(v), payload=dict(payloads[s]))
+            for s, v in zip(slots.tolist(), scores.tolist(), strict=True)
+        ]
+
+    def _write_snapshot(self) -> None:
+        gen = self._manifest["gen"] + 1 if self._manifest else 1
+        base = f"base-{gen:06d}.npz"
+        meta = {"ids": self._slot_ids, "payloads": self._slot_payloads, "built": self._built}
+        vectors, alive = self._buf[: self._n], self._alive[: self._n]
+        atomic_write(self.path / base, lambda fh: write_npz(fh, vectors, meta, alive=alive))
+        if self._graph is not None and self._graph_file is None:
+            self._graph_file = f"graph-{gen:06d}.hnsw"
+            tmp = self.path / f".{self._graph_file}.tmp"
+            self._graph.saveIndex(str(tmp), save_data=False)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path / self._graph_file)
+        self._commit({"gen": gen, "base": base, "graph": self._graph_file, "segments": []})
+
+    def _write_segment(self) -> None:
+        assert self._manifest is not None
+        gen, segments = self._manifest["gen"], self._manifest["segments"]
+        name = f"seg-{gen:06d}-{len(segments) + 1:06d}.npz"
+        ops: list[list[Any]] = []
+        meta: dict[str, Any] = {"ops": ops, "ids": [], "payloads": []}
+        vectors = []
+        for kind, ids, arr, payloads in self._pending:
+            ops.append([kind, len(ids) if kind == "u" else ids])
+            if kind == "u":
+                meta["ids"] += ids
+                meta["payloads"] += payloads
+                vectors.append(arr)
+        stacked = np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32)
+        atomic_write(self.path / name, lambda fh: write_npz(fh, stacked, meta))
+        self._commit({**self._manifest, "segments": [*segments, name]})
+
+    def _commit(self, state: dict[str, Any]) -> None:
+        manifest = {"format": _FORMAT, "name": self.name, "dim": self.dim, **state}
+        manifest |= {"space": "cosinesimil", "m": self.m, "ef_construction": self.ef_construction}
+        fsync_dir(self.path)
+        blob = json.dumps(manifest, indent=1).encode("utf-8")
+        atomic_write(self.path / _MANIFEST, lambda fh: fh.write(blob))
+        self._manifest = manifest
+
+    def _collect_garbage(self) -> None:
+        """Delete files of older generations and temporaries no manifest refers to."""
+        assert self._manifest is not None
+        keep = {self._manifest["base"], self._manifest["graph"], *self._manifest["segments"]}
+        for file in self.path.iterdir():
+            if file.name.startswith(_OWN_PREFIXES) and file.name not in keep:
+                file.unlink(missing_ok=True)
+
+    def _load(self) -> None:
+        try:
+            manifest = json.loads((self.path / _MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {self.path / _MANIFEST}: {exc}") from exc
+        if manifest.get("dim") != self.dim:
+            raise ConfigError(
+                f"index at {self.path} holds {manifest.get('dim')}-d vectors but {self.dim}-d "
+                "were requested; use the model that built it or a new path"
+            )
+        vectors, meta, arrays = read_npz(self.path / manifest["base"])
+        self._apply_upsert(meta["ids"], vectors, meta["payloads"])
+        self._alive[: self._n] = arrays["alive"]
+        self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids) if self._alive[i]}
+        self._built = meta["built"]
+        if manifest["graph"]:
+            self._graph = self._new_graph()
+            self._graph.addDataPointBatch(self._buf[: self._built], np.arange(self._built))
+            self._graph.loadIndex(str(self.path / manifest["graph"]), load_data=False)
+            self._graph.setQueryTimeParams({"efSearch": self.ef_search})
+        for segment in manifest["segments"]:
+            self._replay(self.path / segment)
+        self._manifest, self._graph_file = manifest, manifest["graph"]
+        logger.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
+
+    def _replay(self, file: Path) -> None:
+        vectors, meta, _ = read_npz(file)
+        cursor = 0
+        for kind, arg in meta["ops"]:
+            if kind == "u":
+                end = cursor + arg
+                ids, payloads = meta["ids"][cursor:end], meta["payloads"][cursor:end]
+                self._apply_upsert(ids, vectors[cursor:end], payloads)
+                cursor = end
+            else:
+                self._apply_delete(arg)
+
+
+def _merge(
+    g_slots: np.ndarray, g_scores: np.ndarray, b_slots: np.ndarray, b_scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of graph and buffer results, by score then slot (insertion order)."""
+    slots = np.concatenate([g_slots, b_slots])
+    scores = np.concatenate([g_scores, b_scores])
+    order = np.lexsort((slots, -scores))[:k]
+    return slots[order], scores[order]
+
+
+def _freeze(flt: Filter) -> Any:
+    """Hashable form of a filter for the mask cache, or None when a value is unhashable."""
+    try:
+        key = frozenset(
+            (k, frozenset(v) if isinstance(v, list | tuple | set | frozenset) else v)
+            for k, v in flt.items()
+        )
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -1,0 +1,250 @@
+"""Qdrant backend: one collection per model, cosine distance, keyword payload indexes.
+
+Works against a server (``QdrantClient(url=...)``) or qdrant-client's local mode
+(``QdrantClient(path=...)`` / ``":memory:"``), which searches exactly and ignores payload
+indexes and optimizer settings; those calls are skipped there.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
+from embplat.retrieval.base import Filter, Hit, check_k, prepare_upsert, unit_rows
+
+logger = logging.getLogger(__name__)
+
+#: Payload fields filtered on by the platform (kNN vote by split, search by class or kind).
+INDEXED_FIELDS = ("class", "split", "kind")
+#: Qdrant's documented default for ``optimizers_config.indexing_threshold`` (kB of vectors).
+_DEFAULT_INDEXING_THRESHOLD = 10_000
+
+
+class QdrantIndex:
+    """A Qdrant collection behind the :class:`~embplat.retrieval.base.VectorIndex` protocol.
+
+    Point ids must be canonical UUID strings (as :func:`~embplat.retrieval.base.point_id`
+    makes), since Qdrant accepts only UUIDs or integers and echoes UUIDs back canonically.
+
+    Args:
+        name: collection name; created with cosine distance when missing.
+        dim: vector dimension.
+        client: a connected client (server or local mode).
+        upload_batch: points per upsert request.
+        owns_client: close ``client`` in :meth:`close` (set when the index created it).
+
+    Raises:
+        ConfigError: the collection exists with another dimension or distance.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        client: QdrantClient,
+        upload_batch: int = 128,
+        owns_client: bool = False,
+    ) -> None:
+        self.name, self.dim, self.client = name, dim, client
+        self.upload_batch, self.owns_client = upload_batch, owns_client
+        opts = client.init_options
+        self.local = opts.get("location") == ":memory:" or opts.get("path") is not None
+        self._saved_threshold: int | None = None
+        if client.collection_exists(name):
+            self._check_collection()
+        else:
+            client.create_collection(
+                name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+            )
+            logger.info("created Qdrant collection %r (%d-d, cosine)", name, dim)
+        self._ensure_payload_indexes()
+
+    def upsert(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert or replace points, ``upload_batch`` at a time, waiting for each batch."""
+        ids, arr, payloads = prepare_upsert(ids, vectors, payloads, self.dim)
+        bad = [pid for pid in ids if not _is_canonical_uuid(pid)]
+        if bad:
+            raise DataError(
+                f"Qdrant point ids must be canonical UUID strings (see point_id()); got {bad[:3]}"
+            )
+        for start in range(0, len(ids), self.upload_batch):
+            stop = start + self.upload_batch
+            batch = models.Batch(
+                ids=list(ids[start:stop]),
+                vectors=arr[start:stop].tolist(),
+                payloads=payloads[start:stop],
+            )
+            self.client.upsert(self.name, points=batch, wait=True)
+
+    def search(self, queries: np.ndarray, k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """For each row of ``queries`` (Q, dim), up to ``k`` hits, best first.
+
+        Raises:
+            IndexEmptyError: the collection holds no points.
+            DataError: bad query shape/values, ``k`` < 1, or an unsupported filter value.
+        """
+        check_k(k)
+        q = unit_rows(queries, self.dim)
+        if self.count() == 0:
+            raise IndexEmptyError(
+                f"Qdrant collection {self.name!r} is empty; upsert vectors before searching"
+            )
+        qfilter = to_qdrant_filter(filter)
+        requests = [
+            models.QueryRequest(query=row.tolist(), limit=k, filter=qfilter, with_payload=True)
+            for row in q
+        ]
+        responses = self.client.query_batch_points(self.name, requests=requests)
+        return [
+            [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points]
+            for r in responses
+        ]
+
+    def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Vectors (N, dim) and payloads of ``ids``, in the order asked.
+
+        Raises:
+            NotFoundError: some ids are not in the collection.
+        """
+        records = self._retrieve(ids, with_vectors=True)
+        missing = [pid for pid in ids if pid not in records]
+        if missing:
+            raise NotFoundError(f"{len(missing)} ids not in collection {self.name!r}: {missing[:5]}")
+        vectors = np.asarray([records[pid].vector for pid in ids], dtype=np.float32)
+        return vectors.reshape(len(ids), self.dim), [dict(records[p].payload or {}) for p in ids]
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove points; returns how many existed."""
+        existing = list(self._retrieve(ids, with_vectors=False))
+        if existing:
+            selector = models.PointIdsList(points=list(existing))
+            self.client.delete(self.name, points_selector=selector, wait=True)
+        return len(existing)
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of points (matching ``filter`` when given), counted exactly."""
+        flt = to_qdrant_filter(filter)
+        return self.client.count(self.name, count_filter=flt, exact=True).count
+
+    def flush(self) -> None:
+        """Nothing to do: every upsert already waited for Qdrant to apply it."""
+
+    def close(self) -> None:
+        """Close the client when this index owns it."""
+        if self.owns_client:
+            self.client.close()
+
+    def set_alias(self, alias: str) -> None:
+        """Point ``alias`` at this collection, atomically replacing where it pointed before."""
+        ops: list[Any] = []
+        if any(a.alias_name == alias for a in self.client.get_aliases().aliases):
+            ops.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        create = models.CreateAlias(collection_name=self.name, alias_name=alias)
+        ops.append(models.CreateAliasOperation(create_alias=create))
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+        logger.info("alias %r now points at collection %r", alias, self.name)
+
+    def defer_indexing(self) -> None:
+        """Stop HNSW indexing (``indexing_threshold=0``) for a bulk load, as Qdrant advises."""
+        if self.local:
+            logger.debug("local Qdrant has no HNSW optimizer; defer_indexing is a no-op")
+            return
+        current = self.client.get_collection(self.name).config.optimizer_config
+        if current.indexing_threshold:
+            self._saved_threshold = current.indexing_threshold
+        self._set_indexing_threshold(0)
+
+    def restore_indexing(self) -> None:
+        """Re-enable indexing with the threshold saved by :meth:`defer_indexing`."""
+        if self.local:
+            logger.debug("local Qdrant has no HNSW optimizer; restore_indexing is a no-op")
+            return
+        self._set_indexing_threshold(self._saved_threshold or _DEFAULT_INDEXING_THRESHOLD)
+
+    def _set_indexing_threshold(self, value: int) -> None:
+        diff = models.OptimizersConfigDiff(indexing_threshold=value)
+        self.client.update_collection(self.name, optimizers_config=diff)
+        logger.info("collection %r: indexing_threshold=%d", self.name, value)
+
+    def _check_collection(self) -> None:
+        params = self.client.get_collection(self.name).config.params.vectors
+        if not isinstance(params, models.VectorParams):
+            raise ConfigError(
+                f"Qdrant collection {self.name!r} uses named vectors; this platform needs a "
+                "single unnamed vector: delete it or choose another collection name"
+            )
+        if params.size != self.dim:
+            raise ConfigError(
+                f"Qdrant collection {self.name!r} holds {params.size}-d vectors but the model "
+                f"produces {self.dim}-d ones; use another collection name or delete it"
+            )
+        if params.distance != models.Distance.COSINE:
+            raise ConfigError(
+                f"Qdrant collection {self.name!r} uses {params.distance.value} distance, not "
+                "Cosine; delete it or choose another collection name"
+            )
+
+    def _ensure_payload_indexes(self) -> None:
+        if self.local:
+            logger.debug("local Qdrant ignores payload indexes; not creating them")
+            return
+        for field in INDEXED_FIELDS:
+            self.client.create_payload_index(
+                self.name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
+            )
+
+    def _retrieve(self, ids: Sequence[str], *, with_vectors: bool) -> dict[str, Any]:
+        wanted = [pid for pid in dict.fromkeys(ids) if _is_canonical_uuid(pid)]
+        if not wanted:
+            return {}
+        records = self.client.retrieve(
+            self.name, ids=wanted, with_payload=True, with_vectors=with_vectors
+        )
+        return {str(r.id): r for r in records}
+
+
+def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
+    """Translate a platform filter (field -> value or list of values) to a Qdrant filter.
+
+    Raises:
+        DataError: a value is not a string, integer or bool (or a list of them).
+    """
+    if not flt:
+        return None
+    conditions = []
+    for key, want in flt.items():
+        if isinstance(want, list | tuple | set | frozenset):
+            values = list(want)
+            _check_match_values(key, values)
+            match: Any = models.MatchAny(any=values)
+        else:
+            _check_match_values(key, [want])
+            match = models.MatchValue(value=want)
+        conditions.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=conditions)
+
+
+def _check_match_values(key: str, values: list[Any]) -> None:
+    for value in values:
+        if not isinstance(value, str | int):
+            raise DataError(
+                f"filter on {key!r} has value {value!r}; Qdrant matches only strings, "
+                "integers and booleans"
+            )
+
+
+def _is_canonical_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False

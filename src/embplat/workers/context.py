@@ -1,0 +1,61 @@
+"""Build the explicit ``Context`` from ``Settings`` (shared by the CLI and Celery workers)."""
+
+from __future__ import annotations
+
+import functools
+
+from embplat.catalog.db import ensure_schema, make_engine, session_factory
+from embplat.config import Settings
+from embplat.models.encoders import TorchImageEncoder, get_encoder
+from embplat.pipelines.context import Context, EmbedOptions, IngestOptions
+from embplat.retrieval import VectorIndex, open_index
+
+
+def build_context(settings: Settings) -> Context:
+    """Open the catalog (bringing an SQLite schema to head) and wire index and encoder.
+
+    Raises:
+        ServiceUnavailableError: the catalog does not answer or needs ``platform db upgrade``.
+    """
+    engine = make_engine(settings.catalog_url)
+    ensure_schema(engine, auto_upgrade=engine.dialect.name == "sqlite")
+    backend = settings.index_backend
+
+    def opener(name: str, dim: int) -> VectorIndex:
+        q, ix = settings.qdrant, settings.index
+        return open_index(
+            backend,
+            name=name,
+            dim=dim,
+            root=settings.home / "index",
+            qdrant_url=q.url,
+            qdrant_api_key=q.api_key,
+            qdrant_path=settings.qdrant_path,
+            hnsw_m=ix.hnsw_m,
+            ef_construction=ix.ef_construction,
+            ef_search=ix.ef_search,
+            buffer_limit=ix.buffer_limit,
+            upload_batch=q.upload_batch,
+        )
+
+    @functools.cache
+    def encoder() -> TorchImageEncoder:
+        e = settings.embed
+        return get_encoder(e.encoder, weights=e.weights, image_size=e.image_size, device=e.device)
+
+    return Context(
+        sessions=session_factory(engine),
+        open_index=opener,
+        make_encoder=encoder,
+        backend=backend,
+        embed=EmbedOptions(
+            batch_size=settings.embed.batch_size,
+            num_workers=settings.embed.num_workers,
+            commit_every=settings.ingest.batch_size,
+        ),
+        ingest=IngestOptions(
+            valid_fraction=settings.ingest.valid_fraction,
+            max_pixels=settings.ingest.max_pixels,
+            batch_size=settings.ingest.batch_size,
+        ),
+    )

@@ -1,0 +1,167 @@
+"""Shared fixtures: a tiny AwA2-layout Fashion-MNIST tree and a set of bad or unusual images.
+
+Image builders are plain functions here (tests/ is not a package, so a helper module would
+need a ``pythonpath`` setting); tests reach them through the ``imagefactory`` fixture rather
+than importing conftest. The expensive bytes are cached once per session.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
+
+FMNIST_FILES = [
+    DEFAULT_FMNIST_DIR / f"{prefix}-{kind}-ubyte.gz"
+    for prefix in ("train", "t10k")
+    for kind in ("images-idx3", "labels-idx1")
+]
+BOMB_SIDE = 20_000
+
+
+def require_fmnist() -> None:
+    """Skip the calling test when the Debian Fashion-MNIST files are not installed."""
+    missing = [str(path) for path in FMNIST_FILES if not path.is_file()]
+    if missing:
+        pytest.skip(
+            f"Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): {missing}"
+        )
+
+
+@functools.cache
+def photo(name: str, width: int, height: int) -> Image.Image:
+    """A real photo from ``skimage.data`` (e.g. "chelsea"), resized to width x height, RGB."""
+    import skimage.data
+
+    array = getattr(skimage.data, name)()
+    return Image.fromarray(array).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
+    """Encode ``img`` in memory with Pillow."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def bomb_png() -> bytes:
+    """A valid all-black 20000x20000 1-bit PNG: 400 Mpx that compresses to ~50 KB."""
+    row = 1 + BOMB_SIDE // 8  # filter byte + packed bits
+    header = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 1, 0, 0, 0, 0)
+    pixels = zlib.compress(bytes(row * BOMB_SIDE), 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", pixels)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def palette_with_transparency() -> Image.Image:
+    """A quantised photo (P mode) whose left half uses a palette entry marked transparent."""
+    img = photo("coffee", 64, 40).quantize(colors=32)
+    pixels = np.asarray(img).copy()
+    pixels[:, :32] = 31  # index 31 becomes the transparent entry
+    out = Image.fromarray(pixels, mode="P")
+    out.putpalette(img.getpalette())
+    out.info["transparency"] = 31
+    return out
+
+
+def rgba_with_hole() -> Image.Image:
+    """The astronaut photo with a fully transparent top half and opaque bottom half."""
+    rgba = photo("astronaut", 48, 48).convert("RGBA")
+    alpha = np.full((48, 48), 255, dtype=np.uint8)
+    alpha[:24] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    return rgba
+
+
+def gray16() -> Image.Image:
+    """A 16-bit ("I;16") greyscale photo spanning most of the 16-bit range."""
+    grey = np.asarray(photo("astronaut", 48, 48).convert("L"), dtype=np.uint16)
+    return Image.fromarray(grey * 257)
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 60x40 stored JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(photo("chelsea", 60, 40), "JPEG", quality=95, exif=exif)
+
+
+def bad_image_bytes() -> dict[str, tuple[str, bytes]]:
+    """name -> (file name, bytes) for every bad or unusual image the fixture writes."""
+    good = encode(photo("coffee", 64, 43), "JPEG", quality=90)
+    cmyk = photo("chelsea", 48, 32).convert("CMYK")
+    return {
+        "good_jpeg": ("coffee.jpg", good),
+        "truncated_jpeg": ("truncated.jpg", good[: len(good) // 2]),
+        "zero_byte": ("empty.jpg", b""),
+        "text_as_jpg": ("notes.jpg", b"this is a text file, not a JPEG\n"),
+        "bomb_png": ("bomb.png", bomb_png()),
+        "cmyk_jpeg": ("cmyk.jpg", encode(cmyk, "JPEG", quality=95)),
+        "gray16_png": ("gray16.png", encode(gray16(), "PNG")),
+        "palette_transparent_png": ("palette.png", encode(palette_with_transparency(), "PNG")),
+        "rgba_png": ("rgba.png", encode(rgba_with_hole(), "PNG")),
+        "la_png": ("la.png", encode(rgba_with_hole().convert("LA"), "PNG")),
+        "gray_png": ("gray.png", encode(photo("astronaut", 48, 48).convert("L"), "PNG")),
+        "bilevel_png": ("bilevel.png", encode(photo("astronaut", 48, 48).convert("1"), "PNG")),
+        "exif_rotated_jpeg": ("rotated.jpg", exif_rotated_jpeg()),
+        "unicode_name": ("zèbre_ü.jpg", good),
+        "duplicate_a": ("copy_a.jpg", good),
+        "duplicate_b": ("copy_b.jpg", good),
+    }
+
+
+@pytest.fixture
+def bad_images(tmp_path: Path) -> dict[str, Path]:
+    """Write the bad/unusual images of :func:`bad_image_bytes` into ``tmp_path/images``."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths: dict[str, Path] = {}
+    for name, (file_name, data) in bad_image_bytes().items():
+        paths[name] = folder / file_name
+        paths[name].write_bytes(data)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def fmnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny AwA2-layout Fashion-MNIST tree (12 per class, unseen: sandal, shirt).
+
+    Returns:
+        The ``JPEGImages`` folder; classes.txt and the split files lie in its parent.
+    """
+    require_fmnist()
+    out = tmp_path_factory.mktemp("fmnist")
+    return build_fashion_mnist(out, per_class=12, unseen=("sandal", "shirt"))
+
+
+@pytest.fixture(scope="session")
+def imagefactory() -> SimpleNamespace:
+    """The builders above, for tests that need the originals to compare against.
+
+    Attributes: ``photo(name, width, height)``, ``encode(img, fmt, **params)``, ``gray16()``,
+    ``bomb_side``.
+    """
+    return SimpleNamespace(photo=photo, encode=encode, gray16=gray16, bomb_side=BOMB_SIDE)
