@@ -85,7 +85,8 @@ def known_files(*, session: Session, paths: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(paths), 500):
         chunk = paths[start : start + 500]
-        out.update(session.execute(select(Image.path, Image.nbytes).where(Image.path.in_(chunk))))
+        rows = session.execute(select(Image.path, Image.nbytes).where(Image.path.in_(chunk)))
+        out.update((path, size) for path, size in rows)
     return out
 
 

@@ -117,7 +117,9 @@ class QdrantIndex:
         records = self._retrieve(ids, with_vectors=True)
         missing = [pid for pid in ids if pid not in records]
         if missing:
-            raise NotFoundError(f"{len(missing)} ids not in collection {self.name!r}: {missing[:5]}")
+            raise NotFoundError(
+                f"{len(missing)} ids not in collection {self.name!r}: {missing[:5]}"
+            )
         vectors = np.asarray([records[pid].vector for pid in ids], dtype=np.float32)
         return vectors.reshape(len(ids), self.dim), [dict(records[p].payload or {}) for p in ids]
 

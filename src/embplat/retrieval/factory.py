@@ -1,0 +1,121 @@
+"""Open a vector index by backend name; backends (and their optional deps) load lazily."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from embplat.errors import ConfigError, ServiceUnavailableError
+from embplat.retrieval.base import VectorIndex
+
+BACKENDS = ("exact", "nmslib", "qdrant")
+
+
+def collection_name(model_key: str) -> str:
+    """Index/collection name for a model: ``embplat_`` + the key lowercased, runs of
+    characters outside ``[a-z0-9_]`` replaced by one underscore.
+
+    Raises:
+        ConfigError: nothing usable is left of ``model_key``.
+    """
+    slug = re.sub(r"[^a-z0-9_]+", "_", model_key.lower()).strip("_")
+    if not slug:
+        raise ConfigError(f"model key {model_key!r} has no letters or digits to name an index")
+    return f"embplat_{slug}"
+
+
+def open_index(
+    backend: str,
+    *,
+    name: str,
+    dim: int,
+    root: Path,
+    qdrant_url: str | None = None,
+    qdrant_api_key: str | None = None,
+    qdrant_path: Path | None = None,
+    hnsw_m: int = 16,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    buffer_limit: int = 2048,
+    upload_batch: int = 128,
+) -> VectorIndex:
+    """Open (creating when missing) the index ``name`` of ``dim``-d vectors.
+
+    Args:
+        backend: ``exact`` or ``nmslib`` (stored under ``root/name``), or ``qdrant``
+            (server at ``qdrant_url``, else local mode in ``qdrant_path``).
+        name: index / collection name, e.g. from :func:`collection_name`.
+        dim: vector dimension.
+        root: folder holding the file-based indexes.
+        qdrant_url: Qdrant server URL; wins over ``qdrant_path``.
+        qdrant_api_key: API key for the server.
+        qdrant_path: folder for qdrant-client's embedded local mode.
+        hnsw_m: nmslib HNSW ``M``.
+        ef_construction: nmslib HNSW ``efConstruction``.
+        ef_search: nmslib HNSW ``efSearch``.
+        buffer_limit: nmslib exact-buffer size that triggers a graph rebuild.
+        upload_batch: Qdrant points per upsert request.
+
+    Raises:
+        ConfigError: unknown backend, or ``qdrant`` with neither URL nor path.
+    """
+    if backend == "exact":
+        from embplat.retrieval.exact import ExactIndex
+
+        return ExactIndex(name, dim, path=Path(root) / name)
+    if backend == "nmslib":
+        from embplat.retrieval.nmslib_index import NmslibIndex
+
+        return NmslibIndex(
+            name,
+            dim,
+            Path(root) / name,
+            m=hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            buffer_limit=buffer_limit,
+        )
+    if backend == "qdrant":
+        return _open_qdrant(name, dim, qdrant_url, qdrant_api_key, qdrant_path, upload_batch)
+    raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _open_qdrant(
+    name: str,
+    dim: int,
+    url: str | None,
+    api_key: str | None,
+    path: Path | None,
+    upload_batch: int,
+) -> VectorIndex:
+    from qdrant_client import QdrantClient
+    from qdrant_client.http.exceptions import ResponseHandlingException
+
+    from embplat.retrieval.qdrant_index import QdrantIndex
+
+    if url:
+        client = QdrantClient(url=url, api_key=api_key)
+    elif path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as exc:  # the folder is locked by another client
+            raise ServiceUnavailableError(
+                f"local Qdrant folder {path} is in use by another process ({exc}); "
+                "stop it or run a Qdrant server"
+            ) from exc
+    else:
+        raise ConfigError(
+            "the qdrant backend needs a server URL (EMBPLAT_QDRANT_URL) or a local folder "
+            "(EMBPLAT_QDRANT_PATH)"
+        )
+    try:
+        return QdrantIndex(name, dim, client, upload_batch=upload_batch, owns_client=True)
+    except ResponseHandlingException as exc:
+        client.close()
+        raise ServiceUnavailableError(
+            f"Qdrant at {url} did not answer ({exc}); start it or unset EMBPLAT_QDRANT_URL"
+        ) from exc
+    except BaseException:
+        client.close()
+        raise

@@ -1,0 +1,155 @@
+"""Local mode end to end on real Fashion-MNIST images and the real EfficientNet-Lite0 weights."""
+
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from embplat.catalog import repo
+from embplat.catalog.models import Embedding, Image
+from embplat.errors import DataError, IndexEmptyError
+from embplat.ingest.fashion_mnist import build_fashion_mnist
+from embplat.pipelines.evaluate import evaluate_split
+from embplat.pipelines.ingest import enrol_class, ingest_tree
+from embplat.pipelines.query import classify, search_by_image
+
+pytestmark = pytest.mark.slow
+
+
+def _files(root):
+    return sorted(p for p in root.rglob("*.jpg"))
+
+
+def _consistent(ctx):
+    """Catalog embeddings and index points agree, and nothing is duplicated."""
+    space = ctx.space()
+    with ctx.sessions() as s:
+        recorded = s.scalar(select(func.count()).select_from(Embedding)
+                            .where(Embedding.collection_id == space.collection_id))
+        images = s.scalar(select(func.count()).select_from(Image))
+    assert space.index.count(None) == recorded
+    return recorded, images
+
+
+def test_ingest_is_complete_split_and_idempotent(context_factory, tree_copy):
+    ctx = context_factory("nmslib")
+    first = ingest_tree(ctx, tree_copy)
+    n = len(_files(tree_copy))
+    assert (first.layout, first.scanned, first.added, first.embedded) == ("awa2", n, n, n)
+    assert first.skipped == []
+    with ctx.sessions() as s:
+        counts = {c.name: (c.role, split) for c, split in repo.class_counts(session=s)}
+    assert counts["sandal"][0] == "unseen" and set(counts["sandal"][1]) == {"test"}
+    assert counts["coat"][0] == "seen" and "test" not in counts["coat"][1]
+    assert sum(v[1].get("valid", 0) for v in counts.values()) > 0  # hash split gives valid images
+    again = ingest_tree(ctx, tree_copy)
+    assert (again.added, again.already, again.embedded) == (0, n, 0)
+    assert _consistent(ctx) == (n, n)
+
+
+def test_bad_files_are_skipped_and_reported(context_factory, tree_copy, bad_images):
+    coat = tree_copy / "coat"
+    broken = ["truncated_jpeg", "zero_byte", "text_as_jpg", "bomb_png"]
+    odd = ["cmyk_jpeg", "gray16_png", "palette_transparent_png", "rgba_png", "gray_png",
+           "exif_rotated_jpeg"]
+    for name in broken + odd:
+        shutil.copy(bad_images[name], coat / bad_images[name].name)
+    unicode_file = coat / bad_images["unicode_name"].name
+    shutil.copy(bad_images["unicode_name"], unicode_file)
+    shutil.copy(bad_images["unicode_name"], coat / "dup_b.jpg")  # same bytes, other name
+    ctx = context_factory("exact", **{"ingest.max_pixels": 10_000_000})
+    result = ingest_tree(ctx, tree_copy)
+    skipped = dict(result.skipped)
+    assert {str(coat / bad_images[n].name) for n in broken} <= set(skipped)
+    assert skipped[str(unicode_file)] == "duplicate content of " + str(coat / "dup_b.jpg")
+    assert all(str(coat / bad_images[n].name) not in skipped for n in odd)
+    files = sum(1 for p in tree_copy.rglob("*") if p.is_file())
+    assert result.embedded == result.added == files - len(skipped)
+    assert _consistent(ctx)[0] == result.added
+
+
+def test_classify_search_and_enrol_a_new_class(context_factory, tmp_path, tree_copy,
+                                               fmnist_queries):
+    fmnist_root = tree_copy
+    shutil.rmtree(tree_copy / "bag")  # bag arrives later, enrolled without retraining
+    ctx = context_factory("nmslib")
+    with pytest.raises(IndexEmptyError, match="platform ingest"):
+        classify(ctx, [next(iter(_files(fmnist_queries)))])
+    result = ingest_tree(ctx, tree_copy)
+    assert any("bag" in w and "classes.txt" in w for w in result.warnings), result.warnings
+    seen = [p for p in _files(fmnist_queries)
+            if p.parent.name not in {"sandal", "shirt", "bag"}]
+    preds = classify(ctx, seen, k=5)
+    accuracy = sum(p.label == q.parent.name for p, q in zip(preds, seen)) / len(seen)
+    assert accuracy >= 0.6, accuracy  # 7 classes; chance is ~0.14
+    p = preds[0]
+    assert len(p.neighbours) == 5 and p.neighbours[0].score >= p.neighbours[-1].score
+    assert 0 < p.confidence <= 1 and p.tallies[p.label] == max(p.tallies.values())
+    assert all(n.label not in {"sandal", "shirt"} for q in preds for n in q.neighbours)
+
+    hits, notes = search_by_image(ctx, fmnist_root / "coat" / "coat_00001.jpg", k=3)
+    assert hits[0].path.endswith("coat_00001.jpg") and hits[0].score == pytest.approx(1, abs=1e-3)
+    assert notes == []
+
+    many = classify(ctx, seen[:1], k=10_000)[0]
+    assert many.k == ctx.space().index.count({"kind": "image", "split": "train"})
+    assert "larger than" in many.notes[0]
+
+    bag_query = fmnist_queries / "bag" / "bag_00001.jpg"
+    assert classify(ctx, [bag_query], k=5)[0].label != "bag"  # not enrolled yet
+    bags = build_fashion_mnist(tmp_path / "bags", per_class=15, classes=["bag"], offset=100)
+    enrolled = enrol_class(ctx, "bag", bags / "bag")
+    assert enrolled.embedded == 15
+    assert classify(ctx, [bag_query], k=5)[0].label == "bag"
+
+
+def test_query_errors_name_the_problem(context_factory, fmnist_root, tmp_path):
+    ctx = context_factory("exact")
+    ingest_tree(ctx, fmnist_root)
+    with pytest.raises(DataError, match="nope.jpg does not exist"):
+        classify(ctx, [tmp_path / "nope.jpg"])
+    with pytest.raises(DataError, match="--k must be at least 1"):
+        classify(ctx, [fmnist_root / "coat" / "coat_00001.jpg"], k=0)
+    with pytest.raises(DataError, match="does not exist"):
+        enrol_class(ctx, "x", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("backend", ["exact", "nmslib", "qdrant"])
+def test_evaluate_through_each_backend(context_factory, fmnist_root, backend):
+    ctx = context_factory(backend)
+    ingest_tree(ctx, fmnist_root)
+    m = evaluate_split(ctx, split="valid", k=5)
+    assert m["queries"] > 0 and m["references"] > m["queries"]
+    assert m["accuracy"] > 0.5 and m["precision_at_1"] > 0.5  # 8 seen classes: chance 0.125
+    assert 0 < m["mean_average_precision_at_r"] <= m["r_precision"] + 1e-9 or \
+        m["mean_average_precision_at_r"] <= 1
+    assert set(m["per_class"]) <= {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                   "sneaker", "bag", "ankle+boot"}
+    unseen = evaluate_split(ctx, split="test", reference="test", k=3)
+    assert set(unseen["per_class"]) <= {"sandal", "shirt"} and unseen["queries"] == 24
+
+
+def test_crash_mid_embedding_leaves_catalog_and_index_consistent(context_factory, fmnist_root,
+                                                                  monkeypatch):
+    ctx = context_factory("nmslib", **{"ingest.batch_size": 32})
+    index = ctx.space().index
+    real_upsert, calls = index.upsert, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return real_upsert(*args, **kwargs)
+
+    monkeypatch.setattr(index, "upsert", flaky)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ingest_tree(ctx, fmnist_root)
+    recorded, images = _consistent(ctx)
+    assert 0 < recorded < images
+    monkeypatch.setattr(index, "upsert", real_upsert)
+    result = ingest_tree(ctx, fmnist_root)
+    assert result.added == 0 and result.embedded == images - recorded
+    assert _consistent(ctx) == (images, images)
+    with ctx.sessions() as s:
+        states = [j.state for j in repo.list_jobs(session=s)]
+    assert states == ["succeeded", "failed"]
