@@ -165,3 +165,10 @@ def imagefactory() -> SimpleNamespace:
     ``bomb_side``.
     """
     return SimpleNamespace(photo=photo, encode=encode, gray16=gray16, bomb_side=BOMB_SIDE)
+
+
+@pytest.fixture(scope="session")
+def fmnist_queries(tmp_path_factory, fmnist_root):
+    """Fashion-MNIST *test-set* images, never ingested: 3 per class."""
+    out = tmp_path_factory.mktemp("queries")
+    return build_fashion_mnist(out, per_class=3, source="test")

@@ -48,8 +48,16 @@ def test_server_mode_refuses_an_old_schema_with_the_command_to_run(catalog_url):
 
 
 def _image(sha: str, class_id: int, path: str = "") -> dict:
-    return {"sha256": sha, "path": path or f"/x/{sha}.jpg", "class_id": class_id, "split": "train",
-            "width": 4, "height": 4, "mode": "RGB", "nbytes": 10}
+    return {
+        "sha256": sha,
+        "path": path or f"/x/{sha}.jpg",
+        "class_id": class_id,
+        "split": "train",
+        "width": 4,
+        "height": 4,
+        "mode": "RGB",
+        "nbytes": 10,
+    }
 
 
 def test_inserts_are_idempotent(sessions):
@@ -59,8 +67,13 @@ def test_inserts_are_idempotent(sessions):
         assert ids == again
         assert repo.get_class(session=s, name="dog").role == "unseen"  # first write wins
         assert repo.add_images(session=s, records=[_image("a" * 64, ids["cat"])]) == 1
-        assert repo.add_images(session=s, records=[_image("a" * 64, ids["cat"], "/other.jpg"),
-                                                   _image("b" * 64, ids["dog"])]) == 1
+        assert (
+            repo.add_images(
+                session=s,
+                records=[_image("a" * 64, ids["cat"], "/other.jpg"), _image("b" * 64, ids["dog"])],
+            )
+            == 1
+        )
         assert repo.count_images(session=s) == 2
 
 
@@ -68,16 +81,23 @@ def test_pending_embeddings_shrink_as_points_are_recorded(sessions):
     with transaction(sessions) as s:
         cid = repo.ensure_classes(session=s, names=["cat"])["cat"]
         repo.add_images(session=s, records=[_image(c * 64, cid) for c in "abc"])
-        model = repo.ensure_model(session=s, name="m", encoder="e", weights="w", dim=4,
-                                  image_size=8, config={})
-        coll = repo.ensure_collection(session=s, name="embplat_m", model_id=model.id,
-                                      backend="exact", dim=4)
+        model = repo.ensure_model(
+            session=s, name="m", encoder="e", weights="w", dim=4, image_size=8, config={}
+        )
+        coll = repo.ensure_collection(
+            session=s, name="embplat_m", model_id=model.id, backend="exact", dim=4
+        )
         pending = repo.pending_image_ids(session=s, collection_id=coll.id)
         assert len(pending) == 3
-        assert repo.add_embeddings(session=s, collection_id=coll.id,
-                                   points=[(pending[0], "p0"), (pending[1], "p1")]) == 2
-        assert repo.add_embeddings(session=s, collection_id=coll.id,
-                                   points=[(pending[0], "p0")]) == 0
+        assert (
+            repo.add_embeddings(
+                session=s, collection_id=coll.id, points=[(pending[0], "p0"), (pending[1], "p1")]
+            )
+            == 2
+        )
+        assert (
+            repo.add_embeddings(session=s, collection_id=coll.id, points=[(pending[0], "p0")]) == 0
+        )
         assert repo.pending_image_ids(session=s, collection_id=coll.id) == [pending[2]]
         assert repo.count_embeddings(session=s, collection_id=coll.id) == 2
         rows = repo.embedded_images(session=s, collection_id=coll.id, splits=["train"])

@@ -10,19 +10,27 @@ def _case():
     # references: 2 of class a (pos 0,1), 2 of b (2,3), 1 of c (4)
     reference = np.array([0, 0, 1, 1, 2])
     query = np.array([0, 1, 2])
-    idx = np.array([
-        [0, 2, 1, 3, 4],   # a: hits at ranks 1 and 3
-        [0, 1, 2, 3, 4],   # b: hits at ranks 3 and 4
-        [4, 0, 1, 2, 3],   # c: hit at rank 1
-    ])
+    idx = np.array(
+        [
+            [0, 2, 1, 3, 4],  # a: hits at ranks 1 and 3
+            [0, 1, 2, 3, 4],  # b: hits at ranks 3 and 4
+            [4, 0, 1, 2, 3],  # c: hit at rank 1
+        ]
+    )
     scores = np.tile(np.linspace(0.9, 0.5, 5), (3, 1)).astype(np.float32)
     return query, reference, idx, scores
 
 
 def test_metrics_match_hand_computed_values():
     query, reference, idx, scores = _case()
-    m = knn_metrics(query_labels=query, reference_labels=reference, knn_indices=idx,
-                    knn_scores=scores, k=3, class_names=NAMES)
+    m = knn_metrics(
+        query_labels=query,
+        reference_labels=reference,
+        knn_indices=idx,
+        knn_scores=scores,
+        k=3,
+        class_names=NAMES,
+    )
     assert m["precision_at_1"] == pytest.approx(2 / 3)
     # R-precision: a: R=2, top2=[a,b] → 1/2; b: R=2, top2=[a,a] → 0; c: R=1 → 1
     assert m["r_precision"] == pytest.approx((0.5 + 0 + 1) / 3)
@@ -42,8 +50,14 @@ def test_missing_neighbours_are_padding_not_matches():
     query, reference, idx, scores = _case()
     idx = idx.copy()
     idx[0, 0] = -1  # the first query's best neighbour is missing
-    m = knn_metrics(query_labels=query, reference_labels=reference, knn_indices=idx,
-                    knn_scores=scores, k=3, class_names=NAMES)
+    m = knn_metrics(
+        query_labels=query,
+        reference_labels=reference,
+        knn_indices=idx,
+        knn_scores=scores,
+        k=3,
+        class_names=NAMES,
+    )
     assert m["precision_at_1"] == pytest.approx(1 / 3)
 
 

@@ -4,20 +4,25 @@ from pathlib import Path
 import pytest
 
 from embplat.config import load_settings
-from embplat.ingest.fashion_mnist import build_fashion_mnist
 from embplat.workers.context import build_context
 
 #: Real ImageNet weights at a reduced input size: the real model, ~10x cheaper than 224 px.
 TEST_IMAGE_SIZE = 64
 
 
-def make_context(home: Path, backend: str = "nmslib", encoder: str = "efficientnet_lite0",
-                 **overrides):
-    settings = load_settings(**{
-        "home": home, "index.backend": backend, "embed.encoder": encoder,
-        "embed.image_size": TEST_IMAGE_SIZE if encoder == "efficientnet_lite0" else None,
-        "embed.num_workers": 0, **overrides,
-    })
+def make_context(
+    home: Path, backend: str = "nmslib", encoder: str = "efficientnet_lite0", **overrides
+):
+    settings = load_settings(
+        **{
+            "home": home,
+            "index.backend": backend,
+            "embed.encoder": encoder,
+            "embed.image_size": TEST_IMAGE_SIZE if encoder == "efficientnet_lite0" else None,
+            "embed.num_workers": 0,
+            **overrides,
+        }
+    )
     settings.catalog.url = None  # never inherit a developer's EMBPLAT_CATALOG_URL
     return build_context(settings)
 
@@ -34,13 +39,6 @@ def context_factory(tmp_path):
     yield factory
     for ctx in made:
         ctx.close()
-
-
-@pytest.fixture(scope="session")
-def fmnist_queries(tmp_path_factory, fmnist_root):
-    """Fashion-MNIST *test-set* images, never ingested: 3 per class."""
-    out = tmp_path_factory.mktemp("queries")
-    return build_fashion_mnist(out, per_class=3, source="test")
 
 
 @pytest.fixture

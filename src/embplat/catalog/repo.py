@@ -33,7 +33,7 @@ def insert_ignore(
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
     # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
     return len(session.execute(stmt.returning(model.id)).all())  # type: ignore[attr-defined]

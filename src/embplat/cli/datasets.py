@@ -41,10 +41,10 @@ def fashion_mnist(
         per_class=per_class,
         unseen=_names(unseen),
         classes=_names(classes) or None,
-        source=source,
+        source=source,  # type: ignore[arg-type]
         offset=offset,
         seed=seed,
         source_dir=source_dir,
-        size=size,  # type: ignore[arg-type]
+        size=size,
     )
     console.print(f"wrote {root}")

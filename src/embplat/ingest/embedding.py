@@ -106,7 +106,7 @@ def embed_images(
         unit = todo[start : start + commit_every]
         with sessions() as session:
             images = {i.id: i for i in repo.get_images(session=session, ids=unit)}
-        points = []
+        points: list[tuple[int, str]] = []
         for ids, vectors, bad in _batches(images, encoder, batch_size, num_workers, max_pixels):
             pids = [point_id(images[i].sha256, encoder.key) for i in ids]
             if ids:

@@ -88,7 +88,8 @@ def _register_chunk(
     report.already += len(chunk) - len(todo)
     infos = _inspect_all(todo, max_pixels, report)
     existing = repo.images_by_hash(session=session, hashes=[info.sha256 for _, info in infos])
-    records, seen = [], {}
+    records: list[dict[str, object]] = []
+    seen: dict[str, str] = {}
     for item, info in infos:
         dup = existing.get(info.sha256)
         first = seen.get(info.sha256)
@@ -105,7 +106,7 @@ def _register_chunk(
         )
         records.append(_record(item, info, class_ids[item.class_name], split))
     repo.add_images(session=session, records=records)
-    ids = repo.images_by_hash(session=session, hashes=[r["sha256"] for r in records])
+    ids = repo.images_by_hash(session=session, hashes=[str(r["sha256"]) for r in records])
     report.added.extend(img.id for img in ids.values())
 
 

@@ -25,7 +25,8 @@ class _EfficientNetFeatures(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+        pooled = self.net._avg_pooling(self.net.extract_features(x))  # type: ignore[operator]
+        return pooled.flatten(1)
 
 
 @register_encoder("efficientnet_lite0")
@@ -100,7 +101,8 @@ def resnet50(weights: str | None) -> Backbone:
 def squeezenet1_1(weights: str | None) -> Backbone:
     """torchvision SqueezeNet 1.1, 512-d pooled features of the last fire module."""
     net, label = _torchvision("squeezenet1_1", weights)
-    module = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    features: nn.Module = net.features  # type: ignore[assignment]
+    module = nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return Backbone(module, dim=512, weights=label)
 
 

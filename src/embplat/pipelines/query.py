@@ -65,12 +65,20 @@ class Prediction:
 
 def embed_query_images(space: Space, paths: Sequence[Path], *, max_pixels: int) -> np.ndarray:
     """Encode query files → (N, dim). Raises DataError naming a missing or unreadable file."""
+    require_files(paths)
     tensors = []
+    for path in paths:
+        tensors.append(space.encoder.transform(load_rgb(path, max_pixels=max_pixels)))
+    return space.encoder.encode_images(torch.stack(tensors))
+
+
+def require_files(paths: Sequence[Path]) -> None:
+    """Fail before any work when a query file is missing. Raises DataError naming it."""
+    if not paths:
+        raise DataError("no query image given")
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"image {path} does not exist")
-        tensors.append(space.encoder.transform(load_rgb(path, max_pixels=max_pixels)))
-    return space.encoder.encode_images(torch.stack(tensors))
 
 
 def _checked_k(space: Space, k: int, flt: Filter) -> tuple[int, list[str]]:
@@ -103,6 +111,7 @@ def classify(
         DataError: a path does not exist or is not an image; ``k`` < 1.
         IndexEmptyError: nothing is enrolled yet.
     """
+    require_files(paths)
     space = ctx.space()
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
@@ -132,6 +141,7 @@ def search_by_image(
     ctx: Context, path: Path, *, k: int = 5, flt: Filter | None = None
 ) -> tuple[list[Neighbour], list[str]]:
     """The ``k`` images nearest to ``path`` (any split unless filtered), with notes."""
+    require_files([path])
     space = ctx.space()
     flt = {"kind": "image", **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)

@@ -1,0 +1,5 @@
+"""``python -m embplat`` is the ``platform`` command."""
+
+from embplat.cli.app import main
+
+main()
