@@ -141,6 +141,8 @@ class JobBatch(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     items: Mapped[list[int]] = mapped_column(JSON, default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -61,13 +61,15 @@ class Context:
     backend: str
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
+    #: Sends an embedding job's batches to workers (server mode); None runs them in-process.
+    dispatch: Callable[[int, list[int]], None] | None = None
     _space: Space | None = field(default=None, repr=False)
+    _rows: tuple[TorchImageEncoder, int, int] | None = field(default=None, repr=False)
 
-    def space(self) -> Space:
-        """The active encoder and its index, registered in the catalog on first use."""
-        if self._space is None:
+    def registered(self) -> tuple[TorchImageEncoder, int, int]:
+        """The active encoder with its model and collection ids, without opening the index."""
+        if self._rows is None:
             encoder = self.make_encoder()
-            name = collection_name(encoder.key)
             with transaction(self.sessions) as session:
                 model = repo.ensure_model(
                     session=session,
@@ -81,12 +83,20 @@ class Context:
                 )
                 coll = repo.ensure_collection(
                     session=session,
-                    name=name,
+                    name=collection_name(encoder.key),
                     model_id=model.id,
                     backend=self.backend,
                     dim=encoder.dim,
                 )
-            self._space = Space(encoder, self.open_index(name, encoder.dim), model.id, coll.id)
+            self._rows = (encoder, model.id, coll.id)
+        return self._rows
+
+    def space(self) -> Space:
+        """The active encoder and its index, registered in the catalog on first use."""
+        if self._space is None:
+            encoder, model_id, collection_id = self.registered()
+            index = self.open_index(collection_name(encoder.key), encoder.dim)
+            self._space = Space(encoder, index, model_id, collection_id)
         return self._space
 
     def close(self) -> None:

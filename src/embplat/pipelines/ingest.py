@@ -10,7 +10,8 @@ from pathlib import Path
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import DataError
-from embplat.ingest.embedding import EmbedReport, embed_images
+from embplat.ingest.batches import batch_failures, plan_batches, run_batch
+from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
 from embplat.pipelines.context import Context
@@ -31,6 +32,7 @@ class IngestResult:
     added: int = 0
     already: int = 0
     embedded: int = 0
+    queued: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     classes: int = 0
@@ -64,9 +66,8 @@ def ingest_tree(
     )
 
     def work(job: JobHandle) -> dict[str, object]:
-        job.set_total(len(scan.items))
-        reg = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress, job)
-        _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
+        reg = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress)
+        _merge(result, reg, _embed_pending(ctx, progress, job, result) if embed else None)
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -93,9 +94,8 @@ def enrol_class(
     result = IngestResult(root=str(folder), layout="class", scanned=len(items), classes=1)
 
     def work(job: JobHandle) -> dict[str, object]:
-        job.set_total(len(items))
-        reg = _register(ctx, items, class_ids, set(), "train", progress, job)
-        _merge(result, reg, _embed_pending(ctx, progress, job))
+        reg = _register(ctx, items, class_ids, set(), "train", progress)
+        _merge(result, reg, _embed_pending(ctx, progress, job, result))
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -126,14 +126,7 @@ def _register(
     unseen: set[str],
     force_split: str | None,
     progress: ProgressSink,
-    job: JobHandle,
 ) -> RegisterReport:
-    bar = progress.task("validating images", len(items))
-
-    def advance(n: int) -> None:
-        bar(n)
-        job.advance(0)
-
     return register_items(
         items,
         sessions=ctx.sessions,
@@ -143,33 +136,47 @@ def _register(
         max_pixels=ctx.ingest.max_pixels,
         batch_size=ctx.ingest.batch_size,
         force_split=force_split,
-        progress=advance,
+        progress=progress.task("validating images", len(items)),
     )
 
 
-def _embed_pending(ctx: Context, progress: ProgressSink, job: JobHandle) -> EmbedReport:
-    """Embed every cataloged image the active index lacks (also heals an interrupted run)."""
-    space = ctx.space()
+def _embed_pending(
+    ctx: Context, progress: ProgressSink, job: JobHandle, result: IngestResult
+) -> EmbedReport:
+    """Embed every cataloged image the active index lacks (also heals an interrupted run).
+
+    The images are cut into the job's batches; local mode runs them here, server mode hands
+    them to workers and leaves the job running (``platform jobs`` follows it).
+    """
+    encoder, _, collection_id = ctx.registered()
     with ctx.sessions() as session:
-        pending = repo.pending_image_ids(session=session, collection_id=space.collection_id)
-    bar = progress.task(f"embedding with {space.key}", len(pending))
+        pending = repo.pending_image_ids(session=session, collection_id=collection_id)
+    seqs = plan_batches(sessions=ctx.sessions, job_id=job.job_id, image_ids=pending,
+                        batch_size=ctx.ingest.batch_size)  # fmt: skip
+    if ctx.dispatch is not None and seqs:
+        ctx.dispatch(job.job_id, seqs)
+        job.detach()
+        result.queued = len(pending)
+        return EmbedReport()
+    space = ctx.space()
+    bar = progress.task(f"embedding with {encoder.key}", len(pending))
 
     def advance(n: int) -> None:
         bar(n)
         job.advance(n)
 
-    return embed_images(
-        pending,
-        sessions=ctx.sessions,
-        encoder=space.encoder,
-        index=space.index,
-        collection_id=space.collection_id,
-        batch_size=ctx.embed.batch_size,
-        num_workers=ctx.embed.num_workers,
-        commit_every=ctx.embed.commit_every,
-        max_pixels=ctx.ingest.max_pixels,
-        progress=advance,
-    )
+    report = EmbedReport()
+    for seq in seqs:
+        out = run_batch(
+            sessions=ctx.sessions, job_id=job.job_id, seq=seq, encoder=space.encoder,
+            index=space.index, collection_id=space.collection_id,
+            batch_size=ctx.embed.batch_size, num_workers=ctx.embed.num_workers,
+            max_pixels=ctx.ingest.max_pixels, progress=advance,
+        )  # fmt: skip
+        report.done += out["embedded"]
+    report.failed = batch_failures(sessions=ctx.sessions, job_id=job.job_id)
+    job.failed = len(report.failed)
+    return report
 
 
 def _merge(result: IngestResult, reg: RegisterReport, emb: EmbedReport | None) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,12 @@ class QdrantIndex:
         name: collection name; created with cosine distance when missing.
         dim: vector dimension.
         client: a connected client (server or local mode).
-        upload_batch: points per upsert request.
+        upload_batch: points per upsert request; Qdrant recommends 64–256 for bulk loads.
         owns_client: close ``client`` in :meth:`close` (set when the index created it).
 
     Raises:
-        ConfigError: the collection exists with another dimension or distance.
+        ConfigError: ``upload_batch`` < 1, or the collection exists with another dimension or
+            distance.
     """
 
     def __init__(
@@ -51,6 +53,11 @@ class QdrantIndex:
         upload_batch: int = 128,
         owns_client: bool = False,
     ) -> None:
+        if upload_batch < 1:
+            raise ConfigError(
+                f"upload_batch is {upload_batch}; use a positive number of points per request "
+                "(64-256 is what Qdrant recommends, EMBPLAT_QDRANT_UPLOAD_BATCH)"
+            )
         self.name, self.dim, self.client = name, dim, client
         self.upload_batch, self.owns_client = upload_batch, owns_client
         opts = client.init_options
@@ -167,11 +174,27 @@ class QdrantIndex:
         self._set_indexing_threshold(0)
 
     def restore_indexing(self) -> None:
-        """Re-enable indexing with the threshold saved by :meth:`defer_indexing`."""
+        """Re-enable indexing with the threshold saved by :meth:`defer_indexing`.
+
+        Falls back to Qdrant's default (10000 kB) when nothing was saved, e.g. after a load
+        that crashed left the threshold at 0.
+        """
         if self.local:
             logger.debug("local Qdrant has no HNSW optimizer; restore_indexing is a no-op")
             return
         self._set_indexing_threshold(self._saved_threshold or _DEFAULT_INDEXING_THRESHOLD)
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[QdrantIndex]:
+        """Defer indexing for the ``with`` block and restore it afterwards, even on error.
+
+        Searches stay correct meanwhile: Qdrant scans the unindexed segments exactly.
+        """
+        self.defer_indexing()
+        try:
+            yield self
+        finally:
+            self.restore_indexing()
 
     def _set_indexing_threshold(self, value: int) -> None:
         diff = models.OptimizersConfigDiff(indexing_threshold=value)
@@ -200,7 +223,13 @@ class QdrantIndex:
         if self.local:
             logger.debug("local Qdrant ignores payload indexes; not creating them")
             return
+        # every process opening the collection gets here: skip the (waited-for) writes
+        # when the keyword indexes already exist
+        schema = self.client.get_collection(self.name).payload_schema or {}
         for field in INDEXED_FIELDS:
+            info = schema.get(field)
+            if info is not None and info.data_type == models.PayloadSchemaType.KEYWORD:
+                continue
             self.client.create_payload_index(
                 self.name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
             )

@@ -29,7 +29,12 @@ class JobHandle:
     total: int = 0
     done: int = 0
     failed: int = 0
+    detached: bool = False
     _last: float = field(default=0.0, repr=False)
+
+    def detach(self) -> None:
+        """The rest of the job runs elsewhere (workers): leave it running when work returns."""
+        self.detached = True
 
     def set_total(self, total: int) -> None:
         """Declare how many items the job will handle."""
@@ -82,6 +87,10 @@ def run_in_process(
                 failed=handle.failed,
             )
         raise
+    if handle.detached:
+        with transaction(sessions) as session:
+            repo.update_job(session=session, job_id=job_id, params={**params, "queued": result})
+        return job_id, result
     with transaction(sessions) as session:
         repo.update_job(
             session=session,

@@ -1,0 +1,114 @@
+"""Embedding jobs split into batches, the unit both modes execute.
+
+A job's images are cut into ``JobBatch`` rows (default 256 image ids each). Local mode runs
+them in-process one after another; server mode sends one Celery task per batch. Running a
+batch twice (a retry, a worker killed mid-batch) is harmless: images already recorded are
+skipped and the rest are rewritten under the same deterministic point ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.catalog.models import JobBatch
+from embplat.errors import NotFoundError
+from embplat.ingest.embedding import EmbedReport, Progress, embed_images
+from embplat.models.encoders import ImageEncoder
+from embplat.retrieval import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+def plan_batches(
+    *, sessions: sessionmaker[Session], job_id: int, image_ids: Sequence[int], batch_size: int
+) -> list[int]:
+    """Create the job's batches (idempotent per sequence number); returns their seqs."""
+    rows = [
+        {"job_id": job_id, "seq": seq, "items": list(image_ids[start : start + batch_size]),
+         "state": "queued", "attempts": 0, "done": 0, "failed": []}
+        for seq, start in enumerate(range(0, len(image_ids), batch_size))
+    ]  # fmt: skip
+    with transaction(sessions) as session:
+        repo.insert_ignore(session=session, model=JobBatch, rows=rows, keys=["job_id", "seq"])
+        repo.update_job(session=session, job_id=job_id, total=len(image_ids), state="running")
+    return [r["seq"] for r in rows]
+
+
+def run_batch(
+    *, sessions: sessionmaker[Session], job_id: int, seq: int, encoder: ImageEncoder,
+    index: VectorIndex, collection_id: int, batch_size: int, num_workers: int,
+    max_pixels: int, progress: Progress | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Embed one batch of a job and record the outcome; returns a small JSON summary."""
+    with transaction(sessions) as session:
+        batch = _batch(session, job_id, seq)
+        batch.state, batch.attempts = "running", batch.attempts + 1
+        items = list(batch.items)
+    report: EmbedReport = embed_images(
+        items, sessions=sessions, encoder=encoder, index=index, collection_id=collection_id,
+        batch_size=batch_size, num_workers=num_workers, commit_every=len(items) or 1,
+        max_pixels=max_pixels, progress=progress,
+    )  # fmt: skip
+    with transaction(sessions) as session:
+        batch = _batch(session, job_id, seq)
+        batch.state = "done"
+        batch.done = len(items) - len(report.failed)
+        batch.failed = [list(f) for f in report.failed]
+    state = refresh_job(sessions=sessions, job_id=job_id)
+    return {"job": job_id, "seq": seq, "embedded": report.done, "failed": len(report.failed),
+            "job_state": state}  # fmt: skip
+
+
+def mark_batch_failed(
+    *, sessions: sessionmaker[Session], job_id: int, seq: int, error: str
+) -> None:
+    """Record a batch that gave up (after retries); the job is marked failed."""
+    with transaction(sessions) as session:
+        batch = _batch(session, job_id, seq)
+        batch.state, batch.error = "failed", error
+    refresh_job(sessions=sessions, job_id=job_id)
+
+
+def refresh_job(*, sessions: sessionmaker[Session], job_id: int) -> str:
+    """Recompute a job's progress from its batches; finishes it when every batch is over."""
+    with transaction(sessions) as session:
+        batches = list(session.scalars(select(JobBatch).where(JobBatch.job_id == job_id)))
+        done = sum(b.done for b in batches)
+        failed = sum(len(b.failed) for b in batches)
+        over = all(b.state in {"done", "failed"} for b in batches)
+        errors = [f"batch {b.seq}: {b.error}" for b in batches if b.state == "failed"]
+        fields: dict[str, Any] = {"done": done + failed, "failed": failed}
+        if over:
+            fields["state"] = "failed" if errors else "succeeded"
+            fields["error"] = "; ".join(errors) or None
+            fields["result"] = {"embedded": done, "failed": failed, "batches": len(batches)}
+        job = repo.update_job(session=session, job_id=job_id, **fields)
+        return job.state
+
+
+def unfinished_batches(*, sessions: sessionmaker[Session], job_id: int) -> list[int]:
+    """Sequence numbers of batches not yet done (to resume a job)."""
+    with sessions() as session:
+        stmt = select(JobBatch.seq).where(JobBatch.job_id == job_id, JobBatch.state != "done")
+        return list(session.scalars(stmt.order_by(JobBatch.seq)))
+
+
+def batch_failures(*, sessions: sessionmaker[Session], job_id: int) -> list[tuple[str, str]]:
+    """(path, reason) of every image a job's batches could not load."""
+    with sessions() as session:
+        rows = session.scalars(select(JobBatch.failed).where(JobBatch.job_id == job_id))
+        return [(str(p), str(r)) for failed in rows for p, r in failed]
+
+
+def _batch(session: Session, job_id: int, seq: int) -> JobBatch:
+    batch = session.scalar(select(JobBatch).where(JobBatch.job_id == job_id, JobBatch.seq == seq))
+    if batch is None:
+        raise NotFoundError(f"job {job_id} has no batch {seq}")
+    return batch

@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from embplat.errors import ConfigError
+from embplat.models.encoders import IMAGENET_MEAN, IMAGENET_STD, get_encoder
+from embplat.models.metric import (
+    LOSSES,
+    EmbeddingHead,
+    EmbeddingModel,
+    MetricConfig,
+    build_loss,
+    build_optimizer,
+    make_sampler,
+    make_transforms,
+    seed_everything,
+)
+
+N_CLASSES, PER_CLASS, FEATURES = 4, 8, 32
+
+
+def _features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed class-structured vectors: a random centre per class plus strong noise."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(N_CLASSES, FEATURES, generator=gen)
+    labels = torch.arange(N_CLASSES).repeat_interleave(PER_CLASS)
+    x = centres[labels] + 1.5 * torch.randn(len(labels), FEATURES, generator=gen)
+    return x, labels
+
+
+def _train(cfg: MetricConfig, model, x, labels, steps: int) -> list[float]:
+    """A few full-batch steps (the product loop lives in models/training.py)."""
+    seed_everything(cfg.seed)
+    loss_fn, miner = build_loss(cfg, N_CLASSES)
+    opt = build_optimizer(cfg, model.parameters(), loss_fn)
+    history = []
+    model.train()
+    for _ in range(steps):
+        emb = model(x)
+        pairs = miner(emb, labels) if miner is not None else None
+        loss = loss_fn(emb, labels, pairs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    return history
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_each_loss_falls_on_class_structured_features(loss, distance):
+    if loss.endswith("arcface") and distance == "euclidean":
+        with pytest.raises(ConfigError, match="cosine"):
+            MetricConfig(loss=loss, distance=distance)
+        return
+    cfg = MetricConfig(loss=loss, distance=distance, dim=16, bn=True, optimizer="adam", lr=0.01)
+    torch.manual_seed(0)
+    head = EmbeddingHead(FEATURES, cfg.dim, bn=cfg.bn)
+    x, labels = _features()
+    history = _train(cfg, head, x, labels, steps=30)
+    assert all(np.isfinite(history))
+    assert np.mean(history[-5:]) < 0.7 * np.mean(history[:5]), history
+
+
+@pytest.mark.parametrize("loss", ["proxynca", "arcface", "subcenter-arcface"])
+def test_loss_parameters_are_optimised_and_saved(loss):
+    cfg = MetricConfig(loss=loss, dim=8)
+    loss_fn, miner = build_loss(cfg, N_CLASSES)
+    assert miner is None
+    head = EmbeddingHead(FEATURES, cfg.dim)
+    opt = build_optimizer(cfg, head.parameters(), loss_fn)
+    assert len(opt.param_groups) == 2
+    loss_group = opt.param_groups[1]
+    assert loss_group["lr"] == cfg.loss_lr and loss_group["weight_decay"] == 0.0
+    (param,) = list(loss_fn.parameters())
+    assert param is loss_group["params"][0]
+    expected_rows = N_CLASSES * (3 if loss == "subcenter-arcface" else 1)
+    assert expected_rows in param.shape
+    state = loss_fn.state_dict()
+    assert len(state) == 1 and torch.equal(next(iter(state.values())), param.detach())
+
+    before = param.detach().clone()
+    x, labels = _features()
+    _train(cfg, head, x, labels, steps=2)
+    # build_loss reseeds, so the same config initialises the same parameters
+    again, _ = build_loss(cfg, N_CLASSES)
+    assert torch.equal(next(iter(again.parameters())).detach(), before)
+
+
+def test_triplet_miner_picks_easy_positive_semihard_negative():
+    cfg = MetricConfig(loss="triplet-epshn", margin=0.2)
+    loss_fn, miner = build_loss(cfg, N_CLASSES)
+    assert loss_fn.margin == 0.2 and list(loss_fn.parameters()) == []
+    # anchor 0: positives at distance 0.1 (easy) and 0.5; negatives at 0.3 and 0.8.
+    # semi-hard w.r.t. the easiest positive: the closest negative farther than 0.1 → 0.3
+    emb = torch.tensor([[1.0, 0.0], [0.995, 0.0998], [0.877, 0.479], [0.955, 0.296], [0.7, 0.714]])
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    a, p, a2, n = miner(emb, labels)
+    first = (a == 0).nonzero().item()
+    assert (p[first].item(), n[first].item()) == (1, 3)
+    assert torch.equal(a, a2)
+
+
+def test_embedding_model_output_is_unit_length_at_inference():
+    model = EmbeddingModel(torch.nn.Flatten(), EmbeddingHead(12, 4, bn=True))
+    x = torch.randn(6, 3, 2, 2)
+    model.train()
+    assert not torch.allclose(model(x).norm(dim=1), torch.ones(6))
+    model.eval()
+    assert torch.allclose(model(x).norm(dim=1), torch.ones(6), atol=1e-6)
+
+
+def test_tiny_cnn_on_fashion_mnist_learns_with_arcface(fmnist_root):
+    classes = sorted(p.name for p in fmnist_root.iterdir())[:4]
+    _, test_tf = make_transforms(28, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize=28)
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((fmnist_root / name).iterdir())[:8]:
+            images.append(test_tf(Image.open(path).convert("RGB")))
+            labels.append(label)
+    x, y = torch.stack(images), torch.tensor(labels)
+    trunk = get_encoder("tiny_cnn", device="cpu").module
+    cfg = MetricConfig(loss="arcface", encoder="tiny_cnn", dim=16, optimizer="adam", lr=0.01)
+    model = EmbeddingModel(trunk, EmbeddingHead(64, cfg.dim))
+    history = _train(cfg, model, x, y, steps=15)
+    assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3]), history
+
+
+def test_sampler_gives_m_per_class_batches():
+    labels = np.repeat(np.arange(5), 6)
+    seed_everything(3)
+    sampler = make_sampler(labels, m=3, batch_size=9)
+    order = list(sampler)
+    assert len(order) == 27  # one pass ≈ the data, in whole batches
+    for start in range(0, len(order), 9):
+        counts = np.bincount(labels[order[start : start + 9]], minlength=5)
+        assert sorted(counts[counts > 0].tolist()) == [3, 3, 3]
+    with pytest.raises(ConfigError, match="needs 4 classes"):
+        make_sampler(np.repeat(np.arange(3), 6), m=2, batch_size=8)
+
+
+def test_config_validates_and_round_trips():
+    cfg = MetricConfig(loss="proxynca", dim=64, scale=9.0)
+    assert MetricConfig.from_dict(cfg.as_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown loss"):
+        MetricConfig(loss="contrastive")
+    with pytest.raises(ConfigError, match="multiple of m_per_class"):
+        MetricConfig(batch_size=30, m_per_class=4)
+    with pytest.raises(ConfigError, match="unknown metric config keys"):
+        MetricConfig.from_dict({"loss": "arcface", "lr_scheduler": "cos"})
+
+
+def test_transforms_crop_to_the_image_size():
+    train_tf, test_tf = make_transforms(32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    img = Image.new("RGB", (50, 40), (120, 30, 200))
+    assert train_tf(img).shape == test_tf(img).shape == (3, 32, 32)
