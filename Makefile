@@ -38,7 +38,8 @@ demo: sample-data
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classes list
 
 test: install
-	$(VENV)/bin/pytest -q
+	scripts/services.sh up
+	$(VENV)/bin/pytest -q; status=$$?; scripts/services.sh down; exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
+import uuid
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -172,3 +174,55 @@ def fmnist_queries(tmp_path_factory, fmnist_root):
     """Fashion-MNIST *test-set* images, never ingested: 3 per class."""
     out = tmp_path_factory.mktemp("queries")
     return build_fashion_mnist(out, per_class=3, source="test")
+
+
+# --- services: PostgreSQL and Redis on loopback (scripts/services.sh starts them) -----------
+
+PG_ADMIN = os.environ.get(
+    "EMBPLAT_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("EMBPLAT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _pg_admin():
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        engine.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+    return engine
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import text
+
+    admin = _pg_admin()
+    name = f"embplat_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis database emptied before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()

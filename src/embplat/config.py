@@ -70,6 +70,10 @@ class CelerySettings(BaseSettings):
         None, validation_alias=AliasChoices("EMBPLAT_BROKER_URL", "EMBPLAT_CELERY_BROKER_URL")
     )
     result_backend: str | None = None
+    visibility_timeout: int = Field(
+        3600, ge=1, description="seconds before a task of a killed worker is redelivered"
+    )
+    concurrency: int = Field(1, ge=1, le=256, description="worker processes per `platform worker`")
 
 
 class EmbedSettings(BaseSettings):
@@ -155,7 +159,7 @@ def load_settings(**overrides: object) -> Settings:
 
 def mask_url(url: str) -> str:
     """Hide the password in a connection URL so it can be printed."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _one_line(exc: Exception) -> str:

@@ -23,3 +23,7 @@ class IndexEmptyError(EmbplatError):
 
 class ServiceUnavailableError(EmbplatError):
     """A server (database, broker, Qdrant) did not answer."""
+
+
+class JobFailedError(EmbplatError):
+    """A job run by workers ended in failure; the message carries the job's error."""

@@ -224,3 +224,29 @@ def embedded_images(
         .order_by(Image.id)
     )
     return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]
+
+
+# --- training data and trained models ----------------------------------------------------------
+
+
+def labelled_images(
+    *, session: Session, splits: Sequence[str], roles: Sequence[str] | None = None
+) -> list[tuple[int, str, str, str]]:
+    """(image id, path, class name, sha256) of the images in ``splits``, in id order."""
+    stmt = (
+        select(Image.id, Image.path, ClassLabel.name, Image.sha256)
+        .join(ClassLabel, ClassLabel.id == Image.class_id)
+        .where(Image.split.in_(list(splits)))
+        .order_by(Image.id)
+    )
+    if roles is not None:
+        stmt = stmt.where(ClassLabel.role.in_(list(roles)))
+    return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]
+
+
+def list_models(*, session: Session, kinds: Sequence[str] | None = None) -> list[ModelRecord]:
+    """Registered models (optionally of some kinds), oldest first."""
+    stmt = select(ModelRecord).order_by(ModelRecord.id)
+    if kinds is not None:
+        stmt = stmt.where(ModelRecord.kind.in_(list(kinds)))
+    return list(session.scalars(stmt))

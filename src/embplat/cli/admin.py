@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
 
 from embplat.cli.output import console, print_json
@@ -44,35 +47,65 @@ def db_current(ctx: typer.Context) -> None:
 def jobs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="how many recent jobs")] = 20,
+    watch: Annotated[bool, typer.Option("--watch", help="refresh until all are finished")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recent jobs with their state and progress."""
+    """Recent jobs: state, done/total, failures, images/s."""
+    sessions = ctx.obj.context().sessions
+    if json_out:
+        print_json([job_dict(j) for j in _recent(sessions, limit)])
+        return
+    if not watch:
+        console.print(jobs_table(_recent(sessions, limit)))
+        return
+    with Live(jobs_table(_recent(sessions, limit)), console=console, refresh_per_second=2) as live:
+        while True:
+            rows = _recent(sessions, limit)
+            live.update(jobs_table(rows))
+            if all(j.state in FINISHED for j in rows):
+                break
+            time.sleep(1.0)
+
+
+FINISHED = {"succeeded", "failed"}
+
+
+def _recent(sessions: Any, limit: int) -> list[Any]:
     from embplat.catalog import repo
 
-    with ctx.obj.context().sessions() as session:
-        rows = repo.list_jobs(session=session, limit=limit)
-    if json_out:
-        print_json(
-            [
-                {
-                    c: getattr(j, c)
-                    for c in (
-                        "id",
-                        "kind",
-                        "state",
-                        "total",
-                        "done",
-                        "failed",
-                        "error",
-                        "created_at",
-                        "finished_at",
-                    )
-                }
-                for j in rows
-            ]
-        )
-        return
-    table = Table("id", "kind", "state", "done/total", "failed", "started", "error")
+    with sessions() as session:
+        return repo.list_jobs(session=session, limit=limit)
+
+
+def job_dict(j: Any) -> dict[str, Any]:
+    """JSON-ready view of a job row, with its rate."""
+    keys = (
+        "id",
+        "kind",
+        "state",
+        "total",
+        "done",
+        "failed",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    return {**{c: getattr(j, c) for c in keys}, "per_second": round(_rate(j), 2)}
+
+
+def _rate(j: Any) -> float:
+    if not j.started_at or not j.done:
+        return 0.0
+    end = j.finished_at or datetime.now(UTC)
+    start = j.started_at if j.started_at.tzinfo else j.started_at.replace(tzinfo=UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    return j.done / max((end - start).total_seconds(), 1e-3)
+
+
+def jobs_table(rows: list[Any]) -> Table:
+    """A Rich table of jobs."""
+    table = Table("id", "kind", "state", "done/total", "failed", "items/s", "started", "error")
     for j in rows:
         table.add_row(
             str(j.id),
@@ -80,10 +113,11 @@ def jobs(
             j.state,
             f"{j.done}/{j.total}",
             str(j.failed),
+            f"{_rate(j):.1f}",
             f"{j.started_at:%Y-%m-%d %H:%M:%S}" if j.started_at else "",
             (j.error or "")[:60],
         )
-    console.print(table)
+    return table
 
 
 def encoders() -> None:

@@ -98,9 +98,9 @@ def main_callback(
 
 
 def _register_groups() -> None:
-    from embplat.cli import admin, datasets, evaluate, ingest, query
+    from embplat.cli import admin, datasets, evaluate, ingest, query, worker
 
-    for module in (ingest, query, evaluate, admin):
+    for module in (ingest, query, evaluate, admin, worker):
         module.register(app)
     app.add_typer(datasets.app, name="datasets", help="Build sample datasets from local files.")
 

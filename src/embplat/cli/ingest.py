@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from embplat.cli.output import console, print_json, progress_bars, warn_line
+from embplat.cli.output import RichProgress, console, print_json, progress_bars, warn_line
+from embplat.errors import JobFailedError
 from embplat.pipelines.ingest import IngestResult, enrol_class, ingest_tree
 
 classes_app = typer.Typer(no_args_is_help=True, help="List classes, enrol a new class.")
@@ -24,12 +26,36 @@ def ingest(
     ctx: typer.Context,
     root: Annotated[Path, typer.Argument(help="JPEGImages folder (AwA2) or class-per-folder tree")],
     embed: Annotated[bool, typer.Option(help="embed new images into the active index")] = True,
+    wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Catalog every valid image under ROOT (idempotent) and embed it."""
+    context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
-        result = ingest_tree(ctx.obj.context(), root, embed=embed, progress=bars)
+        result = ingest_tree(context, root, embed=embed, progress=bars)
+        if wait and result.queued:
+            _wait(context.sessions, result, bars)
     _report(result, json_out)
+
+
+def _wait(sessions: Any, result: IngestResult, bars: RichProgress) -> None:
+    """Follow a job run by workers until it finishes; fills in the result's counts."""
+    from embplat.catalog.models import Job
+    from embplat.ingest.batches import batch_failures
+
+    advance, seen = bars.task(f"workers embedding (job {result.job_id})", result.queued), 0
+    while True:
+        with sessions() as session:
+            job = session.get(Job, result.job_id)
+        advance(job.done - seen)
+        seen = job.done
+        if job.state in {"succeeded", "failed"}:
+            break
+        time.sleep(0.5)
+    result.embedded = job.done - job.failed
+    result.skipped += batch_failures(sessions=sessions, job_id=result.job_id)
+    if job.state == "failed":
+        raise JobFailedError(f"job {job.id} failed: {job.error}")
 
 
 @classes_app.command("add")
@@ -37,11 +63,15 @@ def classes_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="class name, e.g. bag")],
     folder: Annotated[Path, typer.Argument(help="folder of example images of the class")],
+    wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Enrol a class from example images: searchable and classifiable at once, no retraining."""
+    context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
-        result = enrol_class(ctx.obj.context(), name, folder, progress=bars)
+        result = enrol_class(context, name, folder, progress=bars)
+        if wait and result.queued:
+            _wait(context.sessions, result, bars)
     _report(result, json_out)
 
 
@@ -71,6 +101,11 @@ def _report(result: IngestResult, json_out: bool) -> None:
         warn_line(warning)
     for path, reason in result.skipped:
         warn_line(f"skipped {path}: {reason}")
+    if result.queued:
+        console.print(
+            f"queued {result.queued} images for the workers as job {result.job_id}: "
+            "follow with `platform jobs --watch`"
+        )
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
         f"{result.added} new, {result.already} already cataloged, "

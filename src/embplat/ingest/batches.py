@@ -31,10 +31,17 @@ def plan_batches(
 ) -> list[int]:
     """Create the job's batches (idempotent per sequence number); returns their seqs."""
     rows = [
-        {"job_id": job_id, "seq": seq, "items": list(image_ids[start : start + batch_size]),
-         "state": "queued", "attempts": 0, "done": 0, "failed": []}
+        {
+            "job_id": job_id,
+            "seq": seq,
+            "items": list(image_ids[start : start + batch_size]),
+            "state": "queued",
+            "attempts": 0,
+            "done": 0,
+            "failed": [],
+        }
         for seq, start in enumerate(range(0, len(image_ids), batch_size))
-    ]  # fmt: skip
+    ]
     with transaction(sessions) as session:
         repo.insert_ignore(session=session, model=JobBatch, rows=rows, keys=["job_id", "seq"])
         repo.update_job(session=session, job_id=job_id, total=len(image_ids), state="running")
@@ -42,28 +49,48 @@ def plan_batches(
 
 
 def run_batch(
-    *, sessions: sessionmaker[Session], job_id: int, seq: int, encoder: ImageEncoder,
-    index: VectorIndex, collection_id: int, batch_size: int, num_workers: int,
-    max_pixels: int, progress: Progress | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    sessions: sessionmaker[Session],
+    job_id: int,
+    seq: int,
+    encoder: ImageEncoder,
+    index: VectorIndex,
+    collection_id: int,
+    batch_size: int,
+    num_workers: int,
+    max_pixels: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Embed one batch of a job and record the outcome; returns a small JSON summary."""
     with transaction(sessions) as session:
         batch = _batch(session, job_id, seq)
         batch.state, batch.attempts = "running", batch.attempts + 1
         items = list(batch.items)
     report: EmbedReport = embed_images(
-        items, sessions=sessions, encoder=encoder, index=index, collection_id=collection_id,
-        batch_size=batch_size, num_workers=num_workers, commit_every=len(items) or 1,
-        max_pixels=max_pixels, progress=progress,
-    )  # fmt: skip
+        items,
+        sessions=sessions,
+        encoder=encoder,
+        index=index,
+        collection_id=collection_id,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        commit_every=len(items) or 1,
+        max_pixels=max_pixels,
+        progress=progress,
+    )
     with transaction(sessions) as session:
         batch = _batch(session, job_id, seq)
         batch.state = "done"
         batch.done = len(items) - len(report.failed)
         batch.failed = [list(f) for f in report.failed]
     state = refresh_job(sessions=sessions, job_id=job_id)
-    return {"job": job_id, "seq": seq, "embedded": report.done, "failed": len(report.failed),
-            "job_state": state}  # fmt: skip
+    return {
+        "job": job_id,
+        "seq": seq,
+        "embedded": report.done,
+        "failed": len(report.failed),
+        "job_state": state,
+    }
 
 
 def mark_batch_failed(

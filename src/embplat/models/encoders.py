@@ -125,10 +125,19 @@ def get_encoder(
     Raises:
         ConfigError: unknown name or unusable weights; the message lists the choices.
     """
+    return TorchImageEncoder(name, get_backbone(name, weights), image_size=image_size, device=device)
+
+
+def get_backbone(name: str, weights: str | None = None) -> Backbone:
+    """The registered backbone ``name`` with ``weights`` (as for :func:`get_encoder`).
+
+    Raises:
+        ConfigError: unknown name or unusable weights; the message lists the choices.
+    """
     names = list_encoders()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown encoder {name!r}; choose one of: {', '.join(names)}")
-    return TorchImageEncoder(name, _REGISTRY[name](weights), image_size=image_size, device=device)
+    return _REGISTRY[name](weights)
 
 
 def resolve_device(device: str) -> torch.device:

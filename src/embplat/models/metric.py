@@ -240,8 +240,6 @@ def make_transforms(
     """
     side = resize or round(image_size * 8 / 7)
     tail = [T.ToTensor(), T.Normalize(mean, std)]
-    train = T.Compose(
-        [T.Resize(side), T.RandomCrop(image_size), T.RandomHorizontalFlip(), *tail]
-    )
+    train = T.Compose([T.Resize(side), T.RandomCrop(image_size), T.RandomHorizontalFlip(), *tail])
     test = T.Compose([T.Resize(side), T.CenterCrop(image_size), *tail])
     return train, test

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
+from embplat.errors import ConfigError
 from embplat.models.encoders import TorchImageEncoder
 from embplat.retrieval import VectorIndex, collection_name
 
@@ -34,6 +36,16 @@ class IngestOptions:
     valid_fraction: float = 0.1
     max_pixels: int = 40_000_000
     batch_size: int = 256
+
+
+class Dispatcher(Protocol):
+    """Hands job batches to workers (server mode)."""
+
+    def check(self) -> None:
+        """Fail fast (ServiceUnavailableError naming the broker) before any work is written."""
+
+    def send(self, job_id: int, seqs: list[int]) -> None:
+        """Queue one task per batch of the job."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,12 @@ class Context:
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
     #: Sends an embedding job's batches to workers (server mode); None runs them in-process.
-    dispatch: Callable[[int, list[int]], None] | None = None
+    dispatch: Dispatcher | None = None
+    #: Data home (checkpoints, plots, active word vectors); device trained models run on.
+    home: Path = Path(".embplat")
+    device: str = "auto"
     _space: Space | None = field(default=None, repr=False)
+    _trained: dict[str, Space] = field(default_factory=dict, repr=False)
     _rows: tuple[TorchImageEncoder, int, int] | None = field(default=None, repr=False)
 
     def registered(self) -> tuple[TorchImageEncoder, int, int]:
@@ -91,8 +107,15 @@ class Context:
             self._rows = (encoder, model.id, coll.id)
         return self._rows
 
-    def space(self) -> Space:
-        """The active encoder and its index, registered in the catalog on first use."""
+    def space(self, model: str | None = None) -> Space:
+        """The active encoder and its index, registered in the catalog on first use.
+
+        With ``model``: that trained model (``platform models list``) and its own collection.
+        """
+        if model is not None:
+            if model not in self._trained:
+                self._trained[model] = _trained_space(self, model)
+            return self._trained[model]
         if self._space is None:
             encoder, model_id, collection_id = self.registered()
             index = self.open_index(collection_name(encoder.key), encoder.dim)
@@ -100,11 +123,37 @@ class Context:
         return self._space
 
     def close(self) -> None:
-        """Flush and close the index if one was opened."""
-        if self._space is not None:
-            self._space.index.flush()
-            self._space.index.close()
-            self._space = None
+        """Flush and close the indexes that were opened."""
+        for space in [self._space, *self._trained.values()]:
+            if space is not None:
+                space.index.flush()
+                space.index.close()
+        self._space = None
+        self._trained.clear()
+
+
+def _trained_space(ctx: Context, name: str) -> Space:
+    """Open a trained model's encoder (from its checkpoint) and its collection."""
+    from embplat.models.checkpoints import load_trained_encoder
+
+    with transaction(ctx.sessions) as session:
+        record = repo.get_model(session=session, name=name)
+        checkpoint = (record.config or {}).get("checkpoint")
+        if not checkpoint:
+            raise ConfigError(
+                f"model {name!r} is a pretrained encoder, not a trained model; "
+                "choose one from `platform models list`"
+            )
+        encoder = load_trained_encoder(ctx.home / checkpoint, name=name, device=ctx.device)
+        coll = repo.ensure_collection(
+            session=session,
+            name=collection_name(name),
+            model_id=record.id,
+            backend=ctx.backend,
+            dim=encoder.dim,
+        )
+        model_id, coll_id = record.id, coll.id
+    return Space(encoder, ctx.open_index(collection_name(name), encoder.dim), model_id, coll_id)
 
 
 def _encoder_config(encoder: TorchImageEncoder) -> dict[str, Any]:

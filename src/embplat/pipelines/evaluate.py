@@ -27,8 +27,11 @@ def evaluate_split(
     weighted: bool = False,
     chunk: int = 256,
     progress: ProgressSink | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Query every embedded image of ``split`` against the ``reference`` split.
+
+    ``model``: evaluate a trained model's space (``platform models list``) instead.
 
     When ``reference == split`` each query is left out of its own neighbours
     (the usual protocol for unseen classes, whose images are not enrolled).
@@ -36,7 +39,7 @@ def evaluate_split(
     Raises:
         DataError: the split or the reference holds no embedded images.
     """
-    space = ctx.space()
+    space = ctx.space(model)
     with ctx.sessions() as session:
         rows = repo.embedded_images(
             session=session, collection_id=space.collection_id, splits=[split, reference]

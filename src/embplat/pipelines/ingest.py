@@ -52,6 +52,8 @@ def ingest_tree(
     """
     progress = progress or NoProgress()
     scan = scan_tree(root)
+    if embed and ctx.dispatch is not None:
+        ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
         roles = {c: "unseen" for c in scan.unseen}
         class_ids = repo.ensure_classes(
@@ -89,6 +91,8 @@ def enrol_class(
     """
     progress = progress or NoProgress()
     items = _folder_items(name, folder)
+    if ctx.dispatch is not None:
+        ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
         class_ids = repo.ensure_classes(session=session, names=[name], source=str(folder))
     result = IngestResult(root=str(folder), layout="class", scanned=len(items), classes=1)
@@ -151,10 +155,14 @@ def _embed_pending(
     encoder, _, collection_id = ctx.registered()
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=collection_id)
-    seqs = plan_batches(sessions=ctx.sessions, job_id=job.job_id, image_ids=pending,
-                        batch_size=ctx.ingest.batch_size)  # fmt: skip
+    seqs = plan_batches(
+        sessions=ctx.sessions,
+        job_id=job.job_id,
+        image_ids=pending,
+        batch_size=ctx.ingest.batch_size,
+    )
     if ctx.dispatch is not None and seqs:
-        ctx.dispatch(job.job_id, seqs)
+        ctx.dispatch.send(job.job_id, seqs)
         job.detach()
         result.queued = len(pending)
         return EmbedReport()
@@ -168,11 +176,17 @@ def _embed_pending(
     report = EmbedReport()
     for seq in seqs:
         out = run_batch(
-            sessions=ctx.sessions, job_id=job.job_id, seq=seq, encoder=space.encoder,
-            index=space.index, collection_id=space.collection_id,
-            batch_size=ctx.embed.batch_size, num_workers=ctx.embed.num_workers,
-            max_pixels=ctx.ingest.max_pixels, progress=advance,
-        )  # fmt: skip
+            sessions=ctx.sessions,
+            job_id=job.job_id,
+            seq=seq,
+            encoder=space.encoder,
+            index=space.index,
+            collection_id=space.collection_id,
+            batch_size=ctx.embed.batch_size,
+            num_workers=ctx.embed.num_workers,
+            max_pixels=ctx.ingest.max_pixels,
+            progress=advance,
+        )
         report.done += out["embedded"]
     report.failed = batch_failures(sessions=ctx.sessions, job_id=job.job_id)
     job.failed = len(report.failed)

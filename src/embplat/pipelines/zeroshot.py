@@ -1,0 +1,179 @@
+"""Use case: zero-shot evaluation of a visual-semantic model (ZSL and GZSL).
+
+Images come from the model's own collection (pending ones are embedded first); label vectors
+from the word vectors the model was trained against.
+
+- ZSL: test-split images of unseen classes (testclasses), classified among the unseen labels
+  only; per-class top-1 and top-5 (top-k with k = min(5, number of unseen labels)).
+- GZSL: valid-split images of the model's training classes and test-split images of the
+  unseen classes, classified among *all* those labels; seen, unseen and H.
+- Calibrated stacking: the images are cut in two halves by their content hash; gamma is
+  chosen on one half (the calibration half: the best H) and H with and without it is
+  reported on the other half, so gamma never sees the images it is scored on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embplat.catalog import repo
+from embplat.errors import DataError
+from embplat.evaluation.plots import confusion_png
+from embplat.evaluation.zeroshot import (
+    calibrate_gamma,
+    confusion,
+    gzsl_accuracy,
+    per_class_accuracy,
+)
+from embplat.models.wordvectors import label_matrix
+from embplat.pipelines.context import Context
+from embplat.pipelines.progress import ProgressSink
+from embplat.pipelines.semantic import model_vectors, semantic_model
+from embplat.pipelines.train import embed_catalog
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_zero_shot(
+    ctx: Context,
+    *,
+    model: str | None = None,
+    calibrate: bool = True,
+    plots: bool = True,
+    progress: ProgressSink | None = None,
+) -> dict[str, Any]:
+    """ZSL top-1/top-5 on unseen classes; GZSL seen/unseen/H, with and without calibration.
+
+    Raises:
+        NotFoundError: no such (or no) visual-semantic model.
+        DataError: the catalog holds no held-out images of the model's classes.
+    """
+    name = semantic_model(ctx, model)
+    embed_catalog(ctx, name, progress)
+    with ctx.sessions() as session:
+        config = repo.get_model(session=session, name=name).config
+        roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+    seen = list(config["data"]["classes"])
+    vecs, classes, hashes = _held_out(ctx, name, seen, roles)
+    unseen = sorted({c for c in classes if c not in seen})
+    names = seen + unseen
+    labels = label_matrix(model_vectors(ctx, name), names)
+    scores = vecs @ labels.T
+    y = np.array([names.index(c) for c in classes], dtype=np.int64)
+    seen_cols = np.array([n in seen for n in names])
+    report: dict[str, Any] = {
+        "model": name,
+        "vectors": (config.get("vectors") or {}).get("origin"),
+        "seen_classes": seen,
+        "unseen_classes": unseen,
+        "zsl": _zsl(scores, y, seen_cols, names),
+        "gzsl": {**_rounded(gzsl_accuracy(scores, y, seen_cols)), **_counts(y, seen_cols)},
+        "calibrated": _calibrated(scores, y, seen_cols, hashes) if calibrate else None,
+        "plots": [],
+    }
+    if plots:
+        report["plots"] = _plots(ctx, name, scores, y, names, report)
+    return report
+
+
+def _held_out(
+    ctx: Context, model: str, seen: list[str], roles: dict[str, str]
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Unit vectors (N, D), class names and sha256 of valid images of ``seen`` classes and
+    test images of unseen classes."""
+    space = ctx.space(model)
+    with ctx.sessions() as session:
+        rows = repo.embedded_images(
+            session=session, collection_id=space.collection_id, splits=["valid", "test"]
+        )
+    keep = [
+        r
+        for r in rows
+        if (r[1] == "valid" and r[2] in seen) or (r[1] == "test" and roles.get(r[2]) == "unseen")
+    ]
+    if not keep:
+        raise DataError(
+            f"no held-out images for {model}: valid images of its classes or test images of "
+            "unseen classes; ingest an AwA2 tree with testclasses.txt"
+        )
+    vectors, payloads = space.index.get([r[3] for r in keep])
+    return (
+        np.asarray(vectors, dtype=np.float32),
+        [r[2] for r in keep],
+        [str(p.get("sha256", "")) for p in payloads],
+    )
+
+
+def _zsl(
+    scores: np.ndarray, y: np.ndarray, seen_cols: np.ndarray, names: list[str]
+) -> dict[str, Any] | None:
+    on_unseen = ~seen_cols[y]
+    cols = np.flatnonzero(~seen_cols)
+    if not on_unseen.any() or len(cols) == 0:
+        return None
+    sub = scores[on_unseen][:, cols]
+    sub_y = np.searchsorted(cols, y[on_unseen])
+    top1, per = per_class_accuracy(sub, sub_y, k=1)
+    k = min(5, len(cols))
+    topk, _ = per_class_accuracy(sub, sub_y, k=k)
+    return {
+        "images": int(on_unseen.sum()),
+        "labels": len(cols),
+        "top1": round(top1, 4),
+        "top5": round(topk, 4),
+        "top5_k": k,
+        "per_class_top1": {names[cols[c]]: round(v, 4) for c, v in per.items()},
+    }
+
+
+def _calibrated(
+    scores: np.ndarray, y: np.ndarray, seen_cols: np.ndarray, hashes: list[str]
+) -> dict[str, Any]:
+    half = np.array([int(h[:8] or "0", 16) % 2 == 0 for h in hashes])
+    gamma = calibrate_gamma(scores[half], y[half], seen_cols)
+    ev = ~half
+    raw = gzsl_accuracy(scores[ev], y[ev], seen_cols)
+    cal = gzsl_accuracy(scores[ev], y[ev], seen_cols, gamma=gamma)
+    return {
+        "gamma": gamma,
+        "calibration_images": int(half.sum()),
+        "eval_images": int(ev.sum()),
+        "without": _rounded(raw),
+        "with": _rounded(cal),
+    }
+
+
+def _rounded(m: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if np.isnan(v) else round(v, 4)) for k, v in m.items()}
+
+
+def _counts(y: np.ndarray, seen_cols: np.ndarray) -> dict[str, int]:
+    on_seen = seen_cols[y]
+    return {"seen_images": int(on_seen.sum()), "unseen_images": int((~on_seen).sum())}
+
+
+def _plots(
+    ctx: Context,
+    model: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    report: dict[str, Any],
+) -> list[str]:
+    out = ctx.home / "models" / model
+    seen_cols = np.array([n in report["seen_classes"] for n in names])
+    paths: list[Path] = []
+    gammas = [("gzsl", 0.0)]
+    if report["calibrated"]:
+        gammas.append(("gzsl_calibrated", report["calibrated"]["gamma"]))
+    for tag, gamma in gammas:
+        pred = (scores - gamma * seen_cols[None, :]).argmax(axis=1)
+        title = f"{model} GZSL, all labels (gamma={gamma:g})"
+        paths.append(
+            confusion_png(confusion(pred, y, len(names)), names, out / f"{tag}.png", title)
+        )
+    return [str(p) for p in paths]

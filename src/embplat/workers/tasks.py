@@ -1,0 +1,93 @@
+"""Celery tasks: thin wrappers taking ids, calling the same library functions as local mode.
+
+The worker's Context (catalog, index, encoder) is built once per worker process and reused,
+so the encoder's weights are loaded once, not per task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from embplat.config import Settings, load_settings
+from embplat.errors import ServiceUnavailableError
+from embplat.ingest.batches import mark_batch_failed, run_batch
+from embplat.pipelines.context import Context
+from embplat.workers.celery_app import EMBED_TASK, REBUILD_TASK
+
+log = logging.getLogger(__name__)
+
+#: Errors worth retrying: a server that did not answer. Bad data is never retried.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    ServiceUnavailableError,
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+
+_context: Context | None = None
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings (e.g. with `platform worker` flags) instead of the environment."""
+    global _settings, _context
+    _settings, _context = settings, None
+
+
+def worker_context() -> Context:
+    """This process's Context, built on first use (jobs always run here, never re-dispatched)."""
+    global _context
+    if _context is None:
+        from embplat.workers.context import build_context
+
+        _context = build_context(_settings or load_settings(), dispatch=False)
+    return _context
+
+
+@shared_task(
+    name=EMBED_TASK,
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
+    """Embed batch ``seq`` of job ``job_id`` into the active index; idempotent."""
+    ctx = worker_context()
+    space = ctx.space()
+    try:
+        return run_batch(
+            sessions=ctx.sessions,
+            job_id=job_id,
+            seq=seq,
+            encoder=space.encoder,
+            index=space.index,
+            collection_id=space.collection_id,
+            batch_size=ctx.embed.batch_size,
+            num_workers=ctx.embed.num_workers,
+            max_pixels=ctx.ingest.max_pixels,
+        )
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        mark_batch_failed(
+            sessions=ctx.sessions, job_id=job_id, seq=seq, error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+
+
+@shared_task(name=REBUILD_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def rebuild_index() -> dict[str, Any]:
+    """Rebuild the active index's graph (nmslib) or flush it (other backends)."""
+    ctx = worker_context()
+    index = ctx.space().index
+    rebuild = getattr(index, "rebuild", None)
+    if callable(rebuild):
+        rebuild()
+    index.flush()
+    return {"index": index.name, "points": index.count(None)}
