@@ -121,3 +121,49 @@ def test_unreachable_database_names_url_without_password():
         current_revision(engine)
     assert "secret" not in str(err.value)
     assert "127.0.0.1:1/nope" in str(err.value)
+
+
+def test_concurrent_writers_neither_deadlock_nor_duplicate(sessions):
+    """Two writers racing over the same classes, images and embeddings (as two workers do)."""
+    import threading
+
+    with transaction(sessions) as s:
+        model = repo.ensure_model(
+            session=s, name="m", encoder="e", weights="w", dim=4, image_size=8, config={}
+        )
+        coll_id = repo.ensure_collection(
+            session=s, name="c", model_id=model.id, backend="exact", dim=4
+        ).id
+    errors, barrier = [], threading.Barrier(2)
+    shas = [f"{i:064x}" for i in range(60)]
+
+    def writer(order):
+        try:
+            barrier.wait()
+            for chunk in range(0, 60, 10):
+                with transaction(sessions) as s:
+                    cid = repo.ensure_classes(session=s, names=["a", "b"][::order])["a"]
+                    repo.add_images(
+                        session=s,
+                        records=[_image(h, cid) for h in shas[chunk : chunk + 10][::order]],
+                    )
+                with transaction(sessions) as s:
+                    ids = repo.images_by_hash(session=s, hashes=shas[chunk : chunk + 10])
+                    repo.add_embeddings(
+                        session=s,
+                        collection_id=coll_id,
+                        points=[(i.id, i.sha256[:8]) for i in ids.values()],
+                    )
+        except Exception as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(o,)) for o in (1, -1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with sessions() as s:
+        assert repo.count_images(session=s) == 60
+        assert repo.count_embeddings(session=s, collection_id=coll_id) == 60
+        assert len(repo.class_counts(session=s)) == 2

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from embplat.errors import ConfigError
+from embplat.models.checkpoints import load_checkpoint
 from embplat.models.encoders import IMAGENET_MEAN, IMAGENET_STD, get_encoder
 from embplat.models.metric import (
     LOSSES,
@@ -16,6 +17,9 @@ from embplat.models.metric import (
     make_transforms,
     seed_everything,
 )
+from embplat.models.metric_recipe import MetricRecipe, precision_at_1
+from embplat.models.training import ImageSamples, RecipeNet, Sample, TrainData, fit
+from embplat.pipelines.progress import NoProgress
 
 N_CLASSES, PER_CLASS, FEATURES = 4, 8, 32
 
@@ -89,7 +93,7 @@ def test_loss_parameters_are_optimised_and_saved(loss):
     opt = build_optimizer(cfg, head.parameters(), loss_fn)
     assert len(opt.param_groups) == 2
     loss_group = opt.param_groups[1]
-    assert loss_group["lr"] == cfg.loss_lr and loss_group["weight_decay"] == 0.0
+    assert loss_group["lr"] == cfg.lr and loss_group["weight_decay"] == 0.0  # loss_lr None
     (param,) = list(loss_fn.parameters())
     assert param is loss_group["params"][0]
     expected_rows = N_CLASSES * (3 if loss == "subcenter-arcface" else 1)
@@ -138,7 +142,7 @@ def test_tiny_cnn_on_fashion_mnist_learns_with_arcface(fmnist_root):
             labels.append(label)
     x, y = torch.stack(images), torch.tensor(labels)
     trunk = get_encoder("tiny_cnn", device="cpu").module
-    cfg = MetricConfig(loss="arcface", encoder="tiny_cnn", dim=16, optimizer="adam", lr=0.01)
+    cfg = MetricConfig(loss="arcface", encoder="tiny_cnn", dim=16, lr=0.01)
     model = EmbeddingModel(trunk, EmbeddingHead(64, cfg.dim))
     history = _train(cfg, model, x, y, steps=15)
     assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3]), history
@@ -158,17 +162,83 @@ def test_sampler_gives_m_per_class_batches():
 
 
 def test_config_validates_and_round_trips():
-    cfg = MetricConfig(loss="proxynca", dim=64, scale=9.0)
+    cfg = MetricConfig(loss="proxynca", dim=64, scale=9.0, loss_lr=0.1, classes=("a", "b"))
     assert MetricConfig.from_dict(cfg.as_dict()) == cfg
+    assert cfg.loop_options("cpu").loss_lr == 0.1
+    assert build_optimizer(cfg, [], build_loss(cfg, 2)[0]).param_groups[1]["lr"] == 0.1
     with pytest.raises(ConfigError, match="unknown loss"):
         MetricConfig(loss="contrastive")
     with pytest.raises(ConfigError, match="multiple of m_per_class"):
         MetricConfig(batch_size=30, m_per_class=4)
-    with pytest.raises(ConfigError, match="unknown metric config keys"):
+    with pytest.raises(ConfigError, match="unknown MetricConfig keys"):
         MetricConfig.from_dict({"loss": "arcface", "lr_scheduler": "cos"})
 
 
-def test_transforms_crop_to_the_image_size():
+def test_transforms_crop_to_the_image_size_and_test_matches_the_encoder():
     train_tf, test_tf = make_transforms(32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     img = Image.new("RGB", (50, 40), (120, 30, 200))
+    img.paste((10, 200, 30), (0, 0, 25, 40))
     assert train_tf(img).shape == test_tf(img).shape == (3, 32, 32)
+    encoder = get_encoder("tiny_cnn", image_size=32, device="cpu")
+    assert torch.equal(test_tf(img), encoder.transform(img))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_metric_recipe_trains_in_the_shared_loop(loss, fmnist_root, tmp_path):
+    classes = sorted(p.name for p in fmnist_root.iterdir())[:4]
+    train, valid = [], []
+    for label, name in enumerate(classes):
+        files = sorted((fmnist_root / name).iterdir())
+        train += [Sample(str(p), label) for p in files[:8]]
+        valid += [Sample(str(p), label) for p in files[8:12]]
+    train_tf, test_tf = make_transforms(32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+    def load(path):
+        return Image.open(path).convert("RGB")
+
+    data = TrainData(
+        ImageSamples(train, train_tf, load),
+        ImageSamples(train, test_tf, load),
+        ImageSamples(valid, test_tf, load),
+    )
+    cfg = MetricConfig(
+        loss=loss,
+        encoder="tiny_cnn",
+        image_size=32,
+        dim=16,
+        batch_size=16,
+        lr=0.01,
+        freeze_epochs=6,
+        unfreeze_epochs=0,
+        margin=0.2 if loss == "triplet-epshn" else None,
+    )
+    recipe = MetricRecipe(cfg, len(classes))
+    net = RecipeNet(get_encoder("tiny_cnn", device="cpu").module, 64, recipe)
+    history = fit(
+        net,
+        recipe,
+        data,
+        cfg.phases(),
+        cfg.loop_options("cpu"),
+        out_dir=tmp_path,
+        meta={"config": cfg.as_dict()},
+        progress=NoProgress(),
+    )
+    losses = [e.loss for e in history.epochs]
+    assert len(losses) == 6 and losses[-1] < losses[0], losses
+    assert all(0.0 <= e.metric <= 1.0 for e in history.epochs)
+    saved = load_checkpoint(tmp_path / "epoch_6.pt")["state_dict"]
+    loss_keys = sorted(k for k in saved if k.startswith("loss."))
+    expected = {"triplet-epshn": [], "proxynca": ["loss.loss.proxies"]}.get(loss, ["loss.loss.W"])
+    assert loss_keys == expected
+    for key in loss_keys:  # the trained proxies / class weights, not their initial values
+        assert torch.equal(saved[key], net.state_dict()[key].cpu())
+        assert not torch.equal(saved[key], recipe.build_loss().state_dict()[key[5:]])
+
+
+def test_precision_at_1_by_hand():
+    emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 1.0], [0.8, 0.3]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    # angles 0°, 6.3°, 90°, 78.7°, 20.6°: nearest others 0→1 ✓, 1→0 ✓, 2→3 ✓, 3→2 ✓, 4→1 ✗
+    assert precision_at_1(emb, labels, chunk=2) == pytest.approx(4 / 5)
+    assert precision_at_1(emb[:1], labels[:1]) != precision_at_1(emb[:1], labels[:1])  # NaN

@@ -54,8 +54,8 @@ def opener(tmp_path: Path) -> Iterator[Opener]:
     """Open indexes under this test's tmp_path; all are closed at teardown."""
     opened: list[VectorIndex] = []
 
-    def open_(backend: str, **nmslib_kwargs: Any) -> VectorIndex:
-        index = _open(backend, tmp_path, **nmslib_kwargs)
+    def open_(backend: str, **options: Any) -> VectorIndex:  # dim=, or NmslibIndex options
+        index = _open(backend, tmp_path, **options)
         opened.append(index)
         return index
 
@@ -293,6 +293,15 @@ def test_nmslib_crash_keeps_last_flush(opener: Opener, data: SimpleNamespace) ->
     assert recall >= 0.95
 
 
+@pytest.mark.parametrize("backend", ["exact", "nmslib"])
+def test_reopen_with_other_dim_raises_config_error(opener: Opener, backend: str) -> None:
+    index = opener(backend)
+    index.upsert(*_small())
+    index.close()
+    with pytest.raises(ConfigError, match=rf"{DIM}-d.*\b32-d"):
+        opener(backend, dim=32)
+
+
 # --- factory and Qdrant specifics --------------------------------------------------------
 
 
@@ -337,4 +346,15 @@ def test_qdrant_alias_and_bulk_load_switches() -> None:
     assert aliases == {"embplat_images": "embplat_b"}
     second.defer_indexing()  # no-ops in local mode, but must not fail
     second.restore_indexing()
+    client.close()
+
+
+def test_qdrant_rejects_non_uuid_ids() -> None:
+    client = QdrantClient(":memory:")
+    index = QdrantIndex("embplat_ids", DIM, client)
+    _, vectors, payloads = _small(1)
+    with pytest.raises(DataError, match="UUID"):
+        index.upsert(["not-a-uuid"], vectors, payloads)
+    with pytest.raises(DataError, match="lists"):
+        index.count({"class": ["a", 1]})
     client.close()

@@ -49,7 +49,8 @@ class Worker:
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "embplat", "worker", "--pool", "solo", "--queues", "gpu,cpu"],
-            env={**os.environ, **env, **(extra_env or {})}, stdout=self.log,
+            env={**os.environ, **env, **(extra_env or {})},
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
 
@@ -125,8 +126,7 @@ def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, t
     assert max(attempts) >= 2  # the interrupted batch really ran again
 
 
-def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_root,
-                                                            monkeypatch):
+def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_root, monkeypatch):
     monkeypatch.setenv("EMBPLAT_BROKER_URL", "redis://:hunter2@127.0.0.1:1/0")
     from embplat.errors import ServiceUnavailableError
 

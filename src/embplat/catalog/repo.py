@@ -194,9 +194,7 @@ def create_job(*, session: Session, kind: str, params: Mapping[str, Any], total:
 
 def update_job(*, session: Session, job_id: int, **fields: Any) -> Job:
     """Set fields on a job; ``state`` running/succeeded/failed stamps start/finish times."""
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFoundError(f"no job with id {job_id}")
+    job = get_job(session=session, job_id=job_id)
     state = fields.get("state")
     if state == "running" and job.started_at is None:
         job.started_at = utcnow()
@@ -204,6 +202,14 @@ def update_job(*, session: Session, job_id: int, **fields: Any) -> Job:
         job.finished_at = utcnow()
     for key, value in fields.items():
         setattr(job, key, value)
+    return job
+
+
+def get_job(*, session: Session, job_id: int) -> Job:
+    """The job with this id; NotFoundError otherwise."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id}")
     return job
 
 

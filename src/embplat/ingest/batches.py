@@ -25,6 +25,11 @@ from embplat.retrieval import VectorIndex
 
 log = logging.getLogger(__name__)
 
+#: Alias that always names the current model's collection (Qdrant; see docs/qdrant.md).
+IMAGES_ALIAS = "embplat_images"
+#: Jobs at least this large load with HNSW indexing deferred until their last batch.
+BULK_THRESHOLD = 5000
+
 
 def plan_batches(
     *, sessions: sessionmaker[Session], job_id: int, image_ids: Sequence[int], batch_size: int
@@ -66,6 +71,9 @@ def run_batch(
         batch = _batch(session, job_id, seq)
         batch.state, batch.attempts = "running", batch.attempts + 1
         items = list(batch.items)
+        bulk = repo.get_job(session=session, job_id=job_id).total >= BULK_THRESHOLD
+    if bulk:
+        _call(index, "defer_indexing")
     report: EmbedReport = embed_images(
         items,
         sessions=sessions,
@@ -84,6 +92,8 @@ def run_batch(
         batch.done = len(items) - len(report.failed)
         batch.failed = [list(f) for f in report.failed]
     state = refresh_job(sessions=sessions, job_id=job_id)
+    if state in {"succeeded", "failed"}:
+        finish_index(index, succeeded=state == "succeeded", bulk=bulk)
     return {
         "job": job_id,
         "seq": seq,
@@ -91,6 +101,21 @@ def run_batch(
         "failed": len(report.failed),
         "job_state": state,
     }
+
+
+def finish_index(index: VectorIndex, *, succeeded: bool, bulk: bool) -> None:
+    """After a job's last batch: restore deferred indexing; point the alias at a full index."""
+    if bulk:
+        _call(index, "restore_indexing")
+    if succeeded:
+        _call(index, "set_alias", IMAGES_ALIAS)
+
+
+def _call(index: VectorIndex, method: str, *args: Any) -> None:
+    """Backend-specific hooks (Qdrant's): other backends simply lack them."""
+    fn = getattr(index, method, None)
+    if callable(fn):
+        fn(*args)
 
 
 def mark_batch_failed(

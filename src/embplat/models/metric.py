@@ -9,8 +9,8 @@ weights) are ``nn.Module``s: they get their own optimiser parameter group and th
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,8 @@ from torch import nn
 from torchvision import transforms as T
 
 from embplat.errors import ConfigError
+from embplat.models.recipes import TrainConfig
+from embplat.models.training import LoopOptions
 
 LOSSES = ("triplet-epshn", "proxynca", "arcface", "subcenter-arcface")
 DISTANCES = ("cosine", "euclidean")
@@ -29,36 +31,30 @@ CLASS_LOSSES = ("proxynca", "arcface", "subcenter-arcface")
 
 
 @dataclass(frozen=True)
-class MetricConfig:
-    """Hyperparameters of one metric-learning run; saved inside every checkpoint.
+class MetricConfig(TrainConfig):
+    """The ``metric`` recipe: the shared training fields plus the loss and its embedding.
 
     ``margin`` and ``scale`` are in the loss's own units (triplet: distance margin;
     ArcFace: degrees and logit scale; ProxyNCA: ``scale`` is the softmax scale);
-    None keeps pytorch-metric-learning's default.
+    None keeps pytorch-metric-learning's default. ``loss_lr`` (None = ``lr``) is the
+    learning rate of the loss's own parameters (proxies, class weights).
     """
 
     loss: str = "triplet-epshn"
-    encoder: str = "efficientnet_lite0"
-    weights: str | None = None
-    image_size: int = 224
-    resize: int | None = None
     dim: int = 128
     bn: bool = False
     distance: str = "cosine"
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    loss_lr: float = 0.01
+    optimizer: str = "adam"
+    loss_lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 1e-4
     margin: float | None = None
     scale: float | None = None
     sub_centers: int = 3
     m_per_class: int = 4
-    batch_size: int = 32
-    epochs: int = 10
-    seed: int = 0
+    resize: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, value, choices in (
             ("loss", self.loss, LOSSES),
             ("distance", self.distance, DISTANCES),
@@ -66,11 +62,11 @@ class MetricConfig:
         ):
             if value not in choices:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
-        for name in ("dim", "image_size", "m_per_class", "batch_size", "epochs", "sub_centers"):
+        for name in ("dim", "m_per_class", "sub_centers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.loss_lr <= 0:
-            raise ConfigError(f"learning rates must be positive, got {self.lr}, {self.loss_lr}")
+        if self.loss_lr is not None and self.loss_lr <= 0:
+            raise ConfigError(f"loss_lr must be positive, got {self.loss_lr}")
         if self.batch_size % self.m_per_class:
             raise ConfigError(
                 f"batch size {self.batch_size} is not a multiple of m_per_class "
@@ -78,19 +74,12 @@ class MetricConfig:
             )
         if self.loss in ("arcface", "subcenter-arcface") and self.distance != "cosine":
             raise ConfigError(f"{self.loss} is defined on cosine similarity; use --distance cosine")
+        if self.freeze_epochs + self.unfreeze_epochs < 1:
+            raise ConfigError("train for at least one epoch (--freeze-epochs/--unfreeze-epochs)")
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as stored in checkpoints and the catalog."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MetricConfig:
-        """Rebuild from :meth:`as_dict` output. Raises ConfigError on unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown metric config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+    def loop_options(self, device: str) -> LoopOptions:
+        """The loop settings, with the loss parameters' own learning rate."""
+        return replace(super().loop_options(device), loss_lr=self.loss_lr)
 
 
 class EmbeddingHead(nn.Module):
@@ -184,12 +173,33 @@ def build_loss(
     return loss, None
 
 
+class MinedLoss(nn.Module):
+    """``loss(embeddings, labels)`` for the training loop: mines, then applies the PML loss.
+
+    The loss (and so its parameters: proxies, class weights) is a submodule, so it is
+    trained and saved with the model. It runs in float32 even under autocast: ArcFace's
+    arccos and the softmax over proxies are unstable in float16.
+    """
+
+    def __init__(self, loss: nn.Module, miner: nn.Module | None = None):
+        super().__init__()
+        self.loss = loss
+        self.miner = miner
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, dim) raw embeddings, (B,) class indices → scalar loss."""
+        with torch.autocast(embeddings.device.type, enabled=False):
+            embeddings = embeddings.float()
+            pairs = self.miner(embeddings, labels) if self.miner is not None else None
+            return self.loss(embeddings, labels, pairs)
+
+
 def build_optimizer(
     cfg: MetricConfig, model_params: Iterable[nn.Parameter], loss: nn.Module
 ) -> torch.optim.Optimizer:
     """One optimiser: the model's parameters, and the loss's (if any) in their own group.
 
-    The loss group uses ``cfg.loss_lr`` and no weight decay, so proxies and class weights
+    The loss group uses ``cfg.loss_lr`` (default ``cfg.lr``) and no weight decay, so proxies and class weights
     keep their scale.
     """
     groups: list[dict[str, Any]] = [
@@ -197,7 +207,7 @@ def build_optimizer(
     ]
     loss_params = [p for p in loss.parameters() if p.requires_grad]
     if loss_params:
-        groups.append({"params": loss_params, "lr": cfg.loss_lr, "weight_decay": 0.0})
+        groups.append({"params": loss_params, "lr": cfg.loss_lr or cfg.lr, "weight_decay": 0.0})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
@@ -235,11 +245,15 @@ def make_transforms(
 ) -> tuple[T.Compose, T.Compose]:
     """Train and test transforms (PIL → (3, S, S)) as in the reference recipe.
 
-    Train: resize the short side, random crop, horizontal flip. Test: resize, centre crop.
-    ``resize`` defaults to ``image_size * 8 / 7`` (256 for 224).
+    Train: resize the short side to ``resize`` (default ``S * 8 / 7``, 256 for 224), random
+    crop S, horizontal flip. Test: resize, centre crop S; with ``resize`` None the test
+    transform is exactly the exported encoder's (resize to S), so the validation metric
+    sees what the index will hold.
     """
-    side = resize or round(image_size * 8 / 7)
     tail = [T.ToTensor(), T.Normalize(mean, std)]
-    train = T.Compose([T.Resize(side), T.RandomCrop(image_size), T.RandomHorizontalFlip(), *tail])
-    test = T.Compose([T.Resize(side), T.CenterCrop(image_size), *tail])
+    train_side = resize or round(image_size * 8 / 7)
+    train = T.Compose(
+        [T.Resize(train_side), T.RandomCrop(image_size), T.RandomHorizontalFlip(), *tail]
+    )
+    test = T.Compose([T.Resize(resize or image_size), T.CenterCrop(image_size), *tail])
     return train, test

@@ -169,6 +169,7 @@ class CosineLoss(nn.Module):
 
     def __init__(self, label_vectors: torch.Tensor):
         super().__init__()
+        self.targets: torch.Tensor
         self.register_buffer("targets", F.normalize(label_vectors.float(), dim=1))
 
     def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -181,6 +182,7 @@ class HingeRankLoss(nn.Module):
 
     def __init__(self, label_vectors: torch.Tensor, margin: float = 0.1):
         super().__init__()
+        self.targets: torch.Tensor
         self.register_buffer("targets", F.normalize(label_vectors.float(), dim=1))
         self.margin = margin
 

@@ -259,7 +259,7 @@ def fit(
         loader = _train_loader(data.train, recipe, opts, train_feats)
         optimizer, schedule = _optimizer(net, opts, phase, phase.epochs * len(loader))
         for _ in range(phase.epochs):
-            task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", len(loader.dataset))
+            task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", _size(loader))
             loss, ips, secs = _train_epoch(net, loader, optimizer, schedule, opts, task, progress)
             outputs, labels = _valid_outputs(net, data.valid, opts, valid_feats)
             result = EpochResult(epoch, phase.name, loss, recipe.metric(outputs, labels), ips, secs)
@@ -278,6 +278,13 @@ def best_epoch(results: Sequence[EpochResult]) -> EpochResult:
     if not results:
         raise ValueError("no epochs were run")
     return max(reversed(results), key=lambda r: -math.inf if math.isnan(r.metric) else r.metric)
+
+
+def _size(loader: DataLoader) -> int:
+    """Images one epoch of ``loader`` trains on (after drop_last)."""
+    if loader.drop_last and loader.batch_size:
+        return len(loader) * loader.batch_size
+    return len(loader.dataset)  # type: ignore[arg-type]
 
 
 def _set_frozen(net: RecipeNet, frozen: bool) -> None:
@@ -374,7 +381,7 @@ def _train_epoch(
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
-        total, seen = total + float(loss) * len(y), seen + len(y)
+        total, seen = total + float(loss.detach()) * len(y), seen + len(y)
         advance(len(y))
         rate = seen / max(time.perf_counter() - start, 1e-9)
         if isinstance(progress, StatusProgress) and (step % 5 == 0 or step == len(loader)):

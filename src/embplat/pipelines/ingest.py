@@ -51,7 +51,7 @@ def ingest_tree(
         DataError: ``root`` is missing or holds no class folders.
     """
     progress = progress or NoProgress()
-    scan = scan_tree(root)
+    scan = scan_tree(root.absolute())  # workers must resolve the stored paths
     if embed and ctx.dispatch is not None:
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
@@ -90,7 +90,7 @@ def enrol_class(
         DataError: the folder is missing or holds no images.
     """
     progress = progress or NoProgress()
-    items = _folder_items(name, folder)
+    items = _folder_items(name, folder.absolute())
     if ctx.dispatch is not None:
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:

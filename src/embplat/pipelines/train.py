@@ -202,9 +202,8 @@ def _train(
         net1 = RecipeNet(backbone.module, backbone.dim, first)
         phases = [Phase("stage1", stage1, freeze_backbone=False)]
         meta1 = {**meta, "recipe": "classifier", "head": first.head.__dict__}
-        history += fit(
-            net1, first, tdata, phases, opts, out_dir=out_dir, meta=meta1, progress=progress
-        ).epochs
+        run1 = fit(net1, first, tdata, phases, opts, out_dir=out_dir, meta=meta1, progress=progress)
+        history += run1.epochs
     recipe, extras = built
     net = RecipeNet(backbone.module, backbone.dim, recipe)
     meta = {**meta, **extras, "recipe": recipe_name, "head": recipe.head.__dict__}

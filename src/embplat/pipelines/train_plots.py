@@ -89,8 +89,6 @@ def _plot_images(
 def _encode(encoder: TorchImageEncoder, paths: Sequence[str], max_pixels: int) -> np.ndarray:
     out = []
     for start in range(0, len(paths), 32):
-        batch = [
-            encoder.transform(load_rgb(p, max_pixels=max_pixels)) for p in paths[start : start + 32]
-        ]
-        out.append(encoder.encode_images(torch.stack(batch)))
+        images = [load_rgb(p, max_pixels=max_pixels) for p in paths[start : start + 32]]
+        out.append(encoder.encode_images(torch.stack([encoder.transform(i) for i in images])))
     return np.concatenate(out)

@@ -173,7 +173,6 @@ def _plots(
     for tag, gamma in gammas:
         pred = (scores - gamma * seen_cols[None, :]).argmax(axis=1)
         title = f"{model} GZSL, all labels (gamma={gamma:g})"
-        paths.append(
-            confusion_png(confusion(pred, y, len(names)), names, out / f"{tag}.png", title)
-        )
+        matrix = confusion(pred, y, len(names))
+        paths.append(confusion_png(matrix, names, out / f"{tag}.png", title))
     return [str(p) for p in paths]

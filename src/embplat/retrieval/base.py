@@ -226,7 +226,7 @@ def exact_top_k(queries: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.nda
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a temporary sibling, fsync it, then rename it into place.
 
     A crash leaves either the old file or the new one, never a half-written one.

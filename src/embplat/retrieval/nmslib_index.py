@@ -59,7 +59,8 @@ _TOMBSTONE_FRACTION = 0.5
 #: Fold segments into a new base once there are this many.
 _MAX_SEGMENTS = 64
 
-_Op = tuple[str, list[str], np.ndarray | None, list[dict[str, Any]] | None]
+#: A write since the last flush: ("u", ids, vectors, payloads) or ("d", ids, empty, []).
+_Op = tuple[str, list[str], np.ndarray, list[dict[str, Any]]]
 
 
 class NmslibIndex:
@@ -126,7 +127,7 @@ class NmslibIndex:
         existing = [pid for pid in dict.fromkeys(ids) if pid in self._slot_of]
         if existing:
             self._apply_delete(existing)
-            self._pending.append(("d", existing, None, None))
+            self._pending.append(("d", existing, np.empty((0, self.dim), np.float32), []))
             self._maybe_rebuild()
         return len(existing)
 
@@ -284,10 +285,10 @@ class NmslibIndex:
         share = n_graph / built
         fetch = want if share == 1 else min(built, math.ceil(2 * want / share))
         found: list[Any] = [None] * len(q)
-        todo, short = list(range(len(q))), []
+        todo, short = list(range(len(q))), list[int]()
         while todo:
             raw = self._graph.knnQueryBatch(q[todo], k=fetch, num_threads=self.num_threads)
-            retry = []
+            retry: list[int] = []
             for qi, (slots, dists) in zip(todo, raw, strict=True):
                 if share < 1:
                     keep = allowed[slots]
@@ -333,7 +334,7 @@ class NmslibIndex:
         name = f"seg-{gen:06d}-{len(segments) + 1:06d}.npz"
         ops: list[list[Any]] = []
         meta: dict[str, Any] = {"ops": ops, "ids": [], "payloads": []}
-        vectors = []
+        vectors: list[np.ndarray] = []
         for kind, ids, arr, payloads in self._pending:
             ops.append([kind, len(ids) if kind == "u" else ids])
             if kind == "u":
@@ -377,7 +378,9 @@ class NmslibIndex:
         self._built = meta["built"]
         if manifest["graph"]:
             self._graph = self._new_graph()
-            self._graph.addDataPointBatch(self._buf[: self._built], np.arange(self._built))
+            self._graph.addDataPointBatch(
+                self._buf[: self._built], np.arange(self._built, dtype=np.int32)
+            )
             self._graph.loadIndex(str(self.path / manifest["graph"]), load_data=False)
             self._graph.setQueryTimeParams({"efSearch": self.ef_search})
         for segment in manifest["segments"]:

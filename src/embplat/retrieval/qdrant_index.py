@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 INDEXED_FIELDS = ("class", "split", "kind")
 #: Qdrant's documented default for ``optimizers_config.indexing_threshold`` (kB of vectors).
 _DEFAULT_INDEXING_THRESHOLD = 10_000
+#: Queries per ``query_batch_points`` request, so a large batch stays a reasonable request.
+_QUERY_BATCH = 256
 
 
 class QdrantIndex:
@@ -105,15 +107,18 @@ class QdrantIndex:
                 f"Qdrant collection {self.name!r} is empty; upsert vectors before searching"
             )
         qfilter = to_qdrant_filter(filter)
-        requests = [
-            models.QueryRequest(query=row.tolist(), limit=k, filter=qfilter, with_payload=True)
-            for row in q
-        ]
-        responses = self.client.query_batch_points(self.name, requests=requests)
-        return [
-            [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points]
-            for r in responses
-        ]
+        hits: list[list[Hit]] = []
+        for start in range(0, len(q), _QUERY_BATCH):
+            requests = [
+                models.QueryRequest(query=row.tolist(), limit=k, filter=qfilter, with_payload=True)
+                for row in q[start : start + _QUERY_BATCH]
+            ]
+            responses = self.client.query_batch_points(self.name, requests=requests)
+            hits.extend(
+                [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points]
+                for r in responses
+            )
+        return hits
 
     def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Vectors (N, dim) and payloads of ``ids``, in the order asked.
@@ -248,30 +253,31 @@ def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
     """Translate a platform filter (field -> value or list of values) to a Qdrant filter.
 
     Raises:
-        DataError: a value is not a string, integer or bool (or a list of them).
+        DataError: a value is not a string, integer or bool, or a list mixes types (Qdrant's
+            ``MatchAny`` takes only all-string or all-integer lists).
     """
     if not flt:
         return None
     conditions = []
     for key, want in flt.items():
+        match: Any
         if isinstance(want, list | tuple | set | frozenset):
-            values = list(want)
-            _check_match_values(key, values)
-            match: Any = models.MatchAny(any=values)
-        else:
-            _check_match_values(key, [want])
+            kinds = {type(v) for v in want}
+            if not (kinds <= {str} or kinds <= {int}):
+                raise DataError(
+                    f"filter on {key!r} lists {sorted(map(repr, want))}; Qdrant matches lists "
+                    "of strings or of integers only"
+                )
+            match = models.MatchAny(any=list(want))
+        elif isinstance(want, str | int):  # bool is an int
             match = models.MatchValue(value=want)
+        else:
+            raise DataError(
+                f"filter on {key!r} has value {want!r}; Qdrant matches strings, integers "
+                "and booleans only"
+            )
         conditions.append(models.FieldCondition(key=key, match=match))
     return models.Filter(must=conditions)
-
-
-def _check_match_values(key: str, values: list[Any]) -> None:
-    for value in values:
-        if not isinstance(value, str | int):
-            raise DataError(
-                f"filter on {key!r} has value {value!r}; Qdrant matches only strings, "
-                "integers and booleans"
-            )
 
 
 def _is_canonical_uuid(value: str) -> bool:

@@ -1,0 +1,146 @@
+"""``platform train classifier|devise``: train a recipe on the catalog's seen classes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.progress import TaskID
+from rich.table import Table
+
+from embplat.cli.output import RichProgress, console, print_json, progress_bars
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a recipe (transfer learning, DeViSE).")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this group to the root app."""
+    app.add_typer(train_app, name="train")
+
+
+class StatusBars(RichProgress):
+    """Rich bars whose newest bar also shows a live status (loss, images/s)."""
+
+    _task: TaskID | None = None
+    _label = ""
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        """Add a bar; returns ``advance(n)``."""
+        task_id = self.progress.add_task(description, total=total)
+        self._task, self._label = task_id, description
+        return lambda n: self.progress.advance(task_id, n)
+
+    def status(self, text: str) -> None:
+        """Append ``text`` to the newest bar's description."""
+        if self._task is not None:
+            self.progress.update(self._task, description=f"{self._label} [dim]{text}[/]")
+
+
+Opt = typer.Option
+
+
+@train_app.command("classifier")
+def classifier_cmd(
+    ctx: typer.Context,
+    encoder: Annotated[str | None, Opt(help="backbone (default: the configured encoder)")] = None,
+    image_size: Annotated[int | None, Opt(help="input side in pixels")] = None,
+    name: Annotated[str | None, Opt(help="model name (default classifier-N)")] = None,
+    classes: Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")] = None,
+    max_per_class: Annotated[int | None, Opt(help="train images per class at most")] = None,
+    freeze_epochs: Annotated[int, Opt(help="epochs with the backbone frozen")] = 2,
+    unfreeze_epochs: Annotated[int, Opt(help="epochs with everything trained")] = 2,
+    batch_size: Annotated[int, Opt()] = 32,
+    lr: Annotated[float, Opt(help="peak one-cycle LR of the head")] = 1e-3,
+    backbone_lr_mult: Annotated[float, Opt(help="backbone LR = lr x this")] = 0.1,
+    label_smoothing: Annotated[float, Opt()] = 0.0,
+    seed: Annotated[int, Opt()] = 0,
+    amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
+    embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
+    json_out: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Transfer learning: new linear head, frozen then unfrozen backbone, best valid epoch."""
+    config = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
+    _run(ctx, "classifier", config, json_out)
+
+
+@train_app.command("devise")
+def devise_cmd(
+    ctx: typer.Context,
+    encoder: Annotated[str | None, Opt(help="backbone (default: the configured encoder)")] = None,
+    image_size: Annotated[int | None, Opt(help="input side in pixels")] = None,
+    name: Annotated[str | None, Opt(help="model name (default devise-N)")] = None,
+    classes: Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")] = None,
+    max_per_class: Annotated[int | None, Opt(help="train images per class at most")] = None,
+    stage1_epochs: Annotated[int, Opt(help="softmax classifier epochs before the projection")] = 1,
+    freeze_epochs: Annotated[int, Opt(help="projection epochs, backbone frozen")] = 3,
+    unfreeze_epochs: Annotated[int, Opt(help="projection epochs, backbone trained")] = 2,
+    loss: Annotated[str, Opt(help="cosine | hinge (DeViSE's rank loss)")] = "cosine",
+    margin: Annotated[float, Opt(help="hinge rank loss margin")] = 0.1,
+    vectors: Annotated[str, Opt(help="word-vector file (default: `vectors load`'s)")] = "",
+    batch_size: Annotated[int, Opt()] = 32,
+    lr: Annotated[float, Opt(help="peak one-cycle LR of the head")] = 1e-3,
+    backbone_lr_mult: Annotated[float, Opt(help="backbone LR = lr x this")] = 0.1,
+    seed: Annotated[int, Opt()] = 0,
+    amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
+    embed: Annotated[bool, Opt(help="embed the catalog and label vectors")] = True,
+    plots: Annotated[bool, Opt(help="save the PCA plot (frozen vs unfrozen)")] = True,
+    json_out: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """DeViSE: map images onto their label's word vector (zero-shot on unseen labels)."""
+    config = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
+    _run(ctx, "devise", config, json_out)
+
+
+def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: bool) -> None:
+    from embplat.catalog import repo
+    from embplat.pipelines.train import train_recipe
+
+    settings = ctx.obj.settings
+    config = {k: v for k, v in options.items() if v is not None}
+    config.setdefault("encoder", settings.embed.encoder)
+    if settings.embed.image_size and "image_size" not in config:
+        config["image_size"] = settings.embed.image_size
+    if "classes" in config:
+        config["classes"] = [c.strip() for c in config["classes"].split(",") if c.strip()]
+    config["device"] = settings.embed.device
+    config["num_workers"] = settings.embed.num_workers
+    context = ctx.obj.context()
+    with progress_bars(not json_out) as bars:
+        name = train_recipe(context, recipe, config, StatusBars(bars.progress))
+    with context.sessions() as session:
+        record = repo.get_model(session=session, name=name)
+        info = {"name": record.name, "kind": record.kind, "dim": record.dim, **record.config}
+    if json_out:
+        print_json(info)
+        return
+    console.print(epochs_table(info))
+    console.print(
+        f"[bold green]{name}[/]: best epoch {info['best_epoch']} "
+        f"({info['metric']}, untrained {info['baseline']}), {info['data']['train_images']} "
+        f"train images of {len(info['data']['classes'])} classes → index {info['collection']}"
+    )
+    for path in info.get("plots") or []:
+        console.print(f"plot: {context.home / path}")
+
+
+def epochs_table(info: dict[str, Any]) -> Table:
+    """Per-epoch loss, metric and speed of a registered model (the best epoch starred)."""
+    table = Table(
+        "epoch", "phase", "loss", info.get("metric", "metric"), "img/s", "s", title=info["name"]
+    )
+    for e in info.get("epochs", []):
+        star = " *" if e["epoch"] == info.get("best_epoch") else ""
+        table.add_row(
+            f"{e['epoch']}{star}",
+            e["phase"],
+            _num(e["loss"]),
+            _num(e["metric"]),
+            f"{e['images_per_s']:.1f}",
+            f"{e['seconds']:.0f}",
+        )
+    return table
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"

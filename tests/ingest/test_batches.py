@@ -1,0 +1,117 @@
+"""Job batches: idempotent re-runs, progress from batches, index hooks at the end of a job."""
+
+import pytest
+
+from embplat.catalog import repo
+from embplat.catalog.db import make_engine, session_factory, transaction, upgrade
+from embplat.ingest import batches
+from embplat.ingest.register import register_items
+from embplat.ingest.scan import scan_tree
+from embplat.models import get_encoder
+from embplat.retrieval.exact import ExactIndex
+
+
+class SpyIndex(ExactIndex):
+    """An exact index that also has the Qdrant-only hooks, recording their calls."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls = []
+
+    def defer_indexing(self):
+        self.calls.append("defer")
+
+    def restore_indexing(self):
+        self.calls.append("restore")
+
+    def set_alias(self, alias):
+        self.calls.append(f"alias:{alias}")
+
+
+@pytest.fixture
+def planned(tmp_path, fmnist_root):
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    scan = scan_tree(fmnist_root)
+    with transaction(sessions) as s:
+        ids = repo.ensure_classes(session=s, names=scan.classes)
+    reg = register_items(
+        scan.items[:30],
+        sessions=sessions,
+        class_ids=ids,
+        unseen=set(),
+        valid_fraction=0.0,
+        max_pixels=10**7,
+    )
+    encoder = get_encoder("tiny_cnn")
+    with transaction(sessions) as s:
+        model = repo.ensure_model(
+            session=s,
+            name=encoder.key,
+            encoder=encoder.name,
+            weights="random",
+            dim=encoder.dim,
+            image_size=32,
+            config={},
+        )
+        coll = repo.ensure_collection(
+            session=s, name="c", model_id=model.id, backend="exact", dim=encoder.dim
+        )
+        job = repo.create_job(session=s, kind="embed", params={})
+    seqs = batches.plan_batches(
+        sessions=sessions, job_id=job.id, image_ids=reg.added, batch_size=12
+    )
+    return sessions, encoder, coll.id, job.id, seqs
+
+
+def _run(planned, index, seq):
+    sessions, encoder, coll, job, _ = planned
+    return batches.run_batch(
+        sessions=sessions,
+        job_id=job,
+        seq=seq,
+        encoder=encoder,
+        index=index,
+        collection_id=coll,
+        batch_size=8,
+        num_workers=0,
+        max_pixels=10**7,
+    )
+
+
+def test_batches_finish_the_job_and_reruns_are_idempotent(planned):
+    sessions, _, _, job_id, seqs = planned
+    assert seqs == [0, 1, 2]
+    index = SpyIndex("c", 64)
+    assert _run(planned, index, 0)["job_state"] == "running"
+    assert _run(planned, index, 0)["embedded"] == 0  # a retried batch writes nothing twice
+    for seq in seqs[1:]:
+        out = _run(planned, index, seq)
+    assert out["job_state"] == "succeeded"
+    with sessions() as s:
+        job = repo.get_job(session=s, job_id=job_id)
+    assert (job.done, job.total, job.failed) == (30, 30, 0)
+    assert index.count(None) == 30
+    assert index.calls == ["alias:embplat_images"]  # small job: no deferred indexing
+    assert batches.unfinished_batches(sessions=sessions, job_id=job_id) == []
+
+
+def test_large_jobs_defer_indexing_until_the_last_batch(planned, monkeypatch):
+    monkeypatch.setattr(batches, "BULK_THRESHOLD", 10)
+    index = SpyIndex("c", 64)
+    for seq in planned[4]:
+        _run(planned, index, seq)
+    assert index.calls == ["defer", "defer", "defer", "restore", "alias:embplat_images"]
+
+
+def test_failed_batch_fails_the_job_with_its_error(planned):
+    sessions, _, _, job_id, _ = planned
+    batches.mark_batch_failed(sessions=sessions, job_id=job_id, seq=1, error="disk full")
+    index = SpyIndex("c", 64)
+    _run(planned, index, 0)
+    out = _run(planned, index, 2)
+    assert out["job_state"] == "failed"
+    with sessions() as s:
+        assert "batch 1: disk full" in repo.get_job(session=s, job_id=job_id).error
+    assert "alias:embplat_images" not in index.calls
