@@ -46,7 +46,7 @@ class Worker:
     """A `platform worker` subprocess (solo pool: one process to kill)."""
 
     def __init__(self, env, log_path, extra_env=None):
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 (lives as long as the worker)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "embplat", "worker", "--pool", "solo", "--queues", "gpu,cpu"],
             env={**os.environ, **env, **(extra_env or {})},
