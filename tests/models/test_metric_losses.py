@@ -24,6 +24,15 @@ from embplat.pipelines.progress import NoProgress
 N_CLASSES, PER_CLASS, FEATURES = 4, 8, 32
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: extra threads only contend on a shared CPU (30x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed class-structured vectors: a random centre per class plus strong noise."""
     gen = torch.Generator().manual_seed(seed)
@@ -130,22 +139,6 @@ def test_embedding_model_output_is_unit_length_at_inference():
     assert not torch.allclose(model(x).norm(dim=1), torch.ones(6))
     model.eval()
     assert torch.allclose(model(x).norm(dim=1), torch.ones(6), atol=1e-6)
-
-
-def test_tiny_cnn_on_fashion_mnist_learns_with_arcface(fmnist_root):
-    classes = sorted(p.name for p in fmnist_root.iterdir())[:4]
-    _, test_tf = make_transforms(28, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize=28)
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((fmnist_root / name).iterdir())[:8]:
-            images.append(test_tf(Image.open(path).convert("RGB")))
-            labels.append(label)
-    x, y = torch.stack(images), torch.tensor(labels)
-    trunk = get_encoder("tiny_cnn", device="cpu").module
-    cfg = MetricConfig(loss="arcface", encoder="tiny_cnn", dim=16, lr=0.01)
-    model = EmbeddingModel(trunk, EmbeddingHead(64, cfg.dim))
-    history = _train(cfg, model, x, y, steps=15)
-    assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3]), history
 
 
 def test_sampler_gives_m_per_class_batches():

@@ -30,7 +30,7 @@ DIM, N, N_CLUSTERS, N_QUERIES, K = 64, 3000, 30, 100, 10
 #: per point (a few hundred points/s here). The buffer limit still gives nmslib a graph.
 N_SMALL, SMALL_BUFFER = 300, 128
 #: Queries for filtered searches: qdrant local mode filters in Python (~60 ms per query).
-N_FILTERED = 30
+N_FILTERED = 20
 SELECTIVE = {"class": ["c03", "c17"]}  # ~7% of points: nmslib searches the subset exactly
 BROAD = {"split": "train"}  # ~60%: nmslib over-fetches from the graph and filters
 
@@ -291,6 +291,41 @@ def test_nmslib_crash_keeps_last_flush(opener: Opener, data: SimpleNamespace) ->
     got, want = survivor.search(data.queries, K), flushed.search(data.queries, K)
     recall = np.mean([len(set(g) & set(w)) / K for g, w in zip(_ids(got), _ids(want), strict=True)])
     assert recall >= 0.95
+
+
+def test_nmslib_small_batches_rebuild_geometrically(
+    opener: Opener, data: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    builds: list[int] = []
+    real_rebuild = NmslibIndex.rebuild
+
+    def counting_rebuild(self: NmslibIndex) -> None:
+        builds.append(self.count())
+        real_rebuild(self)
+
+    monkeypatch.setattr(NmslibIndex, "rebuild", counting_rebuild)
+    index = opener("nmslib", buffer_limit=100)
+    _load(index, data, batch=100)  # one rebuild per 100 points would be 29 builds
+    assert 3 <= len(builds) <= 10, builds
+    deferred = NmslibIndex("deferred", DIM, tmp_path / "deferred", buffer_limit=100)
+    builds.clear()
+    deferred.defer_indexing()
+    _load(deferred, data, N_SMALL, batch=50)
+    assert builds == []
+    deferred.restore_indexing()
+    assert builds == [N_SMALL]
+    assert deferred.search(data.vectors[:1], 1)[0][0].id == data.ids[0]
+
+
+def test_nmslib_rebuilds_an_unreadable_graph(opener: Opener, data: SimpleNamespace) -> None:
+    index = opener("nmslib", buffer_limit=SMALL_BUFFER)
+    _load(index, data, N_SMALL)
+    index.close()
+    (graph,) = Path(index.path).glob("graph-*.hnsw")
+    graph.write_bytes(graph.read_bytes()[:1000])  # e.g. a disk that lost the file's tail
+    reopened = opener("nmslib", buffer_limit=SMALL_BUFFER)
+    assert reopened.count() == N_SMALL
+    assert reopened.search(data.vectors[:1], 1)[0][0].id == data.ids[0]
 
 
 @pytest.mark.parametrize("backend", ["exact", "nmslib"])

@@ -24,13 +24,35 @@ def evaluate_cmd(
     ] = None,
     k: Annotated[int, typer.Option("--k", help="neighbours in the vote")] = 10,
     weighted: Annotated[bool, typer.Option(help="similarity-weighted votes")] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", help="a trained model (`platform models list`)")
+    ] = None,
+    zero_shot: Annotated[
+        bool, typer.Option("--zero-shot", help="DeViSE: ZSL on testclasses, GZSL seen/unseen/H")
+    ] = False,
+    calibrate: Annotated[
+        bool, typer.Option(help="zero-shot: also report H with calibrated stacking")
+    ] = True,
+    plots: Annotated[bool, typer.Option(help="zero-shot: save confusion-matrix PNGs")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Precision@1, recall@k, MAP@R, kNN accuracy and a per-class report for one split."""
+    """Precision@1, recall@k, MAP@R, kNN accuracy and a per-class report for one split.
+
+    With --zero-shot: a visual-semantic model's ZSL and GZSL accuracies instead.
+    """
+    if zero_shot:
+        _zero_shot(ctx, model, calibrate, plots, json_out)
+        return
     ref = reference or ("test" if split == "test" else "train")
     with progress_bars(not json_out) as bars:
         m = evaluate_split(
-            ctx.obj.context(), split=split, reference=ref, k=k, weighted=weighted, progress=bars
+            ctx.obj.context(),
+            split=split,
+            reference=ref,
+            k=k,
+            weighted=weighted,
+            progress=bars,
+            model=model,
         )
     if json_out:
         print_json(m)
@@ -61,3 +83,42 @@ def evaluate_cmd(
             str(int(r["support"])),
         )
     console.print(per_class)
+
+
+def _zero_shot(
+    ctx: typer.Context, model: str | None, calibrate: bool, plots: bool, json_out: bool
+) -> None:
+    from embplat.pipelines.zeroshot import evaluate_zero_shot
+
+    with progress_bars(not json_out) as bars:
+        r = evaluate_zero_shot(
+            ctx.obj.context(), model=model, calibrate=calibrate, plots=plots, progress=bars
+        )
+    if json_out:
+        print_json(r)
+        return
+    table = Table("metric", "value", title=f"{r['model']} · zero-shot", title_justify="left")
+    zsl, g = r["zsl"], r["gzsl"]
+    if zsl:
+        table.add_row(f"ZSL top-1 among {zsl['labels']} unseen labels", _f(zsl["top1"]))
+        table.add_row(f"ZSL top-{zsl['top5_k']}", _f(zsl["top5"]))
+    table.add_row(
+        f"GZSL seen / unseen / H ({g['seen_images']}+{g['unseen_images']} images)",
+        f"{_f(g['seen'])} / {_f(g['unseen'])} / {_f(g['H'])}",
+    )
+    c = r["calibrated"]
+    if c:
+        for tag, m in (("without", c["without"]), (f"with gamma={c['gamma']:g}", c["with"])):
+            table.add_row(
+                f"GZSL on the eval half, {tag} calibration",
+                f"{_f(m['seen'])} / {_f(m['unseen'])} / {_f(m['H'])}",
+            )
+    console.print(table)
+    for name, acc in (zsl or {}).get("per_class_top1", {}).items():
+        console.print(f"  {name}: ZSL top-1 {acc:.3f}")
+    for path in r["plots"]:
+        console.print(f"plot: {path}")
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"

@@ -62,16 +62,32 @@ def _wait(sessions: Any, result: IngestResult, bars: RichProgress) -> None:
 def classes_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="class name, e.g. bag")],
-    folder: Annotated[Path, typer.Argument(help="folder of example images of the class")],
+    folder: Annotated[
+        Path | None, typer.Argument(help="folder of example images of the class")
+    ] = None,
+    zero_shot: Annotated[
+        bool, typer.Option("--zero-shot", help="no images: a label for DeViSE models only")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Enrol a class from example images: searchable and classifiable at once, no retraining."""
+    """Enrol a class from example images: searchable and classifiable at once, no retraining.
+
+    With --zero-shot and no folder, the class gets only a label vector (its name's word
+    vector) and becomes a candidate of `classify --space semantic` at once.
+    """
     context = ctx.obj.context()
+    if folder is None:
+        _add_zero_shot(context, name, zero_shot, json_out)
+        return
     with progress_bars(not json_out) as bars:
         result = enrol_class(context, name, folder, progress=bars)
         if wait and result.queued:
             _wait(context.sessions, result, bars)
+    if zero_shot:  # also (re)publish its label vector to the visual-semantic models
+        from embplat.pipelines.semantic import add_zero_shot_class
+
+        add_zero_shot_class(context, name)
     _report(result, json_out)
 
 
@@ -91,6 +107,20 @@ def classes_list(
     for c, n in rows:
         table.add_row(c.name, c.role, *(str(n.get(s, 0)) for s in ("train", "valid", "test")))
     console.print(table)
+
+
+def _add_zero_shot(context: Any, name: str, zero_shot: bool, json_out: bool) -> None:
+    from embplat.errors import DataError
+    from embplat.pipelines.semantic import add_zero_shot_class
+
+    if not zero_shot:
+        raise DataError(f"give a FOLDER of {name} images, or --zero-shot to add only its label")
+    result = add_zero_shot_class(context, name)
+    if json_out:
+        print_json(result)
+        return
+    models = ", ".join(result["models"]) or "no visual-semantic model yet"
+    console.print(f"[bold]{name}[/] ({result['role']}): label vector added to {models}")
 
 
 def _report(result: IngestResult, json_out: bool) -> None:

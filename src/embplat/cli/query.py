@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,16 +19,56 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search_cmd)
 
 
+Space = typer.Option(
+    "--space", help="encoder: kNN vote among images; semantic: nearest label vectors (DeViSE)"
+)
+ModelOpt = typer.Option("--model", help="a trained model (`platform models list`)")
+
+
 def classify_cmd(
     ctx: typer.Context,
     images: Annotated[list[Path], typer.Argument(help="image files to classify")],
-    k: Annotated[int, typer.Option("--k", help="neighbours in the vote")] = 10,
+    k: Annotated[int, typer.Option("--k", help="neighbours in the vote / labels listed")] = 10,
     weighted: Annotated[bool, typer.Option(help="weight votes by similarity")] = False,
+    space: Annotated[str, Space] = "encoder",
+    model: Annotated[str | None, ModelOpt] = None,
+    unseen_only: Annotated[bool, typer.Option(help="semantic: only unseen labels (ZSL)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     show: Annotated[int, typer.Option(help="neighbours to list per image")] = 5,
+    reject_below: Annotated[
+        float | None, typer.Option(help="answer `unknown` below this vote share / score")
+    ] = None,
+    reject_on: Annotated[str, typer.Option(help="what --reject-below compares: share|score")] = (
+        "share"
+    ),
 ) -> None:
-    """Predict each image's class by majority vote of its k nearest enrolled images."""
-    predictions = classify(ctx.obj.context(), images, k=k, weighted=weighted)
+    """Predict each image's class by kNN vote, or (--space semantic) by the nearest label."""
+    context = ctx.obj.context()
+    if _semantic(space):
+        from embplat.pipelines.semantic import label_images
+
+        roles = ["unseen"] if unseen_only else None
+        labelled = label_images(context, images, model=model, k=min(k, 10), roles=roles)
+        if json_out:
+            print_json([p.as_dict() for p in labelled])
+            return
+        for lp in labelled:
+            console.print(
+                f"[bold]{lp.path}[/] → [bold green]{lp.label}[/] ({lp.role}, "
+                f"cosine {lp.score:.4f}, model {lp.model})"
+            )
+            if show:
+                console.print(_label_table(lp.candidates[:show], None))
+        return
+    predictions = classify(
+        context,
+        images,
+        k=k,
+        weighted=weighted,
+        model=model,
+        reject_below=reject_below,
+        reject_on=reject_on,
+    )
     if json_out:
         print_json([p.as_dict() for p in predictions])
         return
@@ -41,28 +81,65 @@ def classify_cmd(
 def search_cmd(
     ctx: typer.Context,
     image: Annotated[Path | None, typer.Option("--image", help="query image")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="query words (DeViSE)")] = None,
+    labels: Annotated[bool, typer.Option("--labels", help="image → labels (DeViSE)")] = False,
     k: Annotated[int, typer.Option("--k")] = 5,
     split: Annotated[str | None, typer.Option(help="only this split: train|valid|test")] = None,
     label: Annotated[str | None, typer.Option("--class", help="only this class")] = None,
+    space: Annotated[str, Space] = "encoder",
+    model: Annotated[str | None, ModelOpt] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Nearest images to a query image, with class and similarity."""
-    if image is None:
-        raise DataError("give a query with --image PATH")
+    """Nearest images to a query image or text, or (--labels) the labels nearest an image."""
+    from embplat.pipelines import semantic
+
+    context = ctx.obj.context()
     flt = {key: v for key, v in (("split", split), ("class", label)) if v}
-    hits, notes = search_by_image(ctx.obj.context(), image, k=k, flt=flt)
+    notes: list[str] = []
+    if text is not None:
+        hits, used = semantic.search_by_text(context, text, model=model, k=k, flt=flt)
+        title = f"nearest to the words {text!r} ({used})"
+    elif image is None:
+        raise DataError("give a query with --image PATH or --text WORDS")
+    elif labels:
+        found = semantic.label_images(context, [image], model=model, k=k)[0]
+        if json_out:
+            print_json([c.__dict__ for c in found.candidates])
+        else:
+            console.print(_label_table(found.candidates, f"labels nearest to {image}"))
+        return
+    else:
+        if _semantic(space):
+            model = semantic.semantic_model(context, model)
+        hits, notes = search_by_image(context, image, k=k, flt=flt, model=model)
+        title = f"nearest to {image}" + (f" ({model})" if model else "")
     if json_out:
         print_json([h.__dict__ for h in hits])
         return
     for note in notes:
         warn_line(note)
-    console.print(_neighbour_table(hits, f"nearest to {image}"))
+    console.print(_neighbour_table(hits, title))
+
+
+def _semantic(space: str) -> bool:
+    if space not in {"encoder", "semantic"}:
+        raise DataError(f"--space must be encoder or semantic, got {space!r}")
+    return space == "semantic"
+
+
+def _label_table(scores: list[Any], title: str | None) -> Table:
+    table = Table("#", "label", "role", "cosine", title=title, title_justify="left")
+    for rank, s in enumerate(scores, 1):
+        table.add_row(str(rank), s.label, s.role, f"{s.score:.4f}")
+    return table
 
 
 def _print_prediction(p: Prediction, show: int) -> None:
     runner = f", runner-up {p.runner_up} {p.runner_up_share:.0%}" if p.runner_up else ""
+    best = f"best {p.best_label}: " if p.best_label else ""
     console.print(
-        f"[bold]{p.path}[/] → [bold green]{p.label}[/] ({p.confidence:.0%} of {p.k} votes{runner})"
+        f"[bold]{p.path}[/] → [bold green]{p.label}[/] "
+        f"({best}{p.confidence:.0%} of {p.k} votes{runner})"
     )
     if show:
         console.print(_neighbour_table(p.neighbours[:show], None))

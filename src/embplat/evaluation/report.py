@@ -124,11 +124,11 @@ def _colour(i: int, n: int) -> tuple[float, ...]:
 def thumbnail_uri(path: str | Path, size: int = THUMB) -> str | None:
     """A PNG data URI of the image at ``path`` shrunk to ``size`` px, or None if unreadable."""
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            img.thumbnail((size, size))
-            buffer = io.BytesIO()
-            img.save(buffer, format="PNG")
+        with Image.open(path) as src:
+            img = src.convert("RGB")
+        img.thumbnail((size, size))
+        buffer = io.BytesIO()
+        img.save(buffer, format="PNG")
     except (OSError, ValueError) as exc:
         log.warning("report: cannot thumbnail %s: %s", path, exc)
         return None

@@ -96,7 +96,9 @@ def _no_knn(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     raise AssertionError("clustering metrics need no neighbours")
 
 
-def clustering_metrics(vectors: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> dict:
+def clustering_metrics(
+    vectors: np.ndarray, labels: np.ndarray, *, seed: int = 0
+) -> dict[str, float]:
     """NMI and AMI of k-means (k = number of classes) over the queries' embeddings."""
     calc = AccuracyCalculator(
         include=("NMI", "AMI"),

@@ -9,6 +9,7 @@ deterministic point ids, so nothing is duplicated or lost.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,8 +136,16 @@ def _batches(
         _ImageFiles(rows, encoder, max_pixels),
         batch_size=batch_size,
         shuffle=False,
-        num_workers=num_workers if len(rows) > batch_size else 0,
+        num_workers=_loader_workers(num_workers, len(rows), batch_size),
         collate_fn=_collate,
     )
     for ids, batch, bad in loader:
         yield ids, (encoder.encode_images(batch) if batch is not None else None), bad
+
+
+def _loader_workers(requested: int, n_rows: int, batch_size: int) -> int:
+    """Decode in worker processes only when it pays off and is allowed: a Celery prefork
+    child is a daemon process, which may not start children of its own."""
+    if n_rows <= batch_size or multiprocessing.current_process().daemon:
+        return 0
+    return requested

@@ -26,8 +26,6 @@ from embplat.models.training import LoopOptions
 LOSSES = ("triplet-epshn", "proxynca", "arcface", "subcenter-arcface")
 DISTANCES = ("cosine", "euclidean")
 OPTIMIZERS = ("sgd", "adam")
-#: Losses that hold class weights or proxies and so need the number of classes.
-CLASS_LOSSES = ("proxynca", "arcface", "subcenter-arcface")
 
 
 @dataclass(frozen=True)
@@ -199,8 +197,9 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """One optimiser: the model's parameters, and the loss's (if any) in their own group.
 
-    The loss group uses ``cfg.loss_lr`` (default ``cfg.lr``) and no weight decay, so proxies and class weights
-    keep their scale.
+    The loss group uses ``cfg.loss_lr`` (default ``cfg.lr``) and no weight decay, so proxies
+    and class weights keep their scale. ``models.training.fit`` builds its own optimiser;
+    this one is for loops that honour ``cfg.optimizer`` (SGD with momentum, or Adam).
     """
     groups: list[dict[str, Any]] = [
         {"params": [p for p in model_params if p.requires_grad], "lr": cfg.lr},

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from embplat.errors import DataError, IndexEmptyError
+from embplat.evaluation.open_set import open_set_decision
 from embplat.ingest.images import load_rgb
 from embplat.pipelines.context import Context, Space
 from embplat.retrieval import Filter, Hit
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Classification votes among enrolled images: the train split (enrolled classes included).
 ENROLLED: dict[str, Any] = {"kind": "image", "split": "train"}
+#: The label of a prediction rejected by ``classify(reject_below=...)``.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Prediction:
     tallies: dict[str, float] = field(default_factory=dict)
     neighbours: list[Neighbour] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    best_label: str | None = None  # the vote's winner when ``label`` is "unknown" (rejected)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -105,15 +109,21 @@ def classify(
     weighted: bool = False,
     flt: Filter | None = None,
     model: str | None = None,
+    reject_below: float | None = None,
+    reject_on: str = "share",
 ) -> list[Prediction]:
     """Predict the class of each image by majority vote of its ``k`` nearest enrolled images.
 
     ``model``: a trained model's space (``platform models list``) instead of the encoder's.
+    ``reject_below``: answer ``unknown`` (open set) when the winner's vote share
+    (``reject_on="share"``) or the nearest neighbour's cosine (``"score"``) is below it.
 
     Raises:
         DataError: a path does not exist or is not an image; ``k`` < 1.
+        ConfigError: ``reject_on`` is neither ``share`` nor ``score``.
         IndexEmptyError: nothing is enrolled yet.
     """
+    open_set_decision(1.0, 1.0, None, on=reject_on)  # validates reject_on before any work
     require_files(paths)
     space = ctx.space(model)
     flt = {**ENROLLED, **(flt or {})}
@@ -124,10 +134,11 @@ def classify(
         vote = knn_vote(
             [str(h.payload.get("class")) for h in hits], [h.score for h in hits], weighted=weighted
         )
+        accept = open_set_decision(vote.confidence, hits[0].score, reject_below, on=reject_on)
         out.append(
             Prediction(
                 path=str(path),
-                label=vote.label,
+                label=vote.label if accept else UNKNOWN,
                 confidence=round(vote.confidence, 4),
                 runner_up=vote.runner_up,
                 runner_up_share=round(vote.runner_up_share, 4),
@@ -135,6 +146,7 @@ def classify(
                 tallies=vote.tallies,
                 neighbours=[Neighbour.from_hit(h) for h in hits],
                 notes=notes,
+                best_label=None if accept else vote.label,
             )
         )
     return out

@@ -54,6 +54,9 @@ _OWN_PREFIXES = ("base-", "graph-", "seg-", ".base-", ".graph-", ".seg-", f".{_M
 _MAX_CACHED_MASKS = 32
 #: Below this share of graph slots matching a filter, search the matching subset exactly.
 _SELECTIVE_FRACTION = 0.1
+#: Auto-rebuild once the buffer outgrows max(buffer_limit, this share of the graph): a bulk
+#: load in small batches then costs about three graph builds, not n / buffer_limit of them.
+_BUFFER_GROWTH = 0.5
 #: Rebuild once this share of the graph's slots are tombstones.
 _TOMBSTONE_FRACTION = 0.5
 #: Fold segments into a new base once there are this many.
@@ -75,7 +78,8 @@ class NmslibIndex:
         m: HNSW ``M`` (links per node).
         ef_construction: HNSW ``efConstruction``.
         ef_search: HNSW ``efSearch``.
-        buffer_limit: rebuild the graph once more slots than this wait in the exact buffer.
+        buffer_limit: rebuild the graph once more slots than this (or than half the graph,
+            whichever is larger) wait in the exact buffer.
         num_threads: threads for building and batch queries; 0 means all cores.
     """
 
@@ -104,6 +108,7 @@ class NmslibIndex:
         self._graph_file: str | None = None  # file holding the in-memory graph, if saved
         self._pending: list[_Op] = []  # writes since the last flush
         self._needs_snapshot = False
+        self._deferred = False  # automatic rebuilds held by defer_indexing()
         self._manifest: dict[str, Any] | None = None
         self._masks: dict[Any, np.ndarray] = {}
         if (self.path / _MANIFEST).exists():
@@ -150,6 +155,18 @@ class NmslibIndex:
             self._n,
             time.perf_counter() - start,
         )
+
+    def defer_indexing(self) -> None:
+        """Hold automatic rebuilds during a bulk load; new points wait in the exact buffer."""
+        self._deferred = True
+
+    def restore_indexing(self) -> None:
+        """End a bulk load: rebuild now if more than ``buffer_limit`` points are buffered."""
+        self._deferred = False
+        if self._n - self._built > self.buffer_limit:
+            self.rebuild()
+        else:
+            self._maybe_rebuild()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -246,8 +263,11 @@ class NmslibIndex:
         self._masks.clear()
 
     def _maybe_rebuild(self) -> None:
+        if self._deferred:
+            return
+        limit = max(self.buffer_limit, _BUFFER_GROWTH * self._built)
         dead = self._built - int(self._alive[: self._built].sum())
-        if self._n - self._built > self.buffer_limit or dead > _TOMBSTONE_FRACTION * self._built:
+        if self._n - self._built > limit or dead > _TOMBSTONE_FRACTION * self._built:
             self.rebuild()
 
     def _new_graph(self) -> Any:
@@ -376,17 +396,28 @@ class NmslibIndex:
         self._alive[: self._n] = arrays["alive"]
         self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids) if self._alive[i]}
         self._built = meta["built"]
-        if manifest["graph"]:
-            self._graph = self._new_graph()
-            self._graph.addDataPointBatch(
-                self._buf[: self._built], np.arange(self._built, dtype=np.int32)
-            )
-            self._graph.loadIndex(str(self.path / manifest["graph"]), load_data=False)
-            self._graph.setQueryTimeParams({"efSearch": self.ef_search})
+        graph_ok = not manifest["graph"] or self._load_graph(self.path / manifest["graph"])
         for segment in manifest["segments"]:
             self._replay(self.path / segment)
         self._manifest, self._graph_file = manifest, manifest["graph"]
+        if not graph_ok:
+            self.rebuild()  # the vectors are all in the base file; only the graph was lost
         logger.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
+
+    def _load_graph(self, file: Path) -> bool:
+        """Load the HNSW graph over slots ``[0, built)``; False (logged) when it is unreadable."""
+        graph = self._new_graph()
+        graph.addDataPointBatch(self._buf[: self._built], np.arange(self._built, dtype=np.int32))
+        try:
+            graph.loadIndex(str(file), load_data=False)
+        except RuntimeError as exc:  # nmslib's C++ checks surface as RuntimeError
+            logger.warning(
+                "cannot load HNSW graph %s (%s); rebuilding it from the vectors", file, exc
+            )
+            return False
+        graph.setQueryTimeParams({"efSearch": self.ef_search})
+        self._graph = graph
+        return True
 
     def _replay(self, file: Path) -> None:
         vectors, meta, _ = read_npz(file)

@@ -1,0 +1,120 @@
+"""``platform models list|show|embed``: trained models, their lineage and their index."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from embplat.cli.output import console, print_json, progress_bars
+
+models_app = typer.Typer(no_args_is_help=True, help="Trained models: list, lineage, embed.")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this group to the root app."""
+    app.add_typer(models_app, name="models")
+
+
+def _info(record: Any) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "kind": record.kind,
+        "encoder": record.encoder,
+        "weights": record.weights,
+        "dim": record.dim,
+        "image_size": record.image_size,
+        "created_at": record.created_at,
+        **(record.config or {}),
+    }
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    all_models: Annotated[bool, typer.Option("--all", help="include pretrained encoders")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Registered models: trained ones (and with --all the pretrained encoders)."""
+    from embplat.catalog import repo
+
+    with ctx.obj.context().sessions() as session:
+        rows = [_info(m) for m in repo.list_models(session=session)]
+    rows = [r for r in rows if all_models or r["kind"] != "encoder"]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("name", "kind", "encoder", "dim", "px", "best epoch", "metric", "classes")
+    for r in rows:
+        epochs: list[dict[str, Any]] = r.get("epochs", [])
+        best = next((e for e in epochs if e["epoch"] == r.get("best_epoch")), {})
+        metric = best.get("metric")
+        table.add_row(
+            r["name"],
+            r["kind"],
+            r["encoder"],
+            str(r["dim"]),
+            str(r["image_size"]),
+            str(r.get("best_epoch", "")),
+            f"{r.get('metric', '')} {metric:.4f}" if metric is not None else "",
+            str(len(r.get("data", {}).get("classes", []))) if r.get("data") else "",
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="model name, e.g. devise-1")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A model's lineage: config, data seen, metrics per epoch, checkpoint, index, plots."""
+    from embplat.catalog import repo
+    from embplat.cli.train import epochs_table
+
+    with ctx.obj.context().sessions() as session:
+        info = _info(repo.get_model(session=session, name=name))
+    if json_out:
+        print_json(info)
+        return
+    for key in ("name", "kind", "encoder", "dim", "image_size", "checkpoint", "collection"):
+        console.print(f"[bold]{key}[/]: {info.get(key)}")
+    data = info.get("data") or {}
+    if data:
+        console.print(
+            f"[bold]data[/]: {data['train_images']} train / {data['valid_images']} valid images "
+            f"of {', '.join(data['classes'])}"
+        )
+    if info.get("vectors"):
+        console.print(f"[bold]word vectors[/]: {info['vectors']}")
+    if info.get("train_config"):
+        console.print(f"[bold]config[/]: {info['train_config']}")
+    if info.get("epochs"):
+        console.print(epochs_table(info))
+    for path in info.get("plots") or []:
+        console.print(f"[bold]plot[/]: {path}")
+
+
+@models_app.command("embed")
+def models_embed(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="trained model name")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Embed cataloged images the model's index lacks (and refresh its label vectors)."""
+    from embplat.catalog import repo
+    from embplat.pipelines.semantic import SEMANTIC_KINDS, publish_label_vectors
+    from embplat.pipelines.train import embed_catalog
+
+    context = ctx.obj.context()
+    with context.sessions() as session:
+        kind = repo.get_model(session=session, name=name).kind
+    with progress_bars(not json_out) as bars:
+        done = embed_catalog(context, name, bars)
+    labels = publish_label_vectors(context, name) if kind in SEMANTIC_KINDS else []
+    result = {"model": name, "embedded": done, "labels": len(labels)}
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"{name}: {done} images embedded, {len(labels)} label vectors")

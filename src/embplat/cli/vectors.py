@@ -1,0 +1,81 @@
+"""``platform vectors load|show|reset``: the word vectors DeViSE maps images onto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from embplat.cli.output import console, print_json
+
+vectors_app = typer.Typer(no_args_is_help=True, help="Word vectors (fastText, GloVe).")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this group to the root app."""
+    app.add_typer(vectors_app, name="vectors")
+
+
+@vectors_app.command("load")
+def vectors_load(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="fastText .bin, .vec, or GloVe .txt file")],
+    max_words: Annotated[
+        int | None, typer.Option(help="text files: keep only the first N words")
+    ] = None,
+) -> None:
+    """Make FILE the active word vectors (text files are converted once into the data home)."""
+    from embplat.models.wordvectors import open_vectors, set_active_source, source_for_file
+
+    home = ctx.obj.settings.home
+    source = source_for_file(file, home, max_words=max_words)
+    vectors = open_vectors(source)
+    set_active_source(home, source)
+    console.print(f"active word vectors: {source.label} ({vectors.dim}-d, {source.kind})")
+
+
+@vectors_app.command("reset")
+def vectors_reset(ctx: typer.Context) -> None:
+    """Go back to the bundled GloVe 6B 50-d vectors."""
+    from embplat.models.wordvectors import VectorSource, set_active_source
+
+    set_active_source(ctx.obj.settings.home, VectorSource())
+    console.print("active word vectors: glove-6B-50d (bundled)")
+
+
+@vectors_app.command("show")
+def vectors_show(
+    ctx: typer.Context,
+    words: Annotated[list[str] | None, typer.Argument(help="labels or words to look up")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The active vectors; with WORDS, whether each has a vector and its similarity to the rest."""
+    import numpy as np
+
+    from embplat.errors import DataError
+    from embplat.models.wordvectors import active_source, label_vector, open_vectors
+
+    source = active_source(ctx.obj.settings.home)
+    vectors = open_vectors(source)
+    found: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for word in words or []:
+        try:
+            found[word] = label_vector(vectors, word)
+        except DataError:
+            missing.append(word)
+    names = list(found)
+    sims = {a: {b: round(float(found[a] @ found[b]), 4) for b in names} for a in names}
+    if json_out:
+        print_json({**source.as_dict(), "dim": vectors.dim, "similarity": sims, "unknown": missing})
+        return
+    console.print(f"[bold]active[/]: {source.label} ({vectors.dim}-d, {source.kind})")
+    if names:
+        table = Table("", *names, title="cosine similarity of label vectors")
+        for a in names:
+            table.add_row(a, *(f"{sims[a][b]:.3f}" for b in names))
+        console.print(table)
+    for word in missing:
+        console.print(f"[yellow]{word}[/]: no vector (none of its words is known)")

@@ -1,0 +1,96 @@
+"""Word vectors: bundled GloVe, .vec / GloVe text files, a real fastText .bin with subwords."""
+
+import numpy as np
+import pytest
+
+from embplat.errors import DataError
+from embplat.models.wordvectors import (
+    VectorSource,
+    active_source,
+    label_vector,
+    open_vectors,
+    set_active_source,
+    source_for_file,
+)
+
+
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def glove():
+    return open_vectors(VectorSource())
+
+
+def test_bundled_glove_is_the_offline_default(glove, tmp_path):
+    assert active_source(tmp_path) == VectorSource()
+    assert glove.dim == 50 and len(glove) == 400_000
+    assert glove.vector("zebra") is not None and glove.vector("qxzvwk") is None
+
+
+def test_multi_word_labels_average_their_tokens(glove):
+    ankle, boot = unit(glove.vector("ankle")), unit(glove.vector("boot"))
+    expected = unit(ankle + boot)
+    assert np.allclose(label_vector(glove, "ankle+boot"), expected, atol=1e-6)
+    assert np.allclose(label_vector(glove, "killer whale"), label_vector(glove, "killer+whale"))
+    # "t-shirt" is a GloVe token itself; an unknown hyphenated word falls back to its parts
+    assert np.allclose(label_vector(glove, "t-shirt"), unit(glove.vector("t-shirt")), atol=1e-6)
+    assert np.allclose(label_vector(glove, "zebra-qxzvwk"), unit(glove.vector("zebra")), atol=1e-6)
+    assert np.isclose(np.linalg.norm(label_vector(glove, "Zebra")), 1.0)
+
+
+def test_a_label_without_any_known_word_is_an_error_naming_it(glove):
+    with pytest.raises(DataError, match=r"label 'qxzvwk\+blorpt'.*vectors load"):
+        label_vector(glove, "qxzvwk+blorpt")
+
+
+def test_vec_and_glove_text_files(tmp_path):
+    vec = tmp_path / "tiny.vec"
+    vec.write_text("3 4\ncat 1 0 0 0\ndog 0.9 0.1 0 0\ncar 0 0 1 0\n")
+    glove_txt = tmp_path / "tiny.txt"
+    glove_txt.write_text("cat 1 0 0 0\ndog 0.9 0.1 0 0\n")
+    home = tmp_path / "home"
+    for path, n in ((vec, 3), (glove_txt, 2)):
+        source = source_for_file(path, home)
+        vectors = open_vectors(source)
+        assert source.kind == "array" and source.origin == path.name
+        assert vectors.dim == 4 and len(vectors) == n
+        assert np.allclose(vectors.vector("dog"), [0.9, 0.1, 0, 0])
+    set_active_source(home, source)
+    assert active_source(home) == source
+    bad = tmp_path / "bad.txt"
+    bad.write_text("cat 1 0 0\ndog 1 0\n")
+    with pytest.raises(DataError, match="line 2"):
+        source_for_file(bad, home)
+    with pytest.raises(DataError, match="does not exist"):
+        source_for_file(tmp_path / "missing.vec", home)
+
+
+def test_fasttext_bin_gives_out_of_vocabulary_words_subword_vectors(tmp_path):
+    import fasttext
+
+    corpus = tmp_path / "corpus.txt"
+    sentences = [
+        "the zebra runs with the horse across the plain",
+        "a striped zebra and a brown horse graze",
+        "the shirt and the jacket hang in the closet",
+        "a cotton shirt and a wool jacket",
+    ]
+    corpus.write_text("\n".join(sentences * 50))
+    model = fasttext.train_unsupervised(
+        str(corpus), model="skipgram", dim=16, epoch=3, minCount=1, minn=2, maxn=4,
+        bucket=2000, thread=1, verbose=0,
+    )  # fmt: skip
+    path = tmp_path / "tiny.bin"
+    model.save_model(str(path))
+    source = source_for_file(path, tmp_path / "home")
+    vectors = open_vectors(source)
+    assert source.kind == "fasttext" and vectors.dim == 16
+    assert model.get_word_id("zebras") == -1  # out of vocabulary...
+    oov = vectors.vector("zebras")
+    assert oov is not None and np.any(oov)  # ...yet it has a vector from its n-grams
+    near = unit(oov) @ unit(vectors.vector("zebra"))
+    far = unit(oov) @ unit(vectors.vector("closet"))
+    assert near > far
+    assert label_vector(vectors, "striped+zebras").shape == (16,)
