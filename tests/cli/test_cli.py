@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from embplat.cli.app import app
@@ -66,7 +67,9 @@ def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):
     assert "error:" in r.stderr and "Traceback" not in r.output
     r = invoke([*env, "ingest", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "nowhere" in r.stderr
-    r = invoke(["--encoder", "nope", "classify", str(tmp_path / "x.jpg")])
+    image = tmp_path / "x.jpg"
+    Image.new("RGB", (8, 8)).save(image)
+    r = invoke(["--encoder", "nope", "classify", str(image)])
     assert r.exit_code == 2 and "unknown encoder 'nope'" in r.stderr
 
 

@@ -68,3 +68,22 @@ def test_recall_at_k_and_predictions():
     scores = np.ones_like(labels, dtype=np.float32)
     assert knn_predictions(labels, scores, 3).tolist() == [1, 0]
     assert knn_predictions(np.array([[-1, -1]]), np.zeros((1, 2)), 2).tolist() == [-1]
+
+
+def test_leave_one_out_does_not_count_the_query_as_its_own_match():
+    labels = np.array([0, 0, 1, 1])
+    # perfect neighbours, each query left out of its own list
+    idx = np.array([[1, 2, 3], [0, 2, 3], [3, 0, 1], [2, 0, 1]])
+    scores = np.tile(np.array([0.9, 0.5, 0.4], dtype=np.float32), (4, 1))
+    m = knn_metrics(
+        query_labels=labels,
+        reference_labels=labels,
+        knn_indices=idx,
+        knn_scores=scores,
+        k=1,
+        class_names=["a", "b"],
+        exclude_self=True,
+    )
+    assert m["r_precision"] == pytest.approx(1.0)
+    assert m["mean_average_precision_at_r"] == pytest.approx(1.0)
+    assert m["accuracy"] == pytest.approx(1.0)

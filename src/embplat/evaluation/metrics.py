@@ -70,6 +70,7 @@ def knn_metrics(
     k: int,
     class_names: Sequence[str],
     weighted: bool = False,
+    exclude_self: bool = False,
 ) -> dict[str, Any]:
     """All metrics for one evaluation.
 
@@ -81,6 +82,8 @@ def knn_metrics(
         knn_scores: (Q, K) cosine similarities.
         k: neighbours in the majority vote.
         class_names: name of each int label.
+        exclude_self: queries are the reference itself, in the same order, and the
+            neighbours already leave each query out (leave-one-out): R counts one match less.
 
     Returns:
         Dict with accuracy, precision_at_1, r_precision, mean_average_precision_at_r,
@@ -97,7 +100,7 @@ def knn_metrics(
     )
     dummy_q = np.zeros((len(query_labels), 1), dtype=np.float32)
     dummy_r = np.zeros((len(ref), 1), dtype=np.float32)
-    pml = calc.get_accuracy(dummy_q, query_labels, dummy_r, ref, ref_includes_query=False)
+    pml = calc.get_accuracy(dummy_q, query_labels, dummy_r, ref, ref_includes_query=exclude_self)
     pred = knn_predictions(knn_labels, knn_scores, k, weighted=weighted)
     present = sorted(set(query_labels.tolist()) | set(pred[pred >= 0].tolist()))
     names = [class_names[i] for i in present]

@@ -74,6 +74,7 @@ def evaluate_split(
         k=min(k, depth),
         class_names=names,
         weighted=weighted,
+        exclude_self=leave_out,
     )
     return {
         "model": space.key,
