@@ -122,6 +122,26 @@ class Context:
             self._space = Space(encoder, index, model_id, collection_id)
         return self._space
 
+    def run_embed_batch(
+        self, job_id: int, seq: int, progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Embed one batch of a job into the active index (in-process, or inside a worker)."""
+        from embplat.ingest.batches import run_batch
+
+        space = self.space()
+        return run_batch(
+            sessions=self.sessions,
+            job_id=job_id,
+            seq=seq,
+            encoder=space.encoder,
+            index=space.index,
+            collection_id=space.collection_id,
+            batch_size=self.embed.batch_size,
+            num_workers=self.embed.num_workers,
+            max_pixels=self.ingest.max_pixels,
+            progress=progress,
+        )
+
     def close(self) -> None:
         """Flush and close the indexes that were opened."""
         for space in [self._space, *self._trained.values()]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import DataError
-from embplat.ingest.batches import batch_failures, plan_batches, run_batch
+from embplat.ingest.batches import batch_failures, plan_batches
 from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
@@ -166,7 +166,6 @@ def _embed_pending(
         job.detach()
         result.queued = len(pending)
         return EmbedReport()
-    space = ctx.space()
     bar = progress.task(f"embedding with {encoder.key}", len(pending))
 
     def advance(n: int) -> None:
@@ -175,18 +174,7 @@ def _embed_pending(
 
     report = EmbedReport()
     for seq in seqs:
-        out = run_batch(
-            sessions=ctx.sessions,
-            job_id=job.job_id,
-            seq=seq,
-            encoder=space.encoder,
-            index=space.index,
-            collection_id=space.collection_id,
-            batch_size=ctx.embed.batch_size,
-            num_workers=ctx.embed.num_workers,
-            max_pixels=ctx.ingest.max_pixels,
-            progress=advance,
-        )
+        out = ctx.run_embed_batch(job.job_id, seq, progress=advance)
         report.done += out["embedded"]
     report.failed = batch_failures(sessions=ctx.sessions, job_id=job.job_id)
     job.failed = len(report.failed)

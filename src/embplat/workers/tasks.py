@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from embplat.config import Settings, load_settings
 from embplat.errors import ServiceUnavailableError
-from embplat.ingest.batches import mark_batch_failed, run_batch
+from embplat.ingest.batches import mark_batch_failed
 from embplat.pipelines.context import Context
 from embplat.workers.celery_app import EMBED_TASK, REBUILD_TASK
 
@@ -59,19 +59,8 @@ def worker_context() -> Context:
 def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
     """Embed batch ``seq`` of job ``job_id`` into the active index; idempotent."""
     ctx = worker_context()
-    space = ctx.space()
     try:
-        return run_batch(
-            sessions=ctx.sessions,
-            job_id=job_id,
-            seq=seq,
-            encoder=space.encoder,
-            index=space.index,
-            collection_id=space.collection_id,
-            batch_size=ctx.embed.batch_size,
-            num_workers=ctx.embed.num_workers,
-            max_pixels=ctx.ingest.max_pixels,
-        )
+        return ctx.run_embed_batch(job_id, seq)
     except TRANSIENT:
         raise
     except Exception as exc:
