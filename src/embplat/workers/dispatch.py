@@ -6,7 +6,7 @@ import logging
 
 from embplat.config import Settings, mask_url
 from embplat.errors import ServiceUnavailableError
-from embplat.workers.celery_app import EMBED_TASK, make_celery
+from embplat.workers.celery_app import EMBED_TASK, TRAIN_TASK, make_celery
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +35,10 @@ class CeleryDispatcher:
             for seq in seqs:
                 self.app.send_task(EMBED_TASK, args=[job_id, seq], producer=producer)
         log.info("job %d: queued %d batches", job_id, len(seqs))
+
+    def send_train(self, recipe: str, config: dict[str, object]) -> str:
+        """Queue a training run (``gpu`` queue); returns the Celery task id."""
+        self.check()
+        result = self.app.send_task(TRAIN_TASK, args=[recipe, config])
+        log.info("queued %s training as task %s", recipe, result.id)
+        return str(result.id)

@@ -16,7 +16,7 @@ from embplat.config import Settings, load_settings
 from embplat.errors import ServiceUnavailableError
 from embplat.ingest.batches import mark_batch_failed
 from embplat.pipelines.context import Context
-from embplat.workers.celery_app import EMBED_TASK, REBUILD_TASK
+from embplat.workers.celery_app import EMBED_TASK, REBUILD_TASK, TRAIN_TASK
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,18 @@ def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
             sessions=ctx.sessions, job_id=job_id, seq=seq, error=f"{type(exc).__name__}: {exc}"
         )
         raise
+
+
+@shared_task(name=TRAIN_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def train(recipe: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Train a recipe in this worker (GPU queue); returns the registered model name.
+
+    The job row (kind ``train``) appears in ``platform jobs`` when the worker starts it.
+    """
+    from embplat.pipelines.train import train_recipe
+
+    ctx = worker_context()
+    return {"model": train_recipe(ctx, recipe, config)}
 
 
 @shared_task(name=REBUILD_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
