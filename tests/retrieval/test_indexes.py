@@ -209,8 +209,10 @@ def test_recall_at_10_against_exact(loaded: tuple[str, VectorIndex], data: Simpl
     got, want = index.search(data.queries, K), data.reference.search(data.queries, K)
     recall = np.mean([len(set(g) & set(w)) / K for g, w in zip(_ids(got), _ids(want), strict=True)])
     assert recall >= 0.95, f"{backend} recall@10 = {recall:.3f}"
-    for g, w in zip(got, want, strict=True):  # scores are cosines on every backend
-        assert g[0].score == pytest.approx(w[0].score, abs=1e-4)
+    same_top = [(g[0], w[0]) for g, w in zip(got, want, strict=True) if g[0].id == w[0].id]
+    assert len(same_top) >= 0.95 * N_QUERIES
+    for g, w in same_top:  # scores are cosines on every backend
+        assert g.score == pytest.approx(w.score, abs=1e-4)
 
 
 @pytest.mark.parametrize("flt", [SELECTIVE, BROAD], ids=["selective", "broad"])
@@ -218,13 +220,34 @@ def test_filtered_search_matches_exact(
     loaded: tuple[str, VectorIndex], data: SimpleNamespace, flt: dict[str, Any]
 ) -> None:
     backend, index = loaded
-    queries = data.queries[:N_FILTERED]
-    got, want = index.search(queries, K, flt), data.reference.search(queries, K, flt)
+    queries = data.queries[:N_FILTERED] if backend == "qdrant" else data.queries
+    hits = index.search(queries, K, flt)
+    assert all(len(row) == K and all(matches(h.payload, flt) for h in row) for row in hits)
     assert index.count(flt) == data.reference.count(flt)
-    assert all(len(row) == K and all(matches(h.payload, flt) for h in row) for row in got)
-    agree = np.mean([g == w for g, w in zip(_ids(got), _ids(want), strict=True)])
-    # HNSW is approximate: allow a rare miss on the graph path, none on the exact paths
-    assert agree >= (0.98 if backend == "nmslib" and flt is BROAD else 1.0), agree
+    got, want = _ids(hits), _ids(data.reference.search(queries, K, flt))
+    differ = sum(g != w for g, w in zip(got, want, strict=True))
+    if backend == "nmslib" and flt is BROAD:
+        # the graph path is approximate (and HNSW builds are not deterministic): allow a
+        # query or two to differ, by a neighbour swapped at the tail
+        recall = np.mean([len(set(g) & set(w)) / K for g, w in zip(got, want, strict=True)])
+        assert differ <= 3 and recall >= 0.99, (differ, recall)
+    else:
+        assert differ == 0
+
+
+def test_large_batch_equals_small_batches(
+    loaded: tuple[str, VectorIndex], data: SimpleNamespace
+) -> None:
+    """Past 256 queries nmslib pipelines its graph search; the results must not change."""
+    backend, index = loaded
+    queries = np.concatenate([data.queries] * 3)  # 300 rows
+    flt = None if backend == "qdrant" else BROAD  # local Qdrant filters slowly, in Python
+    small = [
+        hits
+        for start in range(0, 300, 100)
+        for hits in index.search(queries[start : start + 100], K, flt)
+    ]
+    assert _ids(index.search(queries, K, flt)) == _ids(small)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -19,7 +19,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ _FORMAT = 1
 #: Names this class writes (temporaries start with a dot); nothing else in ``path`` is touched.
 _OWN_PREFIXES = ("base-", "graph-", "seg-", ".base-", ".graph-", ".seg-", f".{_MANIFEST}.")
 _MAX_CACHED_MASKS = 32
+#: Queries per nmslib call when a large batch is pipelined with building the results.
+_PIPELINE_CHUNK = 256
 #: Below this share of graph slots matching a filter, search the matching subset exactly.
 _SELECTIVE_FRACTION = 0.1
 #: Auto-rebuild once the buffer outgrows max(buffer_limit, this share of the graph): a bulk
@@ -188,15 +191,19 @@ class NmslibIndex:
             slots = np.flatnonzero(allowed)
             cols, scores = exact_top_k(q, self._buf[slots], k)
             return [self._hits(slots[c], s) for c, s in zip(cols, scores, strict=True)]
-        found = self._graph_search(q, k, allowed, n_graph)
         buffer = np.flatnonzero(allowed[self._built :]) + self._built
-        if buffer.size:
-            cols, scores = exact_top_k(q, self._buf[buffer], k)
-            found = [
+
+        def graph_and_buffer(chunk: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+            found = self._graph_search(chunk, k, allowed, n_graph)
+            if not buffer.size:
+                return found
+            cols, scores = exact_top_k(chunk, self._buf[buffer], k)
+            return [
                 _merge(gs, gv, buffer[c], s, k)
                 for (gs, gv), c, s in zip(found, cols, scores, strict=True)
             ]
-        return [self._hits(slots, scores) for slots, scores in found]
+
+        return self._pipelined(q, graph_and_buffer)
 
     def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Vectors (N, dim) and payloads of ``ids``, in the order asked.
@@ -324,6 +331,25 @@ class NmslibIndex:
             for qi, c, s in zip(short, cols, scores, strict=True):
                 found[qi] = (slots[c], s)
         return found
+
+    def _pipelined(
+        self, q: np.ndarray, search: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]
+    ) -> list[list[Hit]]:
+        """Hits of ``search`` over ``q``; large batches go in chunks, searching chunk i+1 (nmslib
+        releases the GIL) while the Hit objects of chunk i are built, which hides most of the
+        Python cost on machines with many cores.
+        """
+        if len(q) <= _PIPELINE_CHUNK:
+            return [self._hits(slots, scores) for slots, scores in search(q)]
+        hits: list[list[Hit]] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(search, q[:_PIPELINE_CHUNK])
+            for start in range(_PIPELINE_CHUNK, len(q) + _PIPELINE_CHUNK, _PIPELINE_CHUNK):
+                found = pending.result()
+                if start < len(q):
+                    pending = pool.submit(search, q[start : start + _PIPELINE_CHUNK])
+                hits.extend(self._hits(slots, scores) for slots, scores in found)
+        return hits
 
     def _hits(self, slots: np.ndarray, scores: np.ndarray) -> list[Hit]:
         ids, payloads = self._slot_ids, self._slot_payloads
