@@ -8,16 +8,14 @@ from (content hash, model), so writing the same image twice never duplicates a p
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embplat.errors import DataError
+from embplat.errors import DataError, IndexEmptyError, NotFoundError
 
 #: Payload filter: field -> value, or field -> list of values (any of them matches).
 Filter = Mapping[str, Any]
@@ -132,6 +130,25 @@ def check_k(k: int) -> None:
         raise DataError(f"k must be a positive integer, got {k!r}")
 
 
+def prepare_search(
+    queries: np.ndarray | Sequence[Sequence[float]], k: int, dim: int, *, name: str, size: int
+) -> np.ndarray:
+    """Validate a search of the in-process index ``name`` holding ``size`` points.
+
+    Returns:
+        (Q, dim) unit float32 queries.
+
+    Raises:
+        DataError: ``k`` < 1 or bad query shape/values.
+        IndexEmptyError: the index holds no points.
+    """
+    check_k(k)
+    q = unit_rows(queries, dim)
+    if not size:
+        raise IndexEmptyError(f"index {name!r} is empty; upsert vectors before searching")
+    return q
+
+
 def prepare_upsert(
     ids: Sequence[str],
     vectors: np.ndarray | Sequence[Sequence[float]],
@@ -179,6 +196,36 @@ def filter_mask(payloads: Sequence[Mapping[str, Any]], flt: Filter | None) -> np
     return np.fromiter((matches(p, flt) for p in payloads), dtype=bool, count=len(payloads))
 
 
+def make_hits(
+    ids: Sequence[str], payloads: Sequence[dict[str, Any]], rows: np.ndarray, scores: np.ndarray
+) -> list[Hit]:
+    """Hits of one query: (K,) ``rows`` into ``ids``/``payloads`` with their (K,) ``scores``."""
+    # positional arguments: this loop is most of the platform's per-query overhead
+    return [
+        Hit(ids[r], v, payloads[r].copy())
+        for r, v in zip(rows.tolist(), scores.tolist(), strict=True)
+    ]
+
+
+def lookup(
+    ids: Sequence[str],
+    row_of: Mapping[str, int],
+    vectors: np.ndarray,
+    payloads: Sequence[dict[str, Any]],
+    name: str,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Copies of the (N, D) vectors and the payloads of ``ids``, in the order asked.
+
+    Raises:
+        NotFoundError: some ids are not in ``row_of`` (the index ``name``).
+    """
+    missing = [pid for pid in ids if pid not in row_of]
+    if missing:
+        raise NotFoundError(f"{len(missing)} ids not in index {name!r}: {missing[:5]}")
+    rows = [row_of[pid] for pid in ids]
+    return vectors[rows].copy(), [dict(payloads[r]) for r in rows]
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns of each row, by score descending, then column index ascending.
 
@@ -224,55 +271,6 @@ def exact_top_k(queries: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.nda
         width = min(k, matrix.shape[0])
         return np.empty((0, width), np.int64), np.empty((0, width), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through a temporary sibling, fsync it, then rename it into place.
-
-    A crash leaves either the old file or the new one, never a half-written one.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames inside ``directory`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_npz(fh: BinaryIO, vectors: np.ndarray, meta: Mapping[str, Any], **arrays: Any) -> None:
-    """Store (N, D) ``vectors``, extra arrays and a JSON ``meta`` dict in one .npz stream."""
-    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(fh, vectors=vectors, meta=blob, **arrays)
-
-
-def read_npz(path: Path) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
-    """Inverse of :func:`write_npz`: (vectors, meta, other arrays).
-
-    Raises:
-        DataError: the file is missing, truncated or not one this package wrote.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        return arrays.pop("vectors"), meta, arrays
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"cannot read index file {path}: {exc}; restore it or delete it") from exc
 
 
 def append_rows(buf: np.ndarray, n: int, rows: np.ndarray) -> np.ndarray:

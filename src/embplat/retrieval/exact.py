@@ -9,20 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from embplat.errors import ConfigError, IndexEmptyError, NotFoundError
 from embplat.retrieval.base import (
     Filter,
     Hit,
     append_rows,
-    atomic_write,
-    check_k,
     exact_top_k,
     filter_mask,
+    lookup,
+    make_hits,
+    prepare_search,
     prepare_upsert,
-    read_npz,
-    unit_rows,
-    write_npz,
 )
+from embplat.retrieval.files import atomic_write, check_stored_dim, read_npz, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -87,20 +85,14 @@ class ExactIndex:
             IndexEmptyError: the index holds no points.
             DataError: bad query shape/values or ``k`` < 1.
         """
-        check_k(k)
-        q = unit_rows(queries, self.dim)
-        if not self._ids:
-            raise IndexEmptyError(f"index {self.name!r} is empty; upsert vectors before searching")
+        q = prepare_search(queries, k, self.dim, name=self.name, size=len(self._ids))
         rows = None if not filter else np.flatnonzero(filter_mask(self._payloads, filter))
         matrix = self._vectors if rows is None else self._vectors[rows]
         cols, scores = exact_top_k(q, matrix, k)
         if rows is not None:
             cols = rows[cols]
         return [
-            [
-                Hit(id=self._ids[c], score=float(s), payload=dict(self._payloads[c]))
-                for c, s in zip(row_cols.tolist(), row_scores.tolist(), strict=True)
-            ]
+            make_hits(self._ids, self._payloads, row_cols, row_scores)
             for row_cols, row_scores in zip(cols, scores, strict=True)
         ]
 
@@ -110,11 +102,7 @@ class ExactIndex:
         Raises:
             NotFoundError: some ids are not in the index.
         """
-        missing = [pid for pid in ids if pid not in self._row]
-        if missing:
-            raise NotFoundError(f"{len(missing)} ids not in index {self.name!r}: {missing[:5]}")
-        rows = [self._row[pid] for pid in ids]
-        return self._vectors[rows].copy(), [dict(self._payloads[r]) for r in rows]
+        return lookup(ids, self._row, self._vectors, self._payloads, self.name)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove points; returns how many existed."""
@@ -152,11 +140,7 @@ class ExactIndex:
 
     def _load(self, file: Path) -> None:
         vectors, meta, _ = read_npz(file)
-        if meta.get("dim") != self.dim:
-            raise ConfigError(
-                f"index at {file} holds {meta.get('dim')}-d vectors but {self.dim}-d were "
-                "requested; use the model that built it or a new path"
-            )
+        check_stored_dim(meta.get("dim"), self.dim, file)
         self._buf = np.ascontiguousarray(vectors, dtype=np.float32)
         self._ids = list(meta["ids"])
         self._payloads = list(meta["payloads"])

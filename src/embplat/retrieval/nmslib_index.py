@@ -3,21 +3,14 @@
 Points live in *slots*. Slots ``[0, built)`` are in the HNSW graph; later slots form an exact
 buffer searched by brute force and merged with the graph's results, so writes are searchable
 at once. Replacing or deleting a point marks its slot dead (a tombstone); :meth:`rebuild`
-compacts the live slots into a new graph.
-
-On disk (directory ``path``), ``manifest.json`` is the commit point: it names one base file
-(every slot at the last snapshot), the graph file built over its first ``built`` slots, and
-append-only segment files holding the writes of each later :meth:`flush`, replayed in order
-on load. Every file is written to a temporary name and renamed, the manifest last, so a crash
-leaves the state of the last completed flush.
+compacts the live slots into a new graph. The files in ``path`` are kept by
+:class:`~embplat.retrieval.nmslib_store.NmslibStore`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,21 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
 from embplat.retrieval.base import (
     Filter,
     Hit,
     append_rows,
-    atomic_write,
-    check_k,
     exact_top_k,
     filter_mask,
-    fsync_dir,
+    lookup,
+    make_hits,
+    prepare_search,
     prepare_upsert,
-    read_npz,
-    unit_rows,
-    write_npz,
 )
+from embplat.retrieval.nmslib_store import NmslibStore, Snapshot
 
 logger = logging.getLogger(__name__)
 # nmslib logs ~70 INFO lines while importing (factory registrations) and more per index;
@@ -48,10 +38,6 @@ logger = logging.getLogger(__name__)
 logging.getLogger("nmslib").setLevel(logging.WARNING)
 import nmslib  # noqa: E402
 
-_MANIFEST = "manifest.json"
-_FORMAT = 1
-#: Names this class writes (temporaries start with a dot); nothing else in ``path`` is touched.
-_OWN_PREFIXES = ("base-", "graph-", "seg-", ".base-", ".graph-", ".seg-", f".{_MANIFEST}.")
 _MAX_CACHED_MASKS = 32
 #: Queries per nmslib call when a large batch is pipelined with building the results.
 _PIPELINE_CHUNK = 256
@@ -62,11 +48,6 @@ _SELECTIVE_FRACTION = 0.1
 _BUFFER_GROWTH = 0.5
 #: Rebuild once this share of the graph's slots are tombstones.
 _TOMBSTONE_FRACTION = 0.5
-#: Fold segments into a new base once there are this many.
-_MAX_SEGMENTS = 64
-
-#: A write since the last flush: ("u", ids, vectors, payloads) or ("d", ids, empty, []).
-_Op = tuple[str, list[str], np.ndarray, list[dict[str, Any]]]
 
 
 class NmslibIndex:
@@ -108,13 +89,10 @@ class NmslibIndex:
         self._slot_of: dict[str, int] = {}
         self._built = 0
         self._graph: Any = None
-        self._graph_file: str | None = None  # file holding the in-memory graph, if saved
-        self._pending: list[_Op] = []  # writes since the last flush
-        self._needs_snapshot = False
         self._deferred = False  # automatic rebuilds held by defer_indexing()
-        self._manifest: dict[str, Any] | None = None
         self._masks: dict[Any, np.ndarray] = {}
-        if (self.path / _MANIFEST).exists():
+        self._store = NmslibStore(self.path, name, dim, m, ef_construction)
+        if self._store.exists():
             self._load()
 
     # --- writes -------------------------------------------------------------------------
@@ -127,7 +105,7 @@ class NmslibIndex:
         if not ids:
             return
         self._apply_upsert(ids, arr, payloads)
-        self._pending.append(("u", ids, arr, payloads))
+        self._store.record(("u", ids, arr, payloads))
         self._maybe_rebuild()
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -135,7 +113,7 @@ class NmslibIndex:
         existing = [pid for pid in dict.fromkeys(ids) if pid in self._slot_of]
         if existing:
             self._apply_delete(existing)
-            self._pending.append(("d", existing, np.empty((0, self.dim), np.float32), []))
+            self._store.record(("d", existing, np.empty((0, self.dim), np.float32), []))
             self._maybe_rebuild()
         return len(existing)
 
@@ -150,7 +128,7 @@ class NmslibIndex:
         self._alive = np.ones(self._n, bool)
         self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids)}
         self._graph = self._build_graph(self._buf) if self._n else None
-        self._graph_file, self._needs_snapshot = None, True
+        self._store.renumbered()
         self._masks.clear()
         logger.info(
             "built HNSW graph of %r over %d points in %.1fs",
@@ -180,10 +158,7 @@ class NmslibIndex:
             IndexEmptyError: the index holds no points.
             DataError: bad query shape/values or ``k`` < 1.
         """
-        check_k(k)
-        q = unit_rows(queries, self.dim)
-        if not self._slot_of:
-            raise IndexEmptyError(f"index {self.name!r} is empty; upsert vectors before searching")
+        q = prepare_search(queries, k, self.dim, name=self.name, size=len(self._slot_of))
         allowed = self._allowed(filter)
         n_graph = int(allowed[: self._built].sum())
         n_allowed = n_graph + int(allowed[self._built :].sum())
@@ -211,11 +186,7 @@ class NmslibIndex:
         Raises:
             NotFoundError: some ids are not in the index.
         """
-        missing = [pid for pid in ids if pid not in self._slot_of]
-        if missing:
-            raise NotFoundError(f"{len(missing)} ids not in index {self.name!r}: {missing[:5]}")
-        slots = [self._slot_of[pid] for pid in ids]
-        return self._buf[slots].copy(), [dict(self._slot_payloads[s]) for s in slots]
+        return lookup(ids, self._slot_of, self._buf, self._slot_payloads, self.name)
 
     def count(self, filter: Filter | None = None) -> int:
         """Number of points (matching ``filter`` when given)."""
@@ -225,20 +196,11 @@ class NmslibIndex:
 
     def flush(self) -> None:
         """Make every write so far durable: a segment file, or a new base after a rebuild."""
-        if not (self._pending or self._needs_snapshot):
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        if (
-            self._needs_snapshot
-            or self._manifest is None
-            or len(self._manifest["segments"]) >= _MAX_SEGMENTS
-        ):
-            self._write_snapshot()
-        else:
-            self._write_segment()
-        self._pending.clear()
-        self._needs_snapshot = False
-        self._collect_garbage()
+        n = self._n
+        snapshot = Snapshot(
+            self._buf[:n], self._alive[:n], self._slot_ids, self._slot_payloads, self._built
+        )
+        self._store.flush(snapshot, self._graph)
 
     def close(self) -> None:
         """Flush, then drop the graph."""
@@ -352,110 +314,33 @@ class NmslibIndex:
         return hits
 
     def _hits(self, slots: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        ids, payloads = self._slot_ids, self._slot_payloads
-        # positional arguments: this loop is most of the platform's per-query overhead
-        return [
-            Hit(ids[s], v, payloads[s].copy())
-            for s, v in zip(slots.tolist(), scores.tolist(), strict=True)
-        ]
-
-    def _write_snapshot(self) -> None:
-        gen = self._manifest["gen"] + 1 if self._manifest else 1
-        base = f"base-{gen:06d}.npz"
-        meta = {"ids": self._slot_ids, "payloads": self._slot_payloads, "built": self._built}
-        vectors, alive = self._buf[: self._n], self._alive[: self._n]
-        atomic_write(self.path / base, lambda fh: write_npz(fh, vectors, meta, alive=alive))
-        if self._graph is not None and self._graph_file is None:
-            self._graph_file = f"graph-{gen:06d}.hnsw"
-            tmp = self.path / f".{self._graph_file}.tmp"
-            self._graph.saveIndex(str(tmp), save_data=False)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path / self._graph_file)
-        self._commit({"gen": gen, "base": base, "graph": self._graph_file, "segments": []})
-
-    def _write_segment(self) -> None:
-        assert self._manifest is not None
-        gen, segments = self._manifest["gen"], self._manifest["segments"]
-        name = f"seg-{gen:06d}-{len(segments) + 1:06d}.npz"
-        ops: list[list[Any]] = []
-        meta: dict[str, Any] = {"ops": ops, "ids": [], "payloads": []}
-        vectors: list[np.ndarray] = []
-        for kind, ids, arr, payloads in self._pending:
-            ops.append([kind, len(ids) if kind == "u" else ids])
-            if kind == "u":
-                meta["ids"] += ids
-                meta["payloads"] += payloads
-                vectors.append(arr)
-        stacked = np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32)
-        atomic_write(self.path / name, lambda fh: write_npz(fh, stacked, meta))
-        self._commit({**self._manifest, "segments": [*segments, name]})
-
-    def _commit(self, state: dict[str, Any]) -> None:
-        manifest = {"format": _FORMAT, "name": self.name, "dim": self.dim, **state}
-        manifest |= {"space": "cosinesimil", "m": self.m, "ef_construction": self.ef_construction}
-        fsync_dir(self.path)
-        blob = json.dumps(manifest, indent=1).encode("utf-8")
-        atomic_write(self.path / _MANIFEST, lambda fh: fh.write(blob))
-        self._manifest = manifest
-
-    def _collect_garbage(self) -> None:
-        """Delete files of older generations and temporaries no manifest refers to."""
-        assert self._manifest is not None
-        keep = {self._manifest["base"], self._manifest["graph"], *self._manifest["segments"]}
-        for file in self.path.iterdir():
-            if file.name.startswith(_OWN_PREFIXES) and file.name not in keep:
-                file.unlink(missing_ok=True)
+        return make_hits(self._slot_ids, self._slot_payloads, slots, scores)
 
     def _load(self) -> None:
-        try:
-            manifest = json.loads((self.path / _MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {self.path / _MANIFEST}: {exc}") from exc
-        if manifest.get("dim") != self.dim:
-            raise ConfigError(
-                f"index at {self.path} holds {manifest.get('dim')}-d vectors but {self.dim}-d "
-                "were requested; use the model that built it or a new path"
-            )
-        vectors, meta, arrays = read_npz(self.path / manifest["base"])
-        self._apply_upsert(meta["ids"], vectors, meta["payloads"])
-        self._alive[: self._n] = arrays["alive"]
+        base = self._store.load()
+        self._apply_upsert(base.ids, base.vectors, base.payloads)
+        self._alive[: self._n] = base.alive
         self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids) if self._alive[i]}
-        self._built = meta["built"]
-        graph_ok = not manifest["graph"] or self._load_graph(self.path / manifest["graph"])
-        for segment in manifest["segments"]:
-            self._replay(self.path / segment)
-        self._manifest, self._graph_file = manifest, manifest["graph"]
+        self._built = base.built
+        graph_ok = not self._store.graph_file or self._load_graph()
+        for kind, ids, arr, payloads in self._store.replay():
+            if kind == "u":
+                self._apply_upsert(ids, arr, payloads)
+            else:
+                self._apply_delete(ids)
         if not graph_ok:
             self.rebuild()  # the vectors are all in the base file; only the graph was lost
         logger.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
 
-    def _load_graph(self, file: Path) -> bool:
-        """Load the HNSW graph over slots ``[0, built)``; False (logged) when it is unreadable."""
+    def _load_graph(self) -> bool:
+        """Load the saved HNSW graph over slots ``[0, built)``; False when it is unreadable."""
         graph = self._new_graph()
         graph.addDataPointBatch(self._buf[: self._built], np.arange(self._built, dtype=np.int32))
-        try:
-            graph.loadIndex(str(file), load_data=False)
-        except RuntimeError as exc:  # nmslib's C++ checks surface as RuntimeError
-            logger.warning(
-                "cannot load HNSW graph %s (%s); rebuilding it from the vectors", file, exc
-            )
+        if not self._store.load_graph(graph):
             return False
         graph.setQueryTimeParams({"efSearch": self.ef_search})
         self._graph = graph
         return True
-
-    def _replay(self, file: Path) -> None:
-        vectors, meta, _ = read_npz(file)
-        cursor = 0
-        for kind, arg in meta["ops"]:
-            if kind == "u":
-                end = cursor + arg
-                ids, payloads = meta["ids"][cursor:end], meta["payloads"][cursor:end]
-                self._apply_upsert(ids, vectors[cursor:end], payloads)
-                cursor = end
-            else:
-                self._apply_delete(arg)
 
 
 def _merge(
