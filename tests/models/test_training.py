@@ -21,19 +21,8 @@ from embplat.models.recipes import (
     HingeRankLoss,
     make_config,
 )
-from embplat.models.training import (
-    EpochResult,
-    ImageSamples,
-    LoopOptions,
-    Phase,
-    RecipeNet,
-    Sample,
-    TrainData,
-    best_epoch,
-    eval_transform,
-    fit,
-    train_transform,
-)
+from embplat.models.samples import ImageSamples, Sample, TrainData, eval_transform, train_transform
+from embplat.models.training import EpochResult, LoopOptions, Phase, RecipeNet, best_epoch, fit
 from embplat.pipelines.progress import NoProgress
 
 CLASSES = ["trouser", "bag", "sneaker"]
@@ -148,3 +137,14 @@ def test_configs_are_frozen_json_round_trips_and_refuse_unknown_keys():
         make_config("devise", {"loss": "l2"})
     with pytest.raises(ConfigError, match="unknown recipe"):
         make_config("gan", None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_with_mixed_precision(tiny_data, tmp_path):
+    phases = [Phase("frozen", 1, True), Phase("unfrozen", 1, False)]
+    net, history = _fit(ClassifierRecipe(3), tiny_data, tmp_path, phases, device="cuda", amp=True)
+    assert next(net.parameters()).is_cuda
+    assert all(math.isfinite(r.loss) for r in history.epochs)
+    encoder = load_trained_encoder(history.epochs[-1].checkpoint, name="gpu", device="cuda")
+    assert encoder.encode_images(tiny_data.valid[0][0][None]).shape == (1, 64)

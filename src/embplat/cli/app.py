@@ -98,9 +98,20 @@ def main_callback(
 
 
 def _register_groups() -> None:
-    from embplat.cli import admin, datasets, evaluate, ingest, models, query, train, vectors, worker
+    from embplat.cli import (
+        admin,
+        datasets,
+        evaluate,
+        experiment,
+        ingest,
+        models,
+        query,
+        train,
+        vectors,
+        worker,
+    )
 
-    for module in (ingest, query, evaluate, admin, worker, train, models, vectors):
+    for module in (ingest, query, evaluate, admin, worker, train, models, vectors, experiment):
         module.register(app)
     app.add_typer(datasets.app, name="datasets", help="Build sample datasets from local files.")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -34,14 +35,25 @@ def evaluate_cmd(
         bool, typer.Option(help="zero-shot: also report H with calibrated stacking")
     ] = True,
     plots: Annotated[bool, typer.Option(help="zero-shot: save confusion-matrix PNGs")] = True,
+    report: Annotated[
+        Path | None, typer.Option(help="write a self-contained HTML report (implies the full run)")
+    ] = None,
+    projection: Annotated[str, typer.Option(help="report's 2-D map: auto|pca|umap")] = "auto",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Precision@1, recall@k, MAP@R, kNN accuracy and a per-class report for one split.
 
-    With --zero-shot: a visual-semantic model's ZSL and GZSL accuracies instead.
+    With --model or --report: the full evaluation of that model (default the active
+    encoder): exact search and the index side by side, kNN accuracy@1/@10, NMI/AMI, an
+    open-set accuracy/coverage curve (test-split classes as unknown), metrics recorded in
+    the catalog (`platform models compare`). With --zero-shot: a visual-semantic model's
+    ZSL and GZSL accuracies instead.
     """
     if zero_shot:
         _zero_shot(ctx, model, calibrate, plots, json_out)
+        return
+    if model is not None or report is not None:
+        _full(ctx, model, split, reference, k, weighted, report, projection, json_out)
         return
     ref = reference or ("test" if split == "test" else "train")
     with progress_bars(not json_out) as bars:
@@ -83,6 +95,60 @@ def evaluate_cmd(
             str(int(r["support"])),
         )
     console.print(per_class)
+
+
+def _full(
+    ctx: typer.Context,
+    model: str | None,
+    split: str,
+    reference: str | None,
+    k: int,
+    weighted: bool,
+    report: Path | None,
+    projection: str,
+    json_out: bool,
+) -> None:
+    from embplat.pipelines.evaluate_model import evaluate_model
+
+    ref = reference or ("test" if split == "test" else "train")
+    ks = (1, k) if k > 1 else (1,)
+    with progress_bars(not json_out) as bars:
+        r = evaluate_model(
+            ctx.obj.context(),
+            model=model,
+            split=split,
+            reference=ref,
+            ks=ks,
+            weighted=weighted,
+            report=report,
+            projection=projection,
+            progress=bars,
+        )
+    if json_out:
+        print_json(r)
+        return
+    console.print(_exact_vs_index(r))
+    per_class = Table("class", "precision@1", "precision", "recall", "f1", "support")
+    for name, row in r["per_class"].items():
+        cells = (row["precision_at_1"], row["precision"], row["recall"], row["f1-score"])
+        per_class.add_row(name, *(f"{x:.3f}" for x in cells), str(int(row["support"])))
+    console.print(per_class)
+    console.print(f"{r['recorded']} metrics recorded for {r['model']} ({split})")
+    if r["report"]:
+        console.print(f"report: {r['report']}")
+
+
+def _exact_vs_index(r: dict[str, Any]) -> Table:
+    """Exact search and the index's search side by side, with the difference."""
+    title = f"{r['model']} · {r['split']} vs {r['reference']} · {r['queries']} queries"
+    table = Table("metric", "exact", f"index ({r['index']})", "Δ", title=title)
+    table.title_justify = "left"
+    ann = r.get("ann") or {"metrics": {}, "delta": {}}
+    for key, value in r["metrics"].items():
+        table.add_row(key, f"{value:.4f}", _f(ann["metrics"].get(key)), _f(ann["delta"].get(key)))
+    for key, value in (ann.get("agreement") or {}).items():
+        table.add_row(f"index vs exact {key}", "", f"{value:.4f}", "")
+    return table
 
 
 def _zero_shot(

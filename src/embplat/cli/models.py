@@ -118,3 +118,32 @@ def models_embed(
         print_json(result)
         return
     console.print(f"{name}: {done} images embedded, {len(labels)} label vectors")
+
+
+@models_app.command("compare")
+def models_compare(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="two or more model names")],
+    split: Annotated[
+        str | None, typer.Option(help="only metrics of this split (default: all)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recorded metrics of models side by side (`platform evaluate --model NAME` records)."""
+    from embplat.catalog import repo
+    from embplat.cli.output import warn_line
+
+    with ctx.obj.context().sessions() as session:
+        metrics = repo.model_metrics(session=session, names=names, split=split)
+    if json_out:
+        print_json(metrics)
+        return
+    for name, values in metrics.items():
+        if not values:
+            warn_line(f"{name} has no recorded metrics; run `platform evaluate --model {name}`")
+    keys = list(dict.fromkeys(k for values in metrics.values() for k in values))
+    table = Table("metric", *names, title=f"split {split}" if split else None)
+    for key in keys:
+        cells = [metrics[n].get(key) for n in names]
+        table.add_row(key, *("—" if v is None else f"{v:.4f}" for v in cells))
+    console.print(table)

@@ -1,4 +1,4 @@
-"""``platform train classifier|devise``: train a recipe on the catalog's seen classes."""
+"""``platform train classifier|devise|metric``: train a recipe on the catalog's seen classes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from rich.table import Table
 
 from embplat.cli.output import RichProgress, console, print_json, progress_bars
 
-train_app = typer.Typer(no_args_is_help=True, help="Train a recipe (transfer learning, DeViSE).")
+train_app = typer.Typer(
+    no_args_is_help=True, help="Train a recipe (transfer learning, DeViSE, metric learning)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +40,24 @@ class StatusBars(RichProgress):
 
 
 Opt = typer.Option
+# the metric-learning options (``train metric`` and ``experiment unseen`` share them)
+LossOpt = Annotated[str, Opt(help="triplet-epshn | proxynca | arcface | subcenter-arcface")]
+EncoderOpt = Annotated[str | None, Opt(help="backbone (default: the configured encoder)")]
+DimOpt = Annotated[int, Opt(help="embedding dimension")]
+OptimizerOpt = Annotated[str, Opt(help="adam | sgd (momentum 0.9)")]
+EpochsOpt = Annotated[int, Opt(help="epochs with the backbone trained")]
+FreezeOpt = Annotated[int, Opt(help="head-only epochs first (backbone frozen, features cached)")]
+SizeOpt = Annotated[int | None, Opt(help="input side in pixels")]
+BatchOpt = Annotated[int, Opt(help="batch size, a multiple of --m-per-class")]
+MPerClassOpt = Annotated[int, Opt(help="images per class in each batch")]
+MaxPerClassOpt = Annotated[int | None, Opt(help="train images per class at most")]
+ClassesOpt = Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")]
+LrOpt = Annotated[float | None, Opt(help="peak one-cycle LR (default adam 1e-3, sgd 1e-2)")]
+BackboneLrOpt = Annotated[float, Opt(help="backbone LR = lr x this")]
+LossLrOpt = Annotated[float | None, Opt(help="LR of proxies / class weights (default --lr)")]
+DistanceOpt = Annotated[str, Opt(help="cosine | euclidean (triplet, ProxyNCA)")]
+MarginOpt = Annotated[float | None, Opt(help="loss margin (default: the loss's own)")]
+ScaleOpt = Annotated[float | None, Opt(help="ProxyNCA softmax scale / ArcFace scale")]
 
 
 @train_app.command("classifier")
@@ -78,6 +98,7 @@ def devise_cmd(
     loss: Annotated[str, Opt(help="cosine | hinge (DeViSE's rank loss)")] = "cosine",
     margin: Annotated[float, Opt(help="hinge rank loss margin")] = 0.1,
     vectors: Annotated[str, Opt(help="word-vector file (default: `vectors load`'s)")] = "",
+    center: Annotated[bool, Opt(help="subtract the training labels' mean vector")] = True,
     batch_size: Annotated[int, Opt()] = 32,
     lr: Annotated[float, Opt(help="peak one-cycle LR of the head")] = 1e-3,
     backbone_lr_mult: Annotated[float, Opt(help="backbone LR = lr x this")] = 0.1,
@@ -92,19 +113,68 @@ def devise_cmd(
     _run(ctx, "devise", config, json_out)
 
 
-def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: bool) -> None:
-    from embplat.catalog import repo
-    from embplat.pipelines.train import train_recipe
+@train_app.command("metric")
+def metric_cmd(
+    ctx: typer.Context,
+    loss: LossOpt = "triplet-epshn",
+    encoder: EncoderOpt = None,
+    dim: DimOpt = 128,
+    optimizer: OptimizerOpt = "adam",
+    epochs: EpochsOpt = 3,
+    freeze_epochs: FreezeOpt = 1,
+    image_size: SizeOpt = None,
+    batch_size: BatchOpt = 32,
+    m_per_class: MPerClassOpt = 4,
+    max_per_class: MaxPerClassOpt = None,
+    name: Annotated[str | None, Opt(help="model name (default metric-N)")] = None,
+    classes: ClassesOpt = None,
+    lr: LrOpt = None,
+    loss_lr: LossLrOpt = None,
+    backbone_lr_mult: BackboneLrOpt = 0.1,
+    distance: DistanceOpt = "cosine",
+    margin: MarginOpt = None,
+    scale: ScaleOpt = None,
+    seed: Annotated[int, Opt()] = 0,
+    embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
+    json_out: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Deep metric learning: an embedding head trained with a triplet, proxy or ArcFace loss."""
+    options = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
+    _run(ctx, "metric", metric_options(options), json_out)
 
+
+def metric_options(options: dict[str, Any]) -> dict[str, Any]:
+    """CLI options → ``MetricConfig`` fields: ``epochs`` are the unfrozen epochs; the LR
+    defaults to 1e-3 for Adam and 1e-2 for SGD."""
+    out = dict(options)
+    out["unfreeze_epochs"] = out.pop("epochs")
+    if out.get("lr") is None:
+        out["lr"] = 1e-2 if out.get("optimizer") == "sgd" else 1e-3
+    return out
+
+
+def train_config(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's config dict from CLI options and the settings (encoder, device...)."""
     settings = ctx.obj.settings
     config = {k: v for k, v in options.items() if v is not None}
-    config.setdefault("encoder", settings.embed.encoder)
+    if "encoder" not in config:  # the configured encoder, with its weights
+        config["encoder"] = settings.embed.encoder
+        if settings.embed.weights:
+            config["weights"] = settings.embed.weights
     if settings.embed.image_size and "image_size" not in config:
         config["image_size"] = settings.embed.image_size
     if "classes" in config:
         config["classes"] = [c.strip() for c in config["classes"].split(",") if c.strip()]
     config["device"] = settings.embed.device
     config["num_workers"] = settings.embed.num_workers
+    return config
+
+
+def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: bool) -> None:
+    from embplat.catalog import repo
+    from embplat.pipelines.train import train_recipe
+
+    config = train_config(ctx, options)
     context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
         name = train_recipe(context, recipe, config, StatusBars(bars.progress))

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Default gamma grid for calibrated stacking (cosine scores lie in [-1, 1]).
-GAMMA_GRID = np.round(np.arange(-0.3, 0.6001, 0.005), 4)
+#: Default gamma grid for calibrated stacking: cosine scores lie in [-1, 1], so a difference
+#: between two of them lies in [-2, 2].
+GAMMA_GRID = np.round(np.arange(-2.0, 2.0001, 0.005), 4)
 
 
 def per_class_accuracy(

@@ -50,7 +50,7 @@ def plan_batches(
     with transaction(sessions) as session:
         repo.insert_ignore(session=session, model=JobBatch, rows=rows, keys=["job_id", "seq"])
         repo.update_job(session=session, job_id=job_id, total=len(image_ids), state="running")
-    return [r["seq"] for r in rows]
+    return list(range(len(rows)))
 
 
 def run_batch(

@@ -125,7 +125,9 @@ def get_encoder(
     Raises:
         ConfigError: unknown name or unusable weights; the message lists the choices.
     """
-    return TorchImageEncoder(name, get_backbone(name, weights), image_size=image_size, device=device)
+    return TorchImageEncoder(
+        name, get_backbone(name, weights), image_size=image_size, device=device
+    )
 
 
 def get_backbone(name: str, weights: str | None = None) -> Backbone:

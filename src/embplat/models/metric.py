@@ -20,7 +20,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from embplat.errors import ConfigError
-from embplat.models.recipes import TrainConfig
+from embplat.models.recipes import CONFIGS, TrainConfig
 from embplat.models.training import LoopOptions
 
 LOSSES = ("triplet-epshn", "proxynca", "arcface", "subcenter-arcface")
@@ -76,8 +76,17 @@ class MetricConfig(TrainConfig):
             raise ConfigError("train for at least one epoch (--freeze-epochs/--unfreeze-epochs)")
 
     def loop_options(self, device: str) -> LoopOptions:
-        """The loop settings, with the loss parameters' own learning rate."""
-        return replace(super().loop_options(device), loss_lr=self.loss_lr)
+        """The loop settings, with the loss parameters' own learning rate and the optimiser
+        (``sgd``: SGD with ``momentum``; ``adam``: the loop's AdamW, decoupled weight decay)."""
+        return replace(
+            super().loop_options(device),
+            loss_lr=self.loss_lr,
+            optimizer="sgd" if self.optimizer == "sgd" else "adamw",
+            momentum=self.momentum,
+        )
+
+
+CONFIGS["metric"] = MetricConfig  # ``train_recipe(ctx, "metric", ...)``
 
 
 class EmbeddingHead(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -41,7 +42,9 @@ class MetricRecipe:
         return precision_at_1(outputs, labels)
 
     def sampler(self, labels: Sequence[int]) -> Sampler:
-        """m images of each of ``batch_size / m`` classes per batch."""
+        """m images of each of ``batch_size / m`` classes per batch (seeded: the sampler
+        draws from NumPy's global generator, so a run repeats exactly)."""
+        np.random.seed(self.cfg.seed)
         return make_sampler(labels, self.cfg.m_per_class, self.cfg.batch_size)
 
 

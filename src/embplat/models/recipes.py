@@ -122,7 +122,13 @@ class ClassifierConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class DeviseConfig(TrainConfig):
-    """The ``devise`` recipe. ``vectors``: a word-vector file, or "" for the active ones."""
+    """The ``devise`` recipe.
+
+    ``vectors``: a word-vector file, or "" for the active ones. ``center``: subtract the mean
+    of the training labels' vectors from every label vector (see ``LabelSpace``).
+    ``stage1_epochs``: softmax-classifier epochs with the backbone unfrozen (after
+    ``freeze_epochs`` cheap head-only epochs) before the projection replaces the softmax.
+    """
 
     stage1_epochs: int = 1
     freeze_epochs: int = 3
@@ -130,6 +136,7 @@ class DeviseConfig(TrainConfig):
     loss: str = "cosine"
     margin: float = 0.1
     vectors: str = ""
+    center: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

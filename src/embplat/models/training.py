@@ -13,20 +13,23 @@ Recipes plug into it through a small interface (``Recipe``):
   valid split after every epoch (and once before training, as the untrained baseline);
 - ``sampler(labels) -> Sampler | None``: batches to draw (e.g. m-per-class), None = shuffle.
 
+Data comes as ``samples.TrainData`` (augmented and plain train images, valid images).
 ``fit`` runs a list of ``Phase`` s (epochs, backbone frozen or not) with a fresh optimiser and
 a one-cycle schedule per phase, writes ``epoch_N.pt`` after every epoch (``checkpoints``
 module) and returns the history; ``best_epoch`` picks the epoch to register. While the
 backbone is frozen its features are computed once (without augmentation) and the head trains
 on them, which makes frozen epochs nearly free on a CPU. AMP (float16) runs on CUDA only.
 
-A new recipe (e.g. triplet/ProxyNCA/ArcFace in ``models/metric.py``) implements the interface
-and is wired in ``pipelines/train.py`` (``_recipe_for`` and ``CONFIGS``).
+A new recipe (e.g. triplet/ProxyNCA/ArcFace in ``models/metric.py``) implements the interface;
+its config class goes in ``models.recipes.CONFIGS`` and its construction in
+``pipelines.train_data.recipe_for``, and ``pipelines.train.train_recipe`` runs it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,64 +37,37 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
-from torchvision import transforms as T
 
 from embplat.models.checkpoints import save_checkpoint
+from embplat.models.samples import (  # re-exported: recipes build their data from here too
+    ImageSamples,
+    Sample,
+    TrainData,
+    eval_transform,
+    train_transform,
+)
 
+__all__ = [
+    "EpochResult",
+    "Head",
+    "HeadSpec",
+    "History",
+    "ImageSamples",
+    "LoopOptions",
+    "Phase",
+    "Recipe",
+    "RecipeNet",
+    "Sample",
+    "StatusProgress",
+    "TrainData",
+    "best_epoch",
+    "eval_transform",
+    "fit",
+    "train_transform",
+]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One training image: its file and its class index."""
-
-    path: str
-    label: int
-
-
-class ImageSamples(Dataset):
-    """(path, label) samples → ((3, S, S) tensor, label), decoded by an injected loader."""
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        transform: Callable[[Image.Image], torch.Tensor],
-        loader: Callable[[str], Image.Image],
-    ):
-        self.samples, self.transform, self.loader = list(samples), transform, loader
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        s = self.samples[i]
-        return self.transform(self.loader(s.path)), s.label
-
-    @property
-    def labels(self) -> list[int]:
-        """Class index of every sample, in order."""
-        return [s.label for s in self.samples]
-
-
-def train_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """Augmentation: random resized crop, horizontal flip, small rotation; then normalise."""
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25)),
-            T.RandomHorizontalFlip(),
-            T.RandomRotation(10),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
-
-
-def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """What the exported encoder does: resize, centre crop, normalise."""
-    return T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
 
 
 @dataclass(frozen=True)
@@ -159,27 +135,21 @@ class Phase:
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """How ``fit`` trains: batches, learning rates, device."""
+    """How ``fit`` trains: batches, learning rates (head ``lr``; backbone ``lr x mult``; loss
+    parameters ``loss_lr``, default ``lr``), optimiser (``adamw`` or ``sgd``), device."""
 
     batch_size: int = 32
     lr: float = 1e-3
     backbone_lr_mult: float = 0.1
     loss_lr: float | None = None
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    momentum: float = 0.9
     device: str = "cpu"
     amp: bool = True
     num_workers: int = 0
     cache_frozen: bool = True
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """Training samples twice (augmented, plain for feature caching) and the valid samples."""
-
-    train: ImageSamples
-    train_plain: ImageSamples
-    valid: ImageSamples
 
 
 @dataclass
@@ -263,6 +233,10 @@ def fit(
             loss, ips, secs = _train_epoch(net, loader, optimizer, schedule, opts, task, progress)
             outputs, labels = _valid_outputs(net, data.valid, opts, valid_feats)
             result = EpochResult(epoch, phase.name, loss, recipe.metric(outputs, labels), ips, secs)
+            if isinstance(progress, StatusProgress):
+                progress.status(
+                    f"loss {loss:.4f} · {recipe.metric_name} {result.metric:.4f} · {ips:.1f} img/s"
+                )
             path = out_dir / f"epoch_{epoch}.pt"
             save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
             result.checkpoint = str(path)
@@ -307,11 +281,16 @@ def _features(net: RecipeNet, ds: ImageSamples, opts: LoopOptions) -> TensorData
         with _autocast(opts):
             feats.append(net.backbone(images.to(opts.device)).float().cpu())
         labels.append(y)
+    if not feats:  # e.g. no valid images: an empty set with the right shape
+        dim = net.head.linear.in_features
+        return TensorDataset(torch.empty(0, dim), torch.empty(0, dtype=torch.long))
     return TensorDataset(torch.cat(feats), torch.cat(labels))
 
 
 def _loader(ds: Dataset, opts: LoopOptions, *, shuffle: bool, **kw: Any) -> DataLoader:
-    workers = opts.num_workers if len(ds) > opts.batch_size else 0  # type: ignore[arg-type]
+    # a Celery (prefork) child is a daemon process, which may not start DataLoader workers
+    small = len(ds) <= opts.batch_size  # type: ignore[arg-type]
+    workers = 0 if small or multiprocessing.current_process().daemon else opts.num_workers
     return DataLoader(ds, batch_size=opts.batch_size, shuffle=shuffle, num_workers=workers, **kw)
 
 
@@ -338,7 +317,11 @@ def _optimizer(
         groups.append(
             {"params": list(net.backbone.parameters()), "lr": opts.lr * opts.backbone_lr_mult}
         )
-    optimizer = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+    optimizer: torch.optim.Optimizer
+    if opts.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=opts.momentum, weight_decay=opts.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.3
     )

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,9 +133,37 @@ def label_vector(vectors: WordVectors, name: str) -> np.ndarray:
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
-def label_matrix(vectors: WordVectors, names: list[str]) -> np.ndarray:
+def label_matrix(vectors: WordVectors, names: Sequence[str]) -> np.ndarray:
     """(len(names), dim) unit label vectors. Raises DataError naming the first unknown label."""
-    return np.stack([label_vector(vectors, n) for n in names]) if names else np.empty((0, 0))
+    rows = [label_vector(vectors, n) for n in names]
+    return np.stack(rows) if rows else np.empty((0, vectors.dim), np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSpace:
+    """Label vectors as a trained model sees them: unit word vectors minus a centre, renormed.
+
+    Subtracting the mean of the training labels' vectors removes the direction they all share
+    (every Fashion-MNIST label is a garment), which makes "hub" labels such as ``shirt`` —
+    close to everything — less likely to win every zero-shot decision.
+    """
+
+    vectors: WordVectors
+    center: np.ndarray | None = None
+
+    def vector(self, text: str) -> np.ndarray:
+        """Unit (dim,) vector of a label or query text. Raises DataError for unknown words."""
+        vec = label_vector(self.vectors, text)
+        if self.center is None:
+            return vec
+        shifted = vec - self.center
+        norm = float(np.linalg.norm(shifted))
+        return vec if norm < 1e-6 else (shifted / norm).astype(np.float32)
+
+    def matrix(self, names: Sequence[str]) -> np.ndarray:
+        """(len(names), dim) unit vectors. Raises DataError naming the first unknown label."""
+        rows = [self.vector(n) for n in names]
+        return np.stack(rows) if rows else np.empty((0, self.vectors.dim), np.float32)
 
 
 @functools.lru_cache(maxsize=4)

@@ -20,8 +20,8 @@ from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import DataError, IndexEmptyError, NotFoundError
 from embplat.models.wordvectors import (
+    LabelSpace,
     VectorSource,
-    WordVectors,
     active_source,
     label_vector,
     open_vectors,
@@ -88,11 +88,15 @@ def semantic_model(ctx: Context, model: str | None = None) -> str:
     return found[-1].name
 
 
-def model_vectors(ctx: Context, model: str) -> WordVectors:
-    """The word vectors ``model`` was trained against (its label space)."""
+def label_space(ctx: Context, model: str) -> LabelSpace:
+    """The label space ``model`` was trained in: its word vectors and their centre."""
     with ctx.sessions() as session:
         config = repo.get_model(session=session, name=model).config or {}
-    return open_vectors(VectorSource.from_dict(config.get("vectors")))
+    center = config.get("label_center")
+    return LabelSpace(
+        open_vectors(VectorSource.from_dict(config.get("vectors"))),
+        None if center is None else np.asarray(center, dtype=np.float32),
+    )
 
 
 def publish_label_vectors(
@@ -105,14 +109,14 @@ def publish_label_vectors(
     Returns:
         The class names written.
     """
-    space, vectors = ctx.space(model), model_vectors(ctx, model)
+    space, labels = ctx.space(model), label_space(ctx, model)
     with ctx.sessions() as session:
         roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
     wanted = list(names) if names is not None else sorted(roles)
     ids, rows, payloads = [], [], []
     for name in wanted:
         try:
-            rows.append(label_vector(vectors, name))
+            rows.append(labels.vector(name))
         except DataError as exc:
             log.warning("%s", exc)
             continue
@@ -122,7 +126,7 @@ def publish_label_vectors(
                 "kind": "label",
                 "class": name,
                 "role": roles.get(name, "unseen"),
-                "source": vectors.source.label,
+                "source": labels.vectors.source.label,
                 "model": model,
             }
         )
@@ -156,7 +160,7 @@ def search_by_text(
         raise DataError(f"--k must be at least 1, got {k}")
     name = semantic_model(ctx, model)
     space = ctx.space(name)
-    query = label_vector(model_vectors(ctx, name), text)[None, :]
+    query = label_space(ctx, name).vector(text)[None, :]
     flt = {"kind": "image", **(flt or {})}
     if space.index.count(flt) == 0:
         raise IndexEmptyError(
@@ -217,7 +221,7 @@ def add_zero_shot_class(ctx: Context, name: str) -> dict[str, Any]:
     with ctx.sessions() as session:
         models = [m.name for m in repo.list_models(session=session, kinds=SEMANTIC_KINDS)]
     for model in models:
-        label_vector(model_vectors(ctx, model), name)
+        label_space(ctx, model).vector(name)
     if not models:
         label_vector(open_vectors(active_source(ctx.home)), name)
     with transaction(ctx.sessions) as session:

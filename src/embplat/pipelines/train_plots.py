@@ -6,7 +6,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from embplat.ingest.images import load_rgb
 from embplat.models.checkpoints import load_trained_encoder
 from embplat.models.encoders import TorchImageEncoder
 from embplat.models.training import EpochResult
-from embplat.models.wordvectors import VectorSource, label_matrix, open_vectors
+from embplat.models.wordvectors import LabelSpace
 from embplat.pipelines.context import Context
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def devise_pca_plot(
     model: str,
     epochs: Sequence[EpochResult],
     classes: Sequence[str],
-    vectors: dict[str, Any],
+    labels_in: LabelSpace,
     *,
     per_class: int = 40,
 ) -> Path | None:
@@ -47,7 +46,7 @@ def devise_pca_plot(
     names, paths, labels = _plot_images(ctx, classes, per_class)
     if not snapshots or not paths:
         return None
-    label_vecs = label_matrix(open_vectors(VectorSource.from_dict(vectors)), names)
+    label_vecs = labels_in.matrix(names)
     panels = []
     for r in snapshots:
         encoder = load_trained_encoder(r.checkpoint, name=model, device=ctx.device)

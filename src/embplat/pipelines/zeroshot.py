@@ -29,10 +29,9 @@ from embplat.evaluation.zeroshot import (
     gzsl_accuracy,
     per_class_accuracy,
 )
-from embplat.models.wordvectors import label_matrix
 from embplat.pipelines.context import Context
 from embplat.pipelines.progress import ProgressSink
-from embplat.pipelines.semantic import model_vectors, semantic_model
+from embplat.pipelines.semantic import label_space, semantic_model
 from embplat.pipelines.train import embed_catalog
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def evaluate_zero_shot(
     vecs, classes, hashes = _held_out(ctx, name, seen, roles)
     unseen = sorted({c for c in classes if c not in seen})
     names = seen + unseen
-    labels = label_matrix(model_vectors(ctx, name), names)
+    labels = label_space(ctx, name).matrix(names)
     scores = vecs @ labels.T
     y = np.array([names.index(c) for c in classes], dtype=np.int64)
     seen_cols = np.array([n in seen for n in names])

@@ -1,0 +1,122 @@
+"""``platform experiment unseen``: metric learning's precision drop on never-trained classes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from embplat.cli.output import console, print_json, progress_bars
+from embplat.cli.train import (
+    BackboneLrOpt,
+    BatchOpt,
+    ClassesOpt,
+    DimOpt,
+    DistanceOpt,
+    EncoderOpt,
+    EpochsOpt,
+    FreezeOpt,
+    LossLrOpt,
+    LossOpt,
+    LrOpt,
+    MarginOpt,
+    MaxPerClassOpt,
+    MPerClassOpt,
+    OptimizerOpt,
+    ScaleOpt,
+    SizeOpt,
+    StatusBars,
+    metric_options,
+    train_config,
+)
+
+experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that train and compare.")
+Opt = typer.Option
+_NOT_CONFIG = {"ctx", "json_out", "holdout", "unseen"}
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this group to the root app."""
+    app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("unseen")
+def unseen_cmd(
+    ctx: typer.Context,
+    loss: LossOpt = "triplet-epshn",
+    holdout: Annotated[int | None, Opt(help="hold out the last N classes")] = None,
+    unseen: Annotated[str | None, Opt(help="comma-separated classes to hold out")] = None,
+    encoder: EncoderOpt = None,
+    dim: DimOpt = 128,
+    optimizer: OptimizerOpt = "adam",
+    epochs: EpochsOpt = 3,
+    freeze_epochs: FreezeOpt = 1,
+    image_size: SizeOpt = None,
+    batch_size: BatchOpt = 32,
+    m_per_class: MPerClassOpt = 4,
+    max_per_class: MaxPerClassOpt = None,
+    name: Annotated[str | None, Opt(help="base of the model names (default unseen-N)")] = None,
+    classes: ClassesOpt = None,
+    lr: LrOpt = None,
+    loss_lr: LossLrOpt = None,
+    backbone_lr_mult: BackboneLrOpt = 0.1,
+    distance: DistanceOpt = "cosine",
+    margin: MarginOpt = None,
+    scale: ScaleOpt = None,
+    seed: Annotated[int, Opt()] = 0,
+    json_out: Annotated[bool, Opt("--json")] = False,
+) -> None:
+    """Train on all seen classes and again without the held-out ones; compare precision@1.
+
+    Both models are evaluated on every class (valid queries against the train split, so the
+    held-out classes are enrolled but never trained on); the drop is all-classes minus
+    without-held-out precision@1.
+    """
+    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before other locals
+    from embplat.pipelines.experiment import unseen_experiment
+
+    config = train_config(ctx, metric_options(options))
+    names = [c.strip() for c in (unseen or "").split(",") if c.strip()]
+    with progress_bars(not json_out) as bars:
+        result = unseen_experiment(
+            ctx.obj.context(),
+            config,
+            holdout=holdout,
+            unseen=names,
+            progress=StatusBars(bars.progress),
+        )
+    if json_out:
+        print_json(result)
+        return
+    console.print(drop_table(result))
+    drop = result["drop"]
+    console.print(
+        f"mean precision@1 drop: held-out classes [bold]{_f(drop['mean_drop_unseen'])}[/], "
+        f"other classes {_f(drop['mean_drop_seen'])}, all classes "
+        f"[bold]{_f(drop['mean_drop_all'])}[/] (recorded in the catalog)"
+    )
+
+
+def drop_table(result: dict[str, Any]) -> Table:
+    """Per-class precision@1 of both models and the drop, held-out classes marked."""
+    full, without = result["models"]["all"], result["models"]["without"]
+    table = Table(
+        "class",
+        f"P@1 {full}",
+        f"P@1 {without}",
+        "drop",
+        title=f"{result['loss']}: held out {', '.join(result['held_out'])}",
+        title_justify="left",
+    )
+    for name, row in result["drop"]["per_class"].items():
+        label = f"[bold]{name}[/] (held out)" if row["unseen"] else name
+        table.add_row(label, _f(row["all_classes"]), _f(row["without_unseen"]), _f(row["drop"]))
+    metrics = result["metrics"]
+    for key in ("precision_at_1", "mean_average_precision_at_r", "knn_accuracy@10"):
+        table.add_row(f"[dim]{key}[/]", _f(metrics[full].get(key)), _f(metrics[without].get(key)))
+    return table
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"

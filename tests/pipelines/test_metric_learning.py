@@ -1,0 +1,175 @@
+"""The ``metric`` recipe end to end: each loss trains, registers and embeds; the unseen-class
+experiment; the full evaluation with its HTML report and recorded metrics.
+
+One module-scoped catalog: the tiny Fashion-MNIST tree (8 seen classes, sandal and shirt
+unseen in the ``test`` split), a seeded tiny CNN at 32 px, the exact index.
+"""
+
+import pytest
+import torch
+from torchvision import transforms as T
+
+from embplat.catalog import repo
+from embplat.catalog.db import transaction
+from embplat.config import load_settings
+from embplat.errors import ConfigError
+from embplat.models import training
+from embplat.models.encoders import get_backbone
+from embplat.models.metric import MetricConfig
+from embplat.pipelines.evaluate_model import evaluate_model
+from embplat.pipelines.experiment import EXPERIMENT_SPLIT, held_out, unseen_experiment
+from embplat.pipelines.ingest import ingest_tree
+from embplat.pipelines.train import train_recipe
+from embplat.pipelines.train_data import catalog_samples, make_datasets, recipe_for
+from embplat.workers.context import build_context
+
+COMMON = {
+    "encoder": "tiny_cnn",
+    "image_size": 32,
+    "batch_size": 8,
+    "m_per_class": 2,
+    "dim": 16,
+    "lr": 1e-2,
+    "device": "cpu",
+    "freeze_epochs": 3,
+    "unfreeze_epochs": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory, fmnist_root):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention on a busy machine
+    settings = load_settings(
+        **{
+            "home": tmp_path_factory.mktemp("metric") / "home",
+            "index.backend": "exact",
+            "embed.encoder": "tiny_cnn",
+            "embed.num_workers": 0,
+            "ingest.valid_fraction": 0.3,
+        }
+    )
+    settings.catalog.url = None
+    context = build_context(settings)
+    ingest_tree(context, fmnist_root)  # embedded with the frozen (seeded) tiny CNN too
+    yield context
+    context.close()
+    torch.set_num_threads(threads)
+
+
+def _config(ctx, name):
+    with ctx.sessions() as session:
+        record = repo.get_model(session=session, name=name)
+        return record.kind, record.dim, record.config
+
+
+@pytest.mark.parametrize(
+    ("loss", "optimizer", "expected"),
+    [
+        ("triplet-epshn", "sgd", torch.optim.SGD),
+        ("proxynca", "adam", torch.optim.AdamW),
+        ("arcface", "sgd", torch.optim.SGD),
+        ("subcenter-arcface", "adam", torch.optim.AdamW),
+    ],
+)
+def test_each_loss_trains_registers_and_embeds(ctx, monkeypatch, loss, optimizer, expected):
+    built = []
+    real = training._optimizer
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        built.append(type(out[0]))
+        return out
+
+    monkeypatch.setattr(training, "_optimizer", spy)
+    config = {**COMMON, "loss": loss, "optimizer": optimizer, "name": f"m-{loss}"}
+    name = train_recipe(ctx, "metric", config)
+
+    assert built == [expected, expected]  # one optimiser per phase, the configured kind
+    kind, dim, config = _config(ctx, name)
+    assert (kind, dim) == ("metric", 16)
+    losses = [e["loss"] for e in config["epochs"]]
+    assert min(losses[1:]) < losses[0]  # the loss falls
+    assert config["train_config"]["loss"] == loss and config["metric"] == "valid_precision_at_1"
+    assert (ctx.home / config["checkpoint"]).is_file()
+    space = ctx.space(name)
+    with ctx.sessions() as session:
+        total = repo.count_images(session=session)
+    assert space.encoder.dim == 16 and space.index.count({"kind": "image"}) == total
+
+
+def test_metric_recipe_uses_its_own_transforms(ctx):
+    config = MetricConfig.from_dict({**COMMON, "loss": "proxynca"})
+    data = catalog_samples(ctx, config)
+    built = recipe_for(ctx, "metric", config, data.classes)
+    tdata = make_datasets(ctx, get_backbone("tiny_cnn"), 32, data, built.transforms)
+    assert any(isinstance(t, T.RandomCrop) for t in tdata.train.transform.transforms)
+    assert tdata.train[0][0].shape == (3, 32, 32)
+
+
+def test_held_out_classes_are_chosen_and_checked():
+    classes = ["a", "b", "c", "d"]
+    assert held_out(classes, holdout=2, unseen=()) == ["c", "d"]
+    assert held_out(classes, holdout=None, unseen=["d", "a"]) == ["a", "d"]
+    for holdout, unseen in ((None, ()), (1, ["a"]), (3, ()), (None, ["zebra"])):
+        with pytest.raises(ConfigError):
+            held_out(classes, holdout=holdout, unseen=unseen)
+
+
+def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
+    config = {**COMMON, "loss": "proxynca", "freeze_epochs": 2, "unfreeze_epochs": 1}
+    result = unseen_experiment(ctx, config, holdout=1)
+
+    classes, [held] = result["classes"], result["held_out"]
+    assert held == classes[-1] and len(classes) == 8  # the eight seen classes
+    full, without = result["models"]["all"], result["models"]["without"]
+    assert (full, without) == ("unseen-1-all", "unseen-1-without")
+    assert _config(ctx, full)[2]["data"]["classes"] == classes
+    lineage = _config(ctx, without)[2]["data"]
+    assert held not in lineage["classes"] and len(lineage["classes"]) == 7
+    drop = result["drop"]
+    assert drop["per_class"][held]["unseen"] and set(drop["per_class"]) <= set(classes)
+    row = drop["per_class"][held]
+    assert row["drop"] == pytest.approx(row["all_classes"] - row["without_unseen"])
+    assert drop["mean_drop_unseen"] == pytest.approx(row["drop"])
+    with ctx.sessions() as session:
+        recorded = repo.model_metrics(session=session, names=[full, without])
+    assert recorded[without][f"{EXPERIMENT_SPLIT}/mean_drop_all"] == pytest.approx(
+        drop["mean_drop_all"]
+    )
+    assert f"{EXPERIMENT_SPLIT}/precision_at_1/{held}" in recorded[full]
+    assert "valid/mean_average_precision_at_r" in recorded[without]
+
+
+def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
+    name = train_recipe(ctx, "metric", {**COMMON, "loss": "arcface", "unfreeze_epochs": 0})
+    out = evaluate_model(ctx, model=name, report=tmp_path / "r.html", projection="pca")
+
+    m = out["metrics"]
+    assert {"precision_at_1", "mean_average_precision_at_r", "NMI", "AMI"} <= set(m)
+    assert {"knn_accuracy@1", "knn_accuracy@10"} <= set(m)
+    assert out["ann"]["agreement"]["top1_identical"] == 1.0  # the exact index is exact
+    assert all(abs(d) < 1e-9 for d in out["ann"]["delta"].values())
+    assert out["open_set"] and out["open_set"][0]["unknown_rate"] is not None
+    page = (tmp_path / "r.html").read_text()
+    assert "Open set" in page and "<table id='per-class'" in page and "data:image/png" in page
+    with ctx.sessions() as session:
+        recorded = repo.model_metrics(session=session, names=[name], split="valid")[name]
+    assert out["recorded"] == len(recorded) > 15
+    assert recorded["precision_at_1"] == pytest.approx(m["precision_at_1"])
+
+    frozen = evaluate_model(ctx, split="valid")  # the active (frozen) encoder
+    assert frozen["model"] == ctx.space().key and frozen["report"] is None
+    with transaction(ctx.sessions) as session:  # a pretrained encoder, not the active one
+        repo.ensure_model(
+            session=session,
+            name="resnet18-imagenet",
+            kind="encoder",
+            encoder="resnet18",
+            weights="imagenet",
+            dim=512,
+            image_size=224,
+            config={},
+        )
+    with pytest.raises(ConfigError, match="pretrained encoder"):
+        evaluate_model(ctx, model="resnet18-imagenet")
