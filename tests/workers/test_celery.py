@@ -137,3 +137,38 @@ def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_r
     sessions = session_factory(make_engine(server_env["EMBPLAT_CATALOG_URL"]))
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_training_runs_in_a_worker(server_env, fmnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBPLAT_BROKER_URL", "")  # register the images in-process first
+    local = build_context(load_settings())
+    ingest_tree(local, fmnist_root, embed=False)
+    monkeypatch.setenv("EMBPLAT_BROKER_URL", server_env["EMBPLAT_BROKER_URL"])
+    ctx = build_context(load_settings())
+    config = {
+        "encoder": "tiny_cnn",
+        "freeze_epochs": 0,
+        "unfreeze_epochs": 1,
+        "max_per_class": 4,
+        "plots": False,
+        "embed": False,
+        "name": "clf-w",
+    }
+    task = ctx.dispatch.send_train("classifier", config)
+    assert task
+    worker = Worker(server_env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with ctx.sessions() as s:
+                jobs = s.scalars(select(Job).where(Job.kind == "train")).all()
+            if jobs and jobs[0].state != "running":
+                break
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    assert [j.state for j in jobs] == ["succeeded"], (tmp_path / "worker.log").read_text()[-2000:]
+    from embplat.catalog import repo
+
+    with ctx.sessions() as s:
+        assert repo.get_model(session=s, name="clf-w").kind == "classifier"

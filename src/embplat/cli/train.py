@@ -176,6 +176,18 @@ def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: boo
 
     config = train_config(ctx, options)
     context = ctx.obj.context()
+    if context.dispatch is not None:  # server mode: a GPU worker trains
+        from embplat.models.recipes import make_config
+
+        task = context.dispatch.send_train(recipe, make_config(recipe, config).as_dict())
+        if json_out:
+            print_json({"queued": task, "recipe": recipe})
+        else:
+            console.print(
+                f"queued {recipe} training as task {task}: follow with "
+                "`platform jobs --watch`, then `platform models list`"
+            )
+        return
     with progress_bars(not json_out) as bars:
         name = train_recipe(context, recipe, config, StatusBars(bars.progress))
     with context.sessions() as session:

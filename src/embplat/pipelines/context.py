@@ -47,6 +47,9 @@ class Dispatcher(Protocol):
     def send(self, job_id: int, seqs: list[int]) -> None:
         """Queue one task per batch of the job."""
 
+    def send_train(self, recipe: str, config: dict[str, Any]) -> str:
+        """Queue a training run on a worker; returns the task id."""
+
 
 @dataclass(frozen=True)
 class Space:
