@@ -225,8 +225,8 @@ def evaluate_model(
         weighted=weighted,
         leave_out=leave_out,
     )
-    q_labels, r_labels = queries.labels(names), refs.labels(names)
-    p1 = per_class_p1(result.neighbours, q_labels, r_labels, names)
+    q_labels = queries.labels(names)
+    p1 = per_class_p1(result.neighbours, q_labels, refs.labels(names), names)
     for name, row in result.per_class.items():
         row["precision_at_1"] = p1.get(name, 0.0)
     curve: list[dict[str, Any]] = []
@@ -250,16 +250,7 @@ def evaluate_model(
         "report": None,
     }
     if report is not None:
-        worst = describe_queries(
-            result,
-            worst_queries(q_labels, result.predictions),
-            query_labels=q_labels,
-            reference_labels=r_labels,
-            query_paths=queries.paths,
-            reference_paths=refs.paths,
-            class_names=names,
-        )
-        out["report"] = str(_write(report, out, result, queries, worst, projection))
+        out["report"] = str(_write(report, out, result, names, queries, refs, projection))
     advance(1)
     return out
 
@@ -283,11 +274,23 @@ def _write(
     path: Path,
     out: dict[str, Any],
     result: RetrievalEvaluation,
+    names: Sequence[str],
     queries: SplitVectors,
-    worst: list[dict[str, Any]],
+    refs: SplitVectors,
     projection: str,
 ) -> Path:
-    """The HTML report: metrics, confusion, per class, 2-D projection, curve, worst queries."""
+    """The HTML report: metrics, confusion, per class, 2-D projection, curve, and the
+    misclassified queries of the worst classes with their 10 neighbours and the vote."""
+    q_labels = queries.labels(names)
+    worst = describe_queries(
+        result,
+        worst_queries(q_labels, result.predictions),
+        query_labels=q_labels,
+        reference_labels=refs.labels(names),
+        query_paths=queries.paths,
+        reference_paths=refs.paths,
+        class_names=names,
+    )
     coords, method = project_2d(queries.vectors, projection)
     metrics = {"exact": result.metrics, "index": result.ann or {}, **result.info}
     tables = {}
