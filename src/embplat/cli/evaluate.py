@@ -52,10 +52,10 @@ def evaluate_cmd(
     if zero_shot:
         _zero_shot(ctx, model, calibrate, plots, json_out)
         return
-    if model is not None or report is not None:
-        _full(ctx, model, split, reference, k, weighted, report, projection, json_out)
-        return
     ref = reference or ("test" if split == "test" else "train")
+    if model is not None or report is not None:
+        _full(ctx, model, split, ref, k, weighted, report, projection, json_out)
+        return
     with progress_bars(not json_out) as bars:
         m = evaluate_split(
             ctx.obj.context(),
@@ -64,7 +64,6 @@ def evaluate_cmd(
             k=k,
             weighted=weighted,
             progress=bars,
-            model=model,
         )
     if json_out:
         print_json(m)
@@ -101,7 +100,7 @@ def _full(
     ctx: typer.Context,
     model: str | None,
     split: str,
-    reference: str | None,
+    reference: str,
     k: int,
     weighted: bool,
     report: Path | None,
@@ -110,14 +109,13 @@ def _full(
 ) -> None:
     from embplat.pipelines.evaluate_model import evaluate_model
 
-    ref = reference or ("test" if split == "test" else "train")
     ks = (1, k) if k > 1 else (1,)
     with progress_bars(not json_out) as bars:
         r = evaluate_model(
             ctx.obj.context(),
             model=model,
             split=split,
-            reference=ref,
+            reference=reference,
             ks=ks,
             weighted=weighted,
             report=report,
