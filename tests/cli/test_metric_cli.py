@@ -82,5 +82,7 @@ def test_train_evaluate_compare_and_experiment(env):
     ]
     r = run("experiment", "unseen", "--unseen", "bag", "--name", "y", *TRAIN)
     assert r.exit_code == 0 and "held out" in r.stdout and "mean precision@1 drop" in r.stdout
+    text = " ".join(r.stdout.split())
+    assert "knn_accuracy@10, seen classes" in text and "ROC AUC known vs unknown" in text
     r = run("experiment", "unseen", *TRAIN)
     assert r.exit_code == 2 and "--holdout" in r.stderr

@@ -5,6 +5,7 @@ One module-scoped catalog: the tiny Fashion-MNIST tree (8 seen classes, sandal a
 unseen in the ``test`` split), a seeded tiny CNN at 32 px, the exact index.
 """
 
+import numpy as np
 import pytest
 import torch
 from torchvision import transforms as T
@@ -16,8 +17,13 @@ from embplat.errors import ConfigError
 from embplat.models import training
 from embplat.models.encoders import get_backbone
 from embplat.models.metric import MetricConfig
-from embplat.pipelines.evaluate_model import evaluate_model
-from embplat.pipelines.experiment import EXPERIMENT_SPLIT, held_out, unseen_experiment
+from embplat.pipelines.evaluate_model import SplitVectors, evaluate_model
+from embplat.pipelines.experiment import (
+    EXPERIMENT_SPLIT,
+    held_out,
+    open_set_without,
+    unseen_experiment,
+)
 from embplat.pipelines.ingest import ingest_tree
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, make_datasets, recipe_for
@@ -116,6 +122,21 @@ def test_held_out_classes_are_chosen_and_checked():
             held_out(classes, holdout=holdout, unseen=unseen)
 
 
+def test_open_set_without_treats_held_out_classes_as_unknown():
+    def vectors(classes, rows):
+        ids = [f"{c}{i}" for i, c in enumerate(classes)]
+        return SplitVectors(ids, classes, ids, np.array(rows, dtype=np.float32))
+
+    a, b, c = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 1.0]
+    refs = vectors(["a", "a", "b", "b", "c", "c"], [a, a, b, b, c, c])
+    queries = vectors(["a", "b", "c"], [a, b, c])
+    out = open_set_without(queries, refs, ["c"], k=2)
+    # the unknown c is nearest to b (never to its own, unenrolled images) with a low score
+    assert out["auroc_score"] == 1.0 and out["auroc_share"] == 0.5  # c's b-vote is unanimous
+    strict = next(r for r in out["curve"] if r["threshold"] == 1.0)
+    assert strict["coverage"] == 1.0 and strict["accuracy"] == 1.0 and strict["unknown_rate"] == 0
+
+
 def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
     config = {**COMMON, "loss": "proxynca", "freeze_epochs": 2, "unfreeze_epochs": 1}
     result = unseen_experiment(ctx, config, holdout=1)
@@ -139,6 +160,21 @@ def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
     )
     assert f"{EXPERIMENT_SPLIT}/precision_at_1/{held}" in recorded[full]
     assert "valid/mean_average_precision_at_r" in recorded[without]
+
+    groups = result["groups"][without]
+    with ctx.sessions() as session:
+        valid = {c.name: n.get("valid", 0) for c, n in repo.class_counts(session=session)}
+    assert groups["held_out"]["queries"] == valid[held]
+    assert groups["seen"]["queries"] == sum(valid.values()) - valid[held]
+    for group in groups.values():
+        assert 0.0 <= group["knn_accuracy@10"] <= 1.0 and 0.0 <= group["precision_at_1"] <= 1.0
+    assert recorded[without][f"{EXPERIMENT_SPLIT}/knn_accuracy@10/seen"] == pytest.approx(
+        groups["seen"]["knn_accuracy@10"]
+    )
+    open_set = result["open_set"]
+    assert 0.0 <= open_set["auroc_share"] <= 1.0 and 0.0 <= open_set["auroc_score"] <= 1.0
+    accept_all = open_set["curve"][0]  # the lowest threshold accepts every known query
+    assert accept_all["coverage"] == 1.0 and accept_all["unknown_rate"] == 0.0
 
 
 def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):

@@ -96,6 +96,25 @@ def unseen_cmd(
         f"other classes {_f(drop['mean_drop_seen'])}, all classes "
         f"[bold]{_f(drop['mean_drop_all'])}[/] (recorded in the catalog)"
     )
+    console.print(open_set_line(result))
+
+
+def open_set_line(result: dict[str, Any]) -> str:
+    """The model trained without the held-out classes, with them not enrolled either."""
+    open_set = result["open_set"]
+    best = max(open_set["curve"], key=lambda r: r["open_set_accuracy"] or 0.0, default=None)
+    text = (
+        f"held-out classes not enrolled, answered unknown by {result['models']['without']}: "
+        f"ROC AUC known vs unknown by vote share {_f(open_set['auroc_share'])}, "
+        f"by nearest score {_f(open_set['auroc_score'])}"
+    )
+    if best is not None:
+        text += (
+            f"; best open-set accuracy (vote share) {_f(best['open_set_accuracy'])} at "
+            f"--reject-below {best['threshold']:.2f} (coverage {_f(best['coverage'])}, "
+            f"unknowns caught {_f(best['unknown_rate'])})"
+        )
+    return text
 
 
 def drop_table(result: dict[str, Any]) -> Table:
@@ -115,6 +134,12 @@ def drop_table(result: dict[str, Any]) -> Table:
     metrics = result["metrics"]
     for key in ("precision_at_1", "mean_average_precision_at_r", "knn_accuracy@10"):
         table.add_row(f"[dim]{key}[/]", _f(metrics[full].get(key)), _f(metrics[without].get(key)))
+    groups = result["groups"]
+    for group in ("seen", "held_out"):
+        for key in ("knn_accuracy@10", "precision_at_1"):
+            a, b = groups[full][group][key], groups[without][group][key]
+            drop = None if a is None or b is None else a - b
+            table.add_row(f"[dim]{key}, {group.replace('_', '-')} classes[/]", _f(a), _f(b), _f(drop))
     return table
 
 

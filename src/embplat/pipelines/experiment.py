@@ -16,13 +16,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import ConfigError
-from embplat.evaluation.open_set import precision_drop
+from embplat.evaluation.neighbours import exact_knn
+from embplat.evaluation.open_set import accuracy_coverage_curve, precision_drop
+from embplat.evaluation.retrieval_eval import votes
 from embplat.models.metric import MetricConfig, make_sampler
 from embplat.pipelines.context import Context
 from embplat.pipelines.evaluate_model import (
+    SplitVectors,
     evaluate_space,
     per_class_p1,
     scalar_metrics,
@@ -116,7 +122,7 @@ def unseen_experiment(
         log.info("training %s on %d classes", name, len(train_classes))
         settings = {**base.as_dict(), "name": name, "classes": train_classes}
         train_recipe(ctx, "metric", settings, progress)
-    evaluated = {name: _evaluate(ctx, name) for name in runs}
+    evaluated = {name: _evaluate(ctx, name, held) for name in runs}
     drop = precision_drop(evaluated[full_name]["p1"], evaluated[without_name]["p1"], held)
     _record(ctx, full_name, without_name, evaluated, drop)
     return {
@@ -125,18 +131,68 @@ def unseen_experiment(
         "classes": classes,
         "models": {"all": full_name, "without": without_name},
         "metrics": {name: e["metrics"] for name, e in evaluated.items()},
+        "groups": {name: e["groups"] for name, e in evaluated.items()},
+        "open_set": evaluated[without_name]["open_set"],
         "drop": drop,
     }
 
 
-def _evaluate(ctx: Context, model: str) -> dict[str, Any]:
-    """valid (all classes) vs train (all classes) through the model's index."""
+def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
+    """valid (all classes) vs train (all classes) through the model's index; the seen and
+    held-out groups; the open-set case with the held-out classes not enrolled."""
     space = ctx.space(model)
     queries = split_vectors(ctx, space, ["valid"])
     refs = split_vectors(ctx, space, ["train"])
     result, names, index_nb = evaluate_space(space, queries, refs, reference_split="train")
-    p1 = per_class_p1(index_nb, queries.labels(names), refs.labels(names), names)
-    return {"model_id": space.model_id, "metrics": scalar_metrics(result), "p1": p1}
+    q_labels = queries.labels(names)
+    p1 = per_class_p1(index_nb, q_labels, refs.labels(names), names)
+    top1 = result.neighbours.labels(refs.labels(names))[:, 0]
+    is_held = np.isin(queries.classes, list(held))
+    groups = {
+        group: {
+            "queries": int(mask.sum()),
+            "knn_accuracy@10": _share(result.predictions[mask] == q_labels[mask]),
+            "precision_at_1": _share(top1[mask] == q_labels[mask]),
+        }
+        for group, mask in (("seen", ~is_held), ("held_out", is_held))
+    }
+    return {
+        "model_id": space.model_id,
+        "metrics": scalar_metrics(result),
+        "p1": p1,
+        "groups": groups,
+        "open_set": open_set_without(queries, refs, held),
+    }
+
+
+def open_set_without(
+    queries: SplitVectors, refs: SplitVectors, held: Sequence[str], *, k: int = 10
+) -> dict[str, Any]:
+    """The held-out classes as unknowns: references are the other classes' images only.
+
+    Returns:
+        ``curve`` (``accuracy_coverage_curve`` over the vote share of a ``k``-vote), and the
+        ROC AUC with which the vote share (``auroc_share``) and the nearest neighbour's
+        cosine similarity (``auroc_score``) rank known-class queries above unknown ones
+        (None when either group is empty), i.e. which ``--reject-on`` works better.
+    """
+    enrolled = ~np.isin(refs.classes, list(held))
+    names = sorted(set(queries.classes) | set(refs.classes))
+    q_labels = queries.labels(names)
+    r_labels = refs.labels(names)[enrolled]
+    nb = exact_knn(queries.vectors, refs.vectors[enrolled], k)
+    pred, share = votes(nb.labels(r_labels), nb.scores, k)
+    unknown = np.isin(queries.classes, list(held))
+    both = 0 < unknown.sum() < len(unknown)
+    return {
+        "curve": accuracy_coverage_curve(q_labels, pred, share, unknown),
+        "auroc_share": float(roc_auc_score(~unknown, share)) if both else None,
+        "auroc_score": float(roc_auc_score(~unknown, nb.scores[:, 0])) if both else None,
+    }
+
+
+def _share(hits: np.ndarray) -> float | None:
+    return float(hits.mean()) if len(hits) else None
 
 
 def _record(
@@ -153,7 +209,22 @@ def _record(
                 session=session, model_id=e["model_id"], split="valid", values=e["metrics"]
             )
             per_class = {f"precision_at_1/{c}": v for c, v in e["p1"].items()}
+            per_class.update(
+                {
+                    f"{metric}/{group}": value
+                    for group, values in e["groups"].items()
+                    for metric, value in values.items()
+                    if metric != "queries" and value is not None
+                }
+            )
             extra = {k: v for k, v in drop.items() if k.startswith("mean_drop")}
+            extra.update(
+                {
+                    f"open_set/{k}": v
+                    for k, v in e["open_set"].items()
+                    if k != "curve" and v is not None
+                }
+            )
             repo.record_metrics(
                 session=session,
                 model_id=e["model_id"],
