@@ -139,7 +139,9 @@ def drop_table(result: dict[str, Any]) -> Table:
         for key in ("knn_accuracy@10", "precision_at_1"):
             a, b = groups[full][group][key], groups[without][group][key]
             drop = None if a is None or b is None else a - b
-            table.add_row(f"[dim]{key}, {group.replace('_', '-')} classes[/]", _f(a), _f(b), _f(drop))
+            table.add_row(
+                f"[dim]{key}, {group.replace('_', '-')} classes[/]", _f(a), _f(b), _f(drop)
+            )
     return table
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from embplat.errors import ConfigError
 from embplat.models.encoders import Backbone, TorchImageEncoder, get_backbone
+from embplat.models.heads import Head, HeadSpec
 
 FORMAT = 1
 
@@ -64,8 +65,6 @@ def trained_module(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
 
     ``backbone`` alone (features) when the head is not exported, else ``backbone → head``.
     """
-    from embplat.models.training import Head, HeadSpec
-
     enc, spec = ckpt["encoder"], HeadSpec(**ckpt["head"])
     with torch.random.fork_rng(devices=[]):  # "random" init reseeds; keep the caller's RNG
         backbone = get_backbone(enc["name"], "random").module

@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Sampler
 
+from embplat.models.heads import HeadSpec
 from embplat.models.metric import MetricConfig, MinedLoss, build_loss, make_sampler
-from embplat.models.training import HeadSpec
 
 
 class MetricRecipe:
