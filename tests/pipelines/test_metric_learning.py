@@ -177,6 +177,22 @@ def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
     assert accept_all["coverage"] == 1.0 and accept_all["unknown_rate"] == 0.0
 
 
+def test_keep_best_checkpoint_deletes_the_other_epochs(ctx):
+    config = {**COMMON, "loss": "proxynca", "keep_checkpoints": "best", "embed": False}
+    name = train_recipe(ctx, "metric", {**config, "name": "m-pruned"})
+
+    config = _config(ctx, name)[2]
+    assert [p.name for p in (ctx.home / "models" / name).glob("epoch_*.pt")] == [
+        f"epoch_{config['best_epoch']}.pt"
+    ]
+    kept = [e for e in config["epochs"] if e["checkpoint"]]
+    assert [e["epoch"] for e in kept] == [config["best_epoch"]] and len(config["epochs"]) == 4
+    assert kept[0]["checkpoint"] == config["checkpoint"]
+    assert ctx.space(name).encoder.dim == 16  # the registered checkpoint still loads
+    with pytest.raises(ConfigError, match="keep_checkpoints"):
+        MetricConfig.from_dict({**COMMON, "keep_checkpoints": "last"})
+
+
 def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
     name = train_recipe(ctx, "metric", {**COMMON, "loss": "arcface", "unfreeze_epochs": 0})
     out = evaluate_model(ctx, model=name, report=tmp_path / "r.html", projection="pca")

@@ -17,6 +17,7 @@ from embplat.cli.train import (
     EncoderOpt,
     EpochsOpt,
     FreezeOpt,
+    KeepOpt,
     LossLrOpt,
     LossOpt,
     LrOpt,
@@ -65,6 +66,7 @@ def unseen_cmd(
     margin: MarginOpt = None,
     scale: ScaleOpt = None,
     seed: Annotated[int, Opt()] = 0,
+    keep_checkpoints: KeepOpt = "all",
     json_out: Annotated[bool, Opt("--json")] = False,
 ) -> None:
     """Train on all seen classes and again without the held-out ones; compare precision@1.

@@ -58,6 +58,7 @@ LossLrOpt = Annotated[float | None, Opt(help="LR of proxies / class weights (def
 DistanceOpt = Annotated[str, Opt(help="cosine | euclidean (triplet, ProxyNCA)")]
 MarginOpt = Annotated[float | None, Opt(help="loss margin (default: the loss's own)")]
 ScaleOpt = Annotated[float | None, Opt(help="ProxyNCA softmax scale / ArcFace scale")]
+KeepOpt = Annotated[str, Opt(help="all | best: which epoch checkpoints stay after training")]
 
 
 @train_app.command("classifier")
@@ -77,6 +78,7 @@ def classifier_cmd(
     seed: Annotated[int, Opt()] = 0,
     amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
     embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
+    keep_checkpoints: KeepOpt = "all",
     json_out: Annotated[bool, Opt("--json")] = False,
 ) -> None:
     """Transfer learning: new linear head, frozen then unfrozen backbone, best valid epoch."""
@@ -106,6 +108,7 @@ def devise_cmd(
     amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
     embed: Annotated[bool, Opt(help="embed the catalog and label vectors")] = True,
     plots: Annotated[bool, Opt(help="save the PCA plot (frozen vs unfrozen)")] = True,
+    keep_checkpoints: KeepOpt = "all",
     json_out: Annotated[bool, Opt("--json")] = False,
 ) -> None:
     """DeViSE: map images onto their label's word vector (zero-shot on unseen labels)."""
@@ -136,6 +139,7 @@ def metric_cmd(
     scale: ScaleOpt = None,
     seed: Annotated[int, Opt()] = 0,
     embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
+    keep_checkpoints: KeepOpt = "all",
     json_out: Annotated[bool, Opt("--json")] = False,
 ) -> None:
     """Deep metric learning: an embedding head trained with a triplet, proxy or ArcFace loss."""

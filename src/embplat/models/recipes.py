@@ -28,12 +28,15 @@ from embplat.errors import ConfigError
 from embplat.models.training import HeadSpec, LoopOptions, Phase
 
 DEVISE_LOSSES = ("cosine", "hinge")
+#: ``all``: every epoch's checkpoint stays; ``best``: only the registered epoch's.
+KEEP_CHECKPOINTS = ("all", "best")
 C = TypeVar("C", bound="TrainConfig")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What every recipe shares. ``classes`` empty = every seen class of the catalog."""
+    """What every recipe shares. ``classes`` empty = every seen class of the catalog;
+    ``keep_checkpoints`` (``KEEP_CHECKPOINTS``): which epoch files stay after training."""
 
     name: str | None = None
     encoder: str = "efficientnet_lite0"
@@ -54,8 +57,14 @@ class TrainConfig:
     cache_frozen: bool = True
     embed: bool = True
     plots: bool = True
+    keep_checkpoints: str = "all"
 
     def __post_init__(self) -> None:
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise ConfigError(
+                f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, "
+                f"got {self.keep_checkpoints!r}"
+            )
         for key in ("freeze_epochs", "unfreeze_epochs", "num_workers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be 0 or more, got {getattr(self, key)}")

@@ -110,6 +110,8 @@ class _Run:
         stage1, main = self._fit(backbone, size, device)
         best = best_epoch(main.epochs)
         plots = self._plots(main.epochs)
+        if self.cfg.keep_checkpoints == "best":
+            prune_checkpoints(stage1 + main.epochs, keep=best)
         config = self._lineage(stage1 + main.epochs, main, best, device, plots)
         recipe = self.built.recipe
         with transaction(self.ctx.sessions) as session:
@@ -255,7 +257,9 @@ def _encoder_meta(cfg: TrainConfig, backbone: Backbone, size: int) -> dict[str, 
 
 
 def _rel(ctx: Context, path: str) -> str:
-    """A path inside the data home stored relative to it (the home may move)."""
+    """A path inside the data home stored relative to it (the home may move); "" stays."""
+    if not path:
+        return ""
     try:
         return str(Path(path).resolve().relative_to(ctx.home.resolve()))
     except ValueError:
@@ -270,6 +274,21 @@ def _center(labels: LabelSpace | None) -> list[float] | None:
 
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else round(x, 6)
+
+
+def prune_checkpoints(epochs: list[EpochResult], *, keep: EpochResult) -> int:
+    """Delete every epoch's checkpoint file but ``keep``'s; their rows say "" from then on.
+
+    Returns:
+        How many files were deleted.
+    """
+    removed = 0
+    for r in epochs:
+        if r.checkpoint and r.checkpoint != keep.checkpoint:
+            Path(r.checkpoint).unlink(missing_ok=True)
+            r.checkpoint, removed = "", removed + 1
+    log.info("kept the checkpoint of epoch %d, deleted %d others", keep.epoch, removed)
+    return removed
 
 
 def _epoch_row(ctx: Context, r: EpochResult) -> dict[str, Any]:
