@@ -52,6 +52,17 @@ def test_train_evaluate_compare_and_experiment(env):
     r = run("train", "metric", "--loss", "contrastive", *TRAIN)
     assert r.exit_code == 2 and "triplet-epshn" in r.stderr
 
+    # a class enrolled after training enters the trained model's index too, no retraining
+    new = build_fashion_mnist(env / "new", per_class=4, classes=["ankle+boot"], source="test")
+    r = run("classes", "add", "boot", str(new / "ankle+boot"))
+    assert r.exit_code == 0 and "metric-1: 4 images embedded into its index" in r.stdout
+    boot = sorted((new / "ankle+boot").iterdir())[0]
+    answer = run_json("classify", str(boot), "--model", "metric-1", "--k", "1")
+    assert answer[0]["label"] == "boot"
+    assert run_json("models", "embed", "metric-1")["embedded"] == 0  # nothing pending
+    r = run("classes", "add", "boot2", str(new / "ankle+boot"), "--models", "nope")
+    assert r.exit_code == 2 and "nope" in r.stderr
+
     report = env / "report.html"
     r = run("evaluate", "--model", "metric-1", "--report", str(report), "--projection", "pca")
     assert r.exit_code == 0, r.output
@@ -77,6 +88,7 @@ def test_train_evaluate_compare_and_experiment(env):
     assert result["models"] == {"all": "x-all", "without": "x-without"}
     assert run_json("models", "show", "x-without")["data"]["classes"] == [
         "bag",
+        "boot",
         "sandal",
         "sneaker",
     ]

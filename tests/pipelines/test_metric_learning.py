@@ -8,12 +8,13 @@ unseen in the ``test`` split), a seeded tiny CNN at 32 px, the exact index.
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision import transforms as T
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.config import load_settings
-from embplat.errors import ConfigError
+from embplat.errors import ConfigError, NotFoundError
 from embplat.models import training
 from embplat.models.encoders import get_backbone
 from embplat.models.metric import MetricConfig
@@ -24,7 +25,7 @@ from embplat.pipelines.experiment import (
     open_set_without,
     unseen_experiment,
 )
-from embplat.pipelines.ingest import ingest_tree
+from embplat.pipelines.ingest import enrol_class, ingest_tree
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, make_datasets, recipe_for
 from embplat.workers.context import build_context
@@ -191,6 +192,60 @@ def test_keep_best_checkpoint_deletes_the_other_epochs(ctx):
     assert ctx.space(name).encoder.dim == 16  # the registered checkpoint still loads
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         MetricConfig.from_dict({**COMMON, "keep_checkpoints": "last"})
+
+
+class _Workers:
+    """Stands in for the Celery dispatcher: records the batches it is handed."""
+
+    def __init__(self):
+        self.sent: list[tuple[int, list[int]]] = []
+
+    def check(self):
+        pass
+
+    def send(self, job_id, seqs):
+        self.sent.append((job_id, list(seqs)))
+
+
+def test_enrolled_class_enters_every_trained_models_index(ctx, fmnist_queries, monkeypatch):
+    name = train_recipe(ctx, "metric", {**COMMON, "loss": "proxynca", "name": "m-enrol"})
+    train_recipe(ctx, "metric", {**COMMON, "loss": "arcface", "name": "m-noindex", "embed": False})
+    with ctx.sessions() as session:
+        with_index = repo.embedded_trained_models(session=session)
+    assert name in with_index and "m-noindex" not in with_index
+    before = ctx.space(name).index.count({"kind": "image"})
+    with pytest.raises(NotFoundError):  # every name is checked before any work
+        enrol_class(ctx, "handbag", fmnist_queries / "bag", models=[name, "nope"])
+
+    result = enrol_class(ctx, "handbag", fmnist_queries / "bag")  # default: every such model
+
+    assert result.added == 3 and set(result.models) == set(with_index)
+    assert result.models[name]["embedded"] == 3 and result.models[name]["queued"] == 0
+    space = ctx.space(name)
+    assert space.index.count({"kind": "image"}) == before + 3
+    assert space.index.count({"kind": "image", "class": "handbag"}) == 3
+    with Image.open(sorted((fmnist_queries / "bag").iterdir())[0]) as img:
+        query = space.encoder.encode_images(space.encoder.transform(img.convert("RGB"))[None])
+    assert space.index.search(query, 1)[0][0].payload["class"] == "handbag"  # itself
+    with ctx.sessions() as session:
+        job = repo.get_job(session=session, job_id=result.models[name]["job_id"])
+    assert (job.kind, job.state, job.params["model"]) == ("embed", "succeeded", name)
+
+    # server mode: the model's batches go to the workers, who embed into the model's index
+    workers = _Workers()
+    monkeypatch.setattr(ctx, "dispatch", workers)
+    active_before = ctx.space().index.count({"kind": "image"})
+    queued = enrol_class(ctx, "tote", fmnist_queries / "trouser", models=[name])
+    assert queued.models[name]["queued"] == 3 and len(workers.sent) == 2  # active + model
+    monkeypatch.setattr(ctx, "dispatch", None)
+    for job_id, seqs in workers.sent:
+        for seq in seqs:
+            ctx.run_embed_batch(job_id, seq)
+    assert ctx.space(name).index.count({"kind": "image", "class": "tote"}) == 3
+    assert ctx.space().index.count({"kind": "image"}) == active_before + 3
+    with ctx.sessions() as session:
+        job = repo.get_job(session=session, job_id=queued.models[name]["job_id"])
+    assert job.state == "succeeded" and job.done == 3
 
 
 def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):

@@ -110,7 +110,15 @@ def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, t
     ctx_key = ctx.registered()[0].key
     first = Worker(server_env, tmp_path / "w1.log", slow)
     result = ingest_tree(ctx, fmnist_root)
-    _wait(ctx.sessions, result.job_id, lambda j: 16 <= j.done < 120)
+
+    def mid_batch(job):
+        with ctx.sessions() as s:
+            running = s.scalars(
+                select(JobBatch.seq).where(JobBatch.job_id == job.id, JobBatch.state == "running")
+            ).all()
+        return 16 <= job.done < 120 and bool(running)
+
+    _wait(ctx.sessions, result.job_id, mid_batch)
     first.stop(signal.SIGKILL)  # mid-job: a batch is in flight, unacknowledged
     killed = _job(ctx.sessions, result.job_id)
     assert killed.state == "running" and killed.done < 120

@@ -261,6 +261,20 @@ def list_models(*, session: Session, kinds: Sequence[str] | None = None) -> list
     return list(session.scalars(stmt))
 
 
+def embedded_trained_models(*, session: Session) -> list[str]:
+    """Trained models (not pretrained encoders) whose own collection holds embedded images,
+    oldest first: the indexes that new images must also enter."""
+    stmt = (
+        select(ModelRecord.name)
+        .join(Collection, Collection.model_id == ModelRecord.id)
+        .join(Embedding, Embedding.collection_id == Collection.id)
+        .where(ModelRecord.kind != "encoder")
+        .group_by(ModelRecord.id, ModelRecord.name)
+        .order_by(ModelRecord.id)
+    )
+    return list(session.scalars(stmt))
+
+
 # --- evaluation metrics ----------------------------------------------------------------------
 
 

@@ -16,6 +16,15 @@ from embplat.pipelines.ingest import IngestResult, enrol_class, ingest_tree
 classes_app = typer.Typer(no_args_is_help=True, help="List classes, enrol a new class.")
 
 
+ModelsOpt = Annotated[
+    str,
+    typer.Option(
+        help="trained models whose indexes the images enter too: all (those with an index), "
+        "none, or comma-separated names"
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("ingest")(ingest)
@@ -26,36 +35,69 @@ def ingest(
     ctx: typer.Context,
     root: Annotated[Path, typer.Argument(help="JPEGImages folder (AwA2) or class-per-folder tree")],
     embed: Annotated[bool, typer.Option(help="embed new images into the active index")] = True,
+    models: ModelsOpt = "all",
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
-    """Catalog every valid image under ROOT (idempotent) and embed it."""
+    """Catalog every valid image under ROOT (idempotent) and embed it (active index and the
+    trained models' indexes)."""
     context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
-        result = ingest_tree(context, root, embed=embed, progress=bars)
-        if wait and result.queued:
-            _wait(context.sessions, result, bars)
+        result = ingest_tree(context, root, embed=embed, models=parse_models(models), progress=bars)
+        if wait:
+            _wait_all(context.sessions, result, bars)
     _report(result, json_out)
+
+
+def parse_models(value: str) -> list[str] | None:
+    """``all`` → None (every trained model with an index), ``none`` → [], else the names."""
+    if value.strip().lower() == "all":
+        return None
+    if value.strip().lower() == "none":
+        return []
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
+def _wait_all(sessions: Any, result: IngestResult, bars: RichProgress) -> None:
+    """Follow the ingest job and each trained model's embed job that workers run."""
+    if result.queued:
+        _wait(sessions, result, bars)
+    for model, info in result.models.items():
+        if info.get("queued"):
+            done, _ = _follow(sessions, info["job_id"], info["queued"], bars, model)
+            info["embedded"] = done
 
 
 def _wait(sessions: Any, result: IngestResult, bars: RichProgress) -> None:
     """Follow a job run by workers until it finishes; fills in the result's counts."""
-    from embplat.catalog.models import Job
     from embplat.ingest.batches import batch_failures
 
-    advance, seen = bars.task(f"workers embedding (job {result.job_id})", result.queued), 0
+    result.embedded, _ = _follow(sessions, result.job_id, result.queued, bars, "workers")
+    result.skipped += batch_failures(sessions=sessions, job_id=result.job_id)
+
+
+def _follow(
+    sessions: Any, job_id: int, total: int, bars: RichProgress, what: str
+) -> tuple[int, int]:
+    """Poll job ``job_id`` until it ends; returns (embedded, failed).
+
+    Raises:
+        JobFailedError: the job failed.
+    """
+    from embplat.catalog.models import Job
+
+    advance, seen = bars.task(f"{what} embedding (job {job_id})", total), 0
     while True:
         with sessions() as session:
-            job = session.get(Job, result.job_id)
+            job = session.get(Job, job_id)
         advance(job.done - seen)
         seen = job.done
         if job.state in {"succeeded", "failed"}:
             break
         time.sleep(0.5)
-    result.embedded = job.done - job.failed
-    result.skipped += batch_failures(sessions=sessions, job_id=result.job_id)
     if job.state == "failed":
         raise JobFailedError(f"job {job.id} failed: {job.error}")
+    return job.done - job.failed, job.failed
 
 
 @classes_app.command("add")
@@ -68,10 +110,12 @@ def classes_add(
     zero_shot: Annotated[
         bool, typer.Option("--zero-shot", help="no images: a label for DeViSE models only")
     ] = False,
+    models: ModelsOpt = "all",
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Enrol a class from example images: searchable and classifiable at once, no retraining.
+    """Enrol a class from example images: searchable and classifiable at once, no retraining
+    (in the active index and, by default, in every trained model's index).
 
     With --zero-shot and no folder, the class gets only a label vector (its name's word
     vector) and becomes a candidate of `classify --space semantic` at once.
@@ -81,9 +125,9 @@ def classes_add(
         _add_zero_shot(context, name, zero_shot, json_out)
         return
     with progress_bars(not json_out) as bars:
-        result = enrol_class(context, name, folder, progress=bars)
-        if wait and result.queued:
-            _wait(context.sessions, result, bars)
+        result = enrol_class(context, name, folder, models=parse_models(models), progress=bars)
+        if wait:
+            _wait_all(context.sessions, result, bars)
     if zero_shot:  # also (re)publish its label vector to the visual-semantic models
         from embplat.pipelines.semantic import add_zero_shot_class
 
@@ -136,6 +180,11 @@ def _report(result: IngestResult, json_out: bool) -> None:
             f"queued {result.queued} images for the workers as job {result.job_id}: "
             "follow with `platform jobs --watch`"
         )
+    for model, info in result.models.items():
+        if info.get("queued"):
+            console.print(f"{model}: queued {info['queued']} images as job {info['job_id']}")
+        else:
+            console.print(f"{model}: {info['embedded']} images embedded into its index")
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
         f"{result.added} new, {result.already} already cataloged, "

@@ -104,20 +104,26 @@ def models_embed(
 ) -> None:
     """Embed cataloged images the model's index lacks (and refresh its label vectors)."""
     from embplat.catalog import repo
+    from embplat.pipelines.ingest import embed_into_models
     from embplat.pipelines.semantic import SEMANTIC_KINDS, publish_label_vectors
-    from embplat.pipelines.train import embed_catalog
 
     context = ctx.obj.context()
     with context.sessions() as session:
         kind = repo.get_model(session=session, name=name).kind
     with progress_bars(not json_out) as bars:
-        done = embed_catalog(context, name, bars)
+        info = embed_into_models(context, [name], bars)[name]
     labels = publish_label_vectors(context, name) if kind in SEMANTIC_KINDS else []
-    result = {"model": name, "embedded": done, "labels": len(labels)}
+    result = {"model": name, **info, "labels": len(labels)}
     if json_out:
         print_json(result)
         return
-    console.print(f"{name}: {done} images embedded, {len(labels)} label vectors")
+    if info["queued"]:
+        console.print(
+            f"{name}: queued {info['queued']} images for the workers as job {info['job_id']}: "
+            "follow with `platform jobs --watch`"
+        )
+        return
+    console.print(f"{name}: {info['embedded']} images embedded, {len(labels)} label vectors")
 
 
 @models_app.command("compare")

@@ -65,8 +65,12 @@ def run_batch(
     num_workers: int,
     max_pixels: int,
     progress: Progress | None = None,
+    alias: str | None = IMAGES_ALIAS,
 ) -> dict[str, Any]:
-    """Embed one batch of a job and record the outcome; returns a small JSON summary."""
+    """Embed one batch of a job and record the outcome; returns a small JSON summary.
+
+    After the job's last batch the index's ``alias`` (Qdrant) is pointed at it, unless None.
+    """
     with transaction(sessions) as session:
         batch = _batch(session, job_id, seq)
         batch.state, batch.attempts = "running", batch.attempts + 1
@@ -93,7 +97,7 @@ def run_batch(
         batch.failed = [list(f) for f in report.failed]
     state = refresh_job(sessions=sessions, job_id=job_id)
     if state in {"succeeded", "failed"}:
-        finish_index(index, succeeded=state == "succeeded", bulk=bulk)
+        finish_index(index, succeeded=state == "succeeded", bulk=bulk, alias=alias)
     return {
         "job": job_id,
         "seq": seq,
@@ -103,12 +107,14 @@ def run_batch(
     }
 
 
-def finish_index(index: VectorIndex, *, succeeded: bool, bulk: bool) -> None:
+def finish_index(
+    index: VectorIndex, *, succeeded: bool, bulk: bool, alias: str | None = IMAGES_ALIAS
+) -> None:
     """After a job's last batch: restore deferred indexing; point the alias at a full index."""
     if bulk:
         _call(index, "restore_indexing")
-    if succeeded:
-        _call(index, "set_alias", IMAGES_ALIAS)
+    if succeeded and alias:
+        _call(index, "set_alias", alias)
 
 
 def _call(index: VectorIndex, method: str, *args: Any) -> None:

@@ -32,10 +32,12 @@ Progress = Callable[[int], None]
 
 @dataclass
 class EmbedReport:
-    """Images written to the index, and those that failed to load (path, reason)."""
+    """Images written to the index, those that failed to load (path, reason), and those
+    handed to workers instead (server mode)."""
 
     done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    queued: int = 0
 
 
 class _ImageFiles(Dataset):

@@ -110,6 +110,32 @@ class Context:
             self._rows = (encoder, model.id, coll.id)
         return self._rows
 
+    def collection_id(self, model: str | None = None) -> int:
+        """The catalog id of a space's collection without loading its encoder or opening its
+        index (a server-mode CLI must not hold a worker's index): the active encoder's, or a
+        trained model's (created if new).
+
+        Raises:
+            NotFoundError: no such model.
+            ConfigError: ``model`` is a pretrained encoder.
+        """
+        if model is None:
+            return self.registered()[2]
+        with transaction(self.sessions) as session:
+            record = repo.get_model(session=session, name=model)
+            if record.kind == "encoder":
+                raise ConfigError(
+                    f"model {model!r} is a pretrained encoder, not a trained model; "
+                    "choose one from `platform models list`"
+                )
+            return repo.ensure_collection(
+                session=session,
+                name=collection_name(model),
+                model_id=record.id,
+                backend=self.backend,
+                dim=record.dim,
+            ).id
+
     def space(self, model: str | None = None) -> Space:
         """The active encoder and its index, registered in the catalog on first use.
 
@@ -128,11 +154,15 @@ class Context:
     def run_embed_batch(
         self, job_id: int, seq: int, progress: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
-        """Embed one batch of a job into the active index (in-process, or inside a worker)."""
-        from embplat.ingest.batches import run_batch
+        """Embed one batch of a job into its index (in-process, or inside a worker): the
+        active encoder's, or the trained model named by the job's ``model`` parameter."""
+        from embplat.ingest.batches import IMAGES_ALIAS, run_batch
 
-        space = self.space()
+        with self.sessions() as session:
+            model = (repo.get_job(session=session, job_id=job_id).params or {}).get("model")
+        space = self.space(model)
         return run_batch(
+            alias=None if model else IMAGES_ALIAS,
             sessions=self.sessions,
             job_id=job_id,
             seq=seq,

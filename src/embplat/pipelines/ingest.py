@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
@@ -36,6 +37,7 @@ class IngestResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     classes: int = 0
+    models: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (for ``--json`` and the job's result)."""
@@ -43,15 +45,26 @@ class IngestResult:
 
 
 def ingest_tree(
-    ctx: Context, root: Path, *, embed: bool = True, progress: ProgressSink | None = None
+    ctx: Context,
+    root: Path,
+    *,
+    embed: bool = True,
+    models: Sequence[str] | None = None,
+    progress: ProgressSink | None = None,
 ) -> IngestResult:
     """Scan ``root`` (AwA2 layout or class-per-folder), catalog new images, embed pending ones.
 
+    Args:
+        models: trained models whose indexes the images enter too (``embed_into_models``;
+            None = every trained model with an index).
+
     Raises:
         DataError: ``root`` is missing or holds no class folders.
+        NotFoundError, ConfigError: a named model is unknown or not a trained model.
     """
     progress = progress or NoProgress()
     scan = scan_tree(root.absolute())  # workers must resolve the stored paths
+    _check_models(ctx, models if embed else None)
     if embed and ctx.dispatch is not None:
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
@@ -69,7 +82,7 @@ def ingest_tree(
 
     def work(job: JobHandle) -> dict[str, object]:
         reg = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress)
-        _merge(result, reg, _embed_pending(ctx, progress, job, result) if embed else None)
+        _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -78,19 +91,31 @@ def ingest_tree(
         params={"root": str(root), "embed": embed},
         work=work,
     )
+    if embed:
+        result.models = embed_into_models(ctx, models, progress)
     return result
 
 
 def enrol_class(
-    ctx: Context, name: str, folder: Path, *, progress: ProgressSink | None = None
+    ctx: Context,
+    name: str,
+    folder: Path,
+    *,
+    models: Sequence[str] | None = None,
+    progress: ProgressSink | None = None,
 ) -> IngestResult:
     """Register class ``name`` and enrol every image in ``folder`` (train split), no retraining.
 
+    The images enter the active index and, by default (``models`` None), the index of every
+    trained model that has one, so ``classify --model`` knows the class at once.
+
     Raises:
         DataError: the folder is missing or holds no images.
+        NotFoundError, ConfigError: a named model is unknown or not a trained model.
     """
     progress = progress or NoProgress()
     items = _folder_items(name, folder.absolute())
+    _check_models(ctx, models)
     if ctx.dispatch is not None:
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
@@ -99,7 +124,7 @@ def enrol_class(
 
     def work(job: JobHandle) -> dict[str, object]:
         reg = _register(ctx, items, class_ids, set(), "train", progress)
-        _merge(result, reg, _embed_pending(ctx, progress, job, result))
+        _merge(result, reg, _embed_pending(ctx, progress, job))
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -108,7 +133,42 @@ def enrol_class(
         params={"class": name, "folder": str(folder)},
         work=work,
     )
+    result.models = embed_into_models(ctx, models, progress)
     return result
+
+
+def embed_into_models(
+    ctx: Context, models: Sequence[str] | None, progress: ProgressSink | None = None
+) -> dict[str, dict[str, int]]:
+    """Embed the cataloged images each trained model's index lacks, one ``embed`` job each
+    (run here in local mode, by workers in server mode, like an ingest's batches).
+
+    Args:
+        models: model names; None = every trained model whose index holds images.
+
+    Returns:
+        model -> {job_id, embedded, queued, failed}.
+
+    Raises:
+        NotFoundError, ConfigError: a named model is unknown or not a trained model.
+    """
+    progress = progress or NoProgress()
+    if models is None:
+        with ctx.sessions() as session:
+            models = repo.embedded_trained_models(session=session)
+    _check_models(ctx, models)
+    out: dict[str, dict[str, int]] = {}
+    for model in models:
+
+        def work(job: JobHandle, model: str = model) -> dict[str, Any]:
+            report = _embed_pending(ctx, progress, job, model=model)
+            return {"embedded": report.done, "queued": report.queued, "failed": len(report.failed)}
+
+        job_id, summary = run_in_process(
+            sessions=ctx.sessions, kind="embed", params={"model": model}, work=work
+        )
+        out[model] = {"job_id": job_id, **summary}
+    return out
 
 
 def _folder_items(name: str, folder: Path) -> list[ScanItem]:
@@ -144,15 +204,26 @@ def _register(
     )
 
 
+def _check_models(ctx: Context, models: Sequence[str] | None) -> None:
+    """Every named model exists and is a trained one (before any work is done)."""
+    for model in models or ():
+        ctx.collection_id(model)
+
+
 def _embed_pending(
-    ctx: Context, progress: ProgressSink, job: JobHandle, result: IngestResult
+    ctx: Context,
+    progress: ProgressSink,
+    job: JobHandle,
+    *,
+    model: str | None = None,
 ) -> EmbedReport:
-    """Embed every cataloged image the active index lacks (also heals an interrupted run).
+    """Embed every cataloged image a space lacks (also heals an interrupted run): the active
+    index, or the trained ``model``'s (the job's ``model`` parameter says which).
 
     The images are cut into the job's batches; local mode runs them here, server mode hands
     them to workers and leaves the job running (``platform jobs`` follows it).
     """
-    encoder, _, collection_id = ctx.registered()
+    collection_id = ctx.collection_id(model)
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=collection_id)
     seqs = plan_batches(
@@ -164,9 +235,8 @@ def _embed_pending(
     if ctx.dispatch is not None and seqs:
         ctx.dispatch.send(job.job_id, seqs)
         job.detach()
-        result.queued = len(pending)
-        return EmbedReport()
-    bar = progress.task(f"embedding with {encoder.key}", len(pending))
+        return EmbedReport(queued=len(pending))
+    bar = progress.task(f"embedding with {model or ctx.registered()[0].key}", len(pending))
 
     def advance(n: int) -> None:
         bar(n)
@@ -186,3 +256,4 @@ def _merge(result: IngestResult, reg: RegisterReport, emb: EmbedReport | None) -
     result.already = reg.already
     result.skipped = reg.skipped + (emb.failed if emb else [])
     result.embedded = emb.done if emb else 0
+    result.queued = emb.queued if emb else 0
