@@ -61,7 +61,7 @@ def unseen_cmd(
     classes: ClassesOpt = None,
     lr: LrOpt = None,
     loss_lr: LossLrOpt = None,
-    backbone_lr_mult: BackboneLrOpt = 0.1,
+    backbone_lr_mult: BackboneLrOpt = 1.0,
     distance: DistanceOpt = "cosine",
     margin: MarginOpt = None,
     scale: ScaleOpt = None,

@@ -39,6 +39,7 @@ class MetricConfig(TrainConfig):
     """
 
     loss: str = "triplet-epshn"
+    backbone_lr_mult: float = 1.0
     dim: int = 128
     bn: bool = False
     distance: str = "cosine"
