@@ -55,6 +55,12 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
+def photo_bmp(name: str, offset: int, side: int = 24) -> bytes:
+    """A side x side crop of a 48x48 photo as an uncompressed BMP: same side, same file size."""
+    crop = photo(name, 48, 48).crop((offset, offset, offset + side, offset + side))
+    return encode(crop, "BMP")
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return (
         struct.pack(">I", len(payload))
@@ -147,6 +153,18 @@ def bad_images(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture
+def bmp_tree(tmp_path: Path) -> Path:
+    """A class-per-folder tree of 24x24 BMP photo crops: ``cats/cats_{0,1,2}.bmp`` (chelsea)
+    and ``coffee/coffee_{0,1,2}.bmp``, every file the same size."""
+    root = tmp_path / "bmp"
+    for folder, name in (("cats", "chelsea"), ("coffee", "coffee")):
+        (root / folder).mkdir(parents=True)
+        for i, offset in enumerate((0, 12, 24)):
+            (root / folder / f"{folder}_{i}.bmp").write_bytes(photo_bmp(name, offset))
+    return root
+
+
 @pytest.fixture(scope="session")
 def fmnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny AwA2-layout Fashion-MNIST tree (12 per class, unseen: sandal, shirt).
@@ -164,9 +182,11 @@ def imagefactory() -> SimpleNamespace:
     """The builders above, for tests that need the originals to compare against.
 
     Attributes: ``photo(name, width, height)``, ``encode(img, fmt, **params)``, ``gray16()``,
-    ``bomb_side``.
+    ``photo_bmp(name, offset, side=24)``, ``bomb_side``.
     """
-    return SimpleNamespace(photo=photo, encode=encode, gray16=gray16, bomb_side=BOMB_SIDE)
+    return SimpleNamespace(
+        photo=photo, encode=encode, gray16=gray16, photo_bmp=photo_bmp, bomb_side=BOMB_SIDE
+    )
 
 
 @pytest.fixture(scope="session")

@@ -104,6 +104,47 @@ def test_pending_embeddings_shrink_as_points_are_recorded(sessions):
         assert [r[3] for r in rows] == ["p0", "p1"]
 
 
+def test_replaced_images_leave_with_their_embedding_rows(sessions):
+    with transaction(sessions) as s:
+        cid = repo.ensure_classes(session=s, names=["cat"])["cat"]
+        old, new, other = (
+            _image("a" * 64, cid, "/x/p.bmp"),
+            _image("b" * 64, cid, "/x/p.bmp"),
+            _image("c" * 64, cid),
+        )
+        rows = [{**old, "mtime_ns": 2**40}, {**new, "mtime_ns": None}, {**other, "mtime_ns": 1}]
+        repo.add_images(session=s, records=rows)
+        known = repo.known_files(session=s, paths=["/x/p.bmp", "/x/none.bmp"])
+        assert list(known) == ["/x/p.bmp"]
+        old_id, new_id = (k.image_id for k in known["/x/p.bmp"])  # oldest first
+        assert known["/x/p.bmp"][0] == repo.KnownFile(old_id, "a" * 64, 10, 2**40)
+        repo.set_image_mtimes(session=s, mtimes={new_id: 2**62})  # beyond 32 bits
+        model = repo.ensure_model(
+            session=s, name="m", encoder="e", weights="w", dim=4, image_size=8, config={}
+        )
+        colls = [
+            repo.ensure_collection(session=s, name=n, model_id=model.id, backend="exact", dim=d)
+            for n, d in (("embplat_m", 4), ("embplat_t", 8))
+        ]
+        other_id = repo.images_by_hash(session=s, hashes=["c" * 64])["c" * 64].id
+        for coll in colls:
+            points = [(old_id, f"old-{coll.id}"), (other_id, f"other-{coll.id}")]
+            repo.add_embeddings(session=s, collection_id=coll.id, points=points)
+    with transaction(sessions) as s:
+        assert repo.known_files(session=s, paths=["/x/p.bmp"])["/x/p.bmp"][1].mtime_ns == 2**62
+        assert repo.image_points(session=s, image_ids=[old_id, new_id]) == [
+            ("embplat_m", 4, f"old-{colls[0].id}"),
+            ("embplat_t", 8, f"old-{colls[1].id}"),
+        ]
+        assert repo.delete_images(session=s, ids=[old_id]) == 1
+    with transaction(sessions) as s:
+        assert repo.delete_images(session=s, ids=[old_id]) == 0
+        left = repo.known_files(session=s, paths=["/x/p.bmp"])["/x/p.bmp"]
+        assert [r.image_id for r in left] == [new_id]
+        assert [repo.count_embeddings(session=s, collection_id=c.id) for c in colls] == [1, 1]
+        assert repo.image_points(session=s, image_ids=[old_id]) == []
+
+
 def test_jobs_record_state_and_times(sessions):
     with transaction(sessions) as s:
         job = repo.create_job(session=s, kind="ingest", params={"root": "x"})

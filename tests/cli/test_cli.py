@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -59,6 +60,23 @@ def test_ingest_classify_search_evaluate_json(env, fmnist_root, fmnist_queries):
 
     r = invoke([*env, "classify", str(query), "--k", "3"])  # human output
     assert r.exit_code == 0 and "trouser" in r.stdout and "votes" in r.stdout
+
+
+def test_ingest_summary_counts_replaced_files(env, bmp_tree, imagefactory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    args = ["--encoder", "tiny_cnn", "--backend", "exact", "ingest", str(bmp_tree)]
+    try:
+        first = invoke(args)
+        assert first.exit_code == 0 and "replaced" not in first.stdout
+        (bmp_tree / "cats" / "cats_0.bmp").write_bytes(imagefactory.photo_bmp("astronaut", 6, 32))
+        line = " ".join(invoke(args).stdout.split())  # Rich wraps the long summary line
+        assert "1 new, 1 replaced, 5 already cataloged, 0 skipped, 1 embedded" in line
+        (bmp_tree / "cats" / "cats_1.bmp").write_bytes(imagefactory.photo_bmp("astronaut", 9, 32))
+        summary = json.loads(invoke([*args, "--json"]).stdout)
+        assert (summary["added"], summary["replaced"], summary["already"]) == (1, 1, 5)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):

@@ -1,17 +1,20 @@
 """Local mode end to end on real Fashion-MNIST images and the real EfficientNet-Lite0 weights."""
 
+import os
 import shutil
 
 import pytest
+import torch
 from sqlalchemy import func, select
 
 from embplat.catalog import repo
 from embplat.catalog.models import Embedding, Image
-from embplat.errors import DataError, IndexEmptyError
+from embplat.errors import DataError, IndexEmptyError, NotFoundError
 from embplat.ingest.fashion_mnist import build_fashion_mnist
 from embplat.pipelines.evaluate import evaluate_split
 from embplat.pipelines.ingest import enrol_class, ingest_tree
 from embplat.pipelines.query import classify, search_by_image
+from embplat.retrieval import point_id
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +176,113 @@ def test_crash_mid_embedding_leaves_catalog_and_index_consistent(
     with ctx.sessions() as s:
         states = [j.state for j in repo.list_jobs(session=s)]
     assert states == ["succeeded", "failed"]
+
+
+# --- re-ingest of files whose content changed (tiny CNN, exact index: fast) ------------------
+
+
+@pytest.fixture
+def tiny_ctx(context_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: threads only add contention on a busy machine
+    yield context_factory("exact", encoder="tiny_cnn")
+    torch.set_num_threads(threads)
+
+
+def _rows(ctx, path):
+    """(image id, sha256) of the catalog rows recorded under ``path``, oldest first."""
+    with ctx.sessions() as s:
+        rows = repo.known_files(session=s, paths=[str(path)]).get(str(path), [])
+    return [(r.image_id, r.sha256) for r in rows]
+
+
+def _gone(ctx, image_id, sha256):
+    """The image has no catalog row, no embedding row and no point in the active index."""
+    with ctx.sessions() as s:
+        assert repo.get_images(session=s, ids=[image_id]) == []
+        n = s.scalar(
+            select(func.count()).select_from(Embedding).where(Embedding.image_id == image_id)
+        )
+    assert n == 0
+    with pytest.raises(NotFoundError):
+        ctx.space().index.get([point_id(sha256, ctx.space().key)])
+    return True
+
+
+def test_same_size_rewrite_replaces_the_image_in_catalog_and_index(
+    tiny_ctx, bmp_tree, imagefactory
+):
+    ctx = tiny_ctx
+    n = ingest_tree(ctx, bmp_tree).added
+    target = bmp_tree / "cats" / "cats_0.bmp"
+    [(old_id, old_sha)] = _rows(ctx, target)
+    st = target.stat()
+    target.write_bytes(imagefactory.photo_bmp("astronaut", 6))  # other pixels, same dimensions
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert target.stat().st_size == st.st_size
+
+    again = ingest_tree(ctx, bmp_tree)
+    assert (again.added, again.replaced, again.already, again.embedded) == (1, 1, n - 1, 1)
+    assert again.as_dict()["replaced"] == 1
+    [(new_id, new_sha)] = _rows(ctx, target)
+    assert new_sha != old_sha and _gone(ctx, old_id, old_sha)
+    assert _consistent(ctx) == (n, n)
+    index = ctx.space().index
+    assert index.count({"path": str(target)}) == 1
+    _, [payload] = index.get([point_id(new_sha, ctx.space().key)])
+    assert (payload["image_id"], payload["sha256"]) == (new_id, new_sha)
+    hits, _ = search_by_image(ctx, target, k=1)
+    assert (hits[0].path, hits[0].image_id) == (str(target), new_id)
+    assert hits[0].score == pytest.approx(1, abs=1e-3)
+
+
+def test_enrolling_a_folder_again_replaces_a_rewritten_file(tiny_ctx, tmp_path, imagefactory):
+    ctx = tiny_ctx
+    folder = tmp_path / "bags"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"bag_{i}.bmp").write_bytes(imagefactory.photo_bmp("coffee", 8 * i))
+    assert enrol_class(ctx, "bag", folder).embedded == 3
+    target = folder / "bag_1.bmp"
+    [(old_id, old_sha)] = _rows(ctx, target)
+    target.write_bytes(imagefactory.photo_bmp("astronaut", 6, side=32))  # a larger file
+
+    again = enrol_class(ctx, "bag", folder)
+    assert (again.added, again.replaced, again.already, again.embedded) == (1, 1, 2, 1)
+    [(new_id, new_sha)] = _rows(ctx, target)
+    assert new_id != old_id and _gone(ctx, old_id, old_sha)
+    _, [payload] = ctx.space().index.get([point_id(new_sha, ctx.space().key)])
+    assert (payload["image_id"], payload["split"], payload["class"]) == (new_id, "train", "bag")
+    assert _consistent(ctx) == (3, 3)
+
+
+def test_crash_between_index_and_catalog_delete_is_finished_by_the_next_run(
+    tiny_ctx, context_factory, bmp_tree, imagefactory, monkeypatch
+):
+    ctx = tiny_ctx
+    n = ingest_tree(ctx, bmp_tree).added
+    target = bmp_tree / "coffee" / "coffee_2.bmp"
+    [(old_id, old_sha)] = _rows(ctx, target)
+    target.write_bytes(imagefactory.photo_bmp("astronaut", 6, side=32))
+    real_delete, calls = repo.delete_images, []
+
+    def crash_once(**kwargs):
+        calls.append(list(kwargs["ids"]))
+        if len(calls) == 1:
+            raise RuntimeError("power cut")
+        return real_delete(**kwargs)
+
+    monkeypatch.setattr(repo, "delete_images", crash_once)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ingest_tree(ctx, bmp_tree)
+    rows = _rows(ctx, target)
+    assert len(rows) == 2 and rows[0] == (old_id, old_sha)  # old row kept, new one cataloged
+    assert ctx.space().index.count() == n - 1  # the old point left the index first
+
+    again = ingest_tree(ctx, bmp_tree)
+    assert calls == [[old_id], [old_id]]
+    assert (again.added, again.replaced, again.already, again.embedded) == (0, 1, n, 1)
+    assert _rows(ctx, target) == rows[1:] and _gone(ctx, old_id, old_sha)
+    assert _consistent(ctx) == (n, n)
+    ctx.close()
+    assert _consistent(context_factory("exact", encoder="tiny_cnn")) == (n, n)  # on disk too

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -55,7 +56,11 @@ class ClassLabel(Base):
 
 
 class Image(Base):
-    """One image file, identified by the sha256 of its bytes."""
+    """One image file, identified by the sha256 of its bytes.
+
+    ``nbytes`` and ``mtime_ns`` are the file's stat when it was read: a re-run that finds both
+    unchanged skips the file unread (``mtime_ns`` is NULL on rows cataloged before it existed).
+    """
 
     __tablename__ = "images"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -67,6 +72,7 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     mode: Mapped[str] = mapped_column(String(16))
     nbytes: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     label: Mapped[ClassLabel] = relationship(lazy="joined")

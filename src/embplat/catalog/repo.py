@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from embplat.catalog.models import (
@@ -83,14 +83,51 @@ def get_class(*, session: Session, name: str) -> ClassLabel | None:
 # --- images ----------------------------------------------------------------------------------
 
 
-def known_files(*, session: Session, paths: Sequence[str]) -> dict[str, int]:
-    """path -> byte size for the given paths already in the catalog (re-runs skip them)."""
-    out: dict[str, int] = {}
+class KnownFile(NamedTuple):
+    """A cataloged image as a re-run sees its file: the row, its content, the stat it had."""
+
+    image_id: int
+    sha256: str
+    nbytes: int
+    mtime_ns: int | None
+
+
+def known_files(*, session: Session, paths: Sequence[str]) -> dict[str, list[KnownFile]]:
+    """path -> the catalog rows recorded under it, for the given paths (re-runs compare them
+    with the file's stat to skip unchanged files unread).
+
+    A path has several rows only when its file was replaced and the old row is not removed
+    yet (an interrupted re-ingest, or a catalog written before replacements were detected).
+    """
+    out: dict[str, list[KnownFile]] = {}
     for start in range(0, len(paths), 500):
         chunk = paths[start : start + 500]
-        rows = session.execute(select(Image.path, Image.nbytes).where(Image.path.in_(chunk)))
-        out.update((path, size) for path, size in rows)
+        rows = session.execute(
+            select(Image.path, Image.id, Image.sha256, Image.nbytes, Image.mtime_ns)
+            .where(Image.path.in_(chunk))
+            .order_by(Image.id)
+        )
+        for path, image_id, sha256, nbytes, mtime_ns in rows:
+            out.setdefault(path, []).append(KnownFile(image_id, sha256, nbytes, mtime_ns))
     return out
+
+
+def set_image_mtimes(*, session: Session, mtimes: Mapping[int, int]) -> None:
+    """Record new file modification times (image id -> ``st_mtime_ns``) of unchanged content.
+
+    Ids deleted meanwhile (a concurrent re-ingest replaced them) are ignored.
+    """
+    if not mtimes:
+        return
+    table = cast(Table, Image.__table__)
+    # a Core executemany: the ORM's bulk update by primary key fails on rows gone meanwhile
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("image_id"))
+        .values(mtime_ns=bindparam("new_mtime"))
+    )
+    rows = [{"image_id": i, "new_mtime": m} for i, m in mtimes.items()]
+    session.execute(stmt, rows)
 
 
 def images_by_hash(*, session: Session, hashes: Sequence[str]) -> dict[str, Image]:
@@ -121,6 +158,37 @@ def count_images(*, session: Session, split: str | None = None) -> int:
     if split:
         stmt = stmt.where(Image.split == split)
     return int(session.scalar(stmt) or 0)
+
+
+def image_points(*, session: Session, image_ids: Sequence[int]) -> list[tuple[str, int, str]]:
+    """(collection name, dim, point id) of every recorded point of the given images."""
+    out: list[tuple[str, int, str]] = []
+    ids = list(image_ids)
+    for start in range(0, len(ids), 500):
+        stmt = (
+            select(Collection.name, Collection.dim, Embedding.point_id)
+            .join(Embedding, Embedding.collection_id == Collection.id)
+            .where(Embedding.image_id.in_(ids[start : start + 500]))
+            .order_by(Collection.id, Embedding.id)
+        )
+        out.extend(tuple(row) for row in session.execute(stmt))  # type: ignore[misc]
+    return out
+
+
+def delete_images(*, session: Session, ids: Sequence[int]) -> int:
+    """Delete images and their embedding rows (the index points must be gone already).
+
+    Returns:
+        How many image rows were deleted (ids already gone are not counted).
+    """
+    removed = 0
+    ids = list(ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(delete(Embedding).where(Embedding.image_id.in_(chunk)))
+        gone = session.execute(delete(Image).where(Image.id.in_(chunk)).returning(Image.id))
+        removed += len(gone.all())
+    return removed
 
 
 # --- models and collections ------------------------------------------------------------------

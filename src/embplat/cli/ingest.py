@@ -185,8 +185,9 @@ def _report(result: IngestResult, json_out: bool) -> None:
             console.print(f"{model}: queued {info['queued']} images as job {info['job_id']}")
         else:
             console.print(f"{model}: {info['embedded']} images embedded into its index")
+    replaced = f"{result.replaced} replaced, " if result.replaced else ""
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
-        f"{result.added} new, {result.already} already cataloged, "
+        f"{result.added} new, {replaced}{result.already} already cataloged, "
         f"{len(result.skipped)} skipped, {result.embedded} embedded  [dim](job {result.job_id})[/]"
     )

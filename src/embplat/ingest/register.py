@@ -1,7 +1,10 @@
 """Register a scanned tree in the catalog: validate every image, hash it, assign its split.
 
-Re-running registers only what is new: files already cataloged (same path and size) are not
-read again, and content already present under another name is reported as a duplicate.
+Re-running registers only what is new: files already cataloged (same path, size and
+modification time) are not read again, and content already present under another name is
+reported as a duplicate. A cataloged file whose stat changed is hashed again: same content
+only gets its new time recorded; new content is registered as a new image and the old one is
+reported as replaced, for the caller to remove from the indexes and then from the catalog.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,13 +28,22 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+class FileStat(NamedTuple):
+    """What a re-run compares with the catalog before reading a file."""
+
+    size: int
+    mtime_ns: int | None
+
+
 @dataclass
 class RegisterReport:
-    """What registration did: new image ids, files already known, and skipped files."""
+    """What registration did: new image ids, files already known, skipped files, and the
+    images whose file now holds other content: (path, old image id), still cataloged."""
 
     added: list[int] = field(default_factory=list)
     already: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    replaced: list[tuple[str, int]] = field(default_factory=list)
 
 
 def split_for(sha256: str, *, unseen: bool, valid_fraction: float) -> str:
@@ -84,30 +97,60 @@ def _register_chunk(
     force_split: str | None,
 ) -> None:
     known = repo.known_files(session=session, paths=[str(i.path) for i in chunk])
-    todo = [i for i in chunk if known.get(str(i.path)) != _size(i.path)]
+    # stat before reading: a file changed while being read gets re-read by the next run
+    stats = {str(i.path): _stat(i.path) for i in chunk}
+    todo = [i for i in chunk if not _unchanged(known.get(str(i.path), []), stats[str(i.path)])]
     report.already += len(chunk) - len(todo)
     infos = _inspect_all(todo, max_pixels, report)
     existing = repo.images_by_hash(session=session, hashes=[info.sha256 for _, info in infos])
     records: list[dict[str, object]] = []
     seen: dict[str, str] = {}
+    touched: dict[int, int] = {}
     for item, info in infos:
+        path, mtime_ns = str(item.path), stats[str(item.path)].mtime_ns
+        _compare(path, info.sha256, mtime_ns, known.get(path, []), report, touched)
         dup = existing.get(info.sha256)
         first = seen.get(info.sha256)
         if dup is not None or first is not None:
             other = dup.path if dup is not None else first
-            if other != str(item.path):
-                report.skipped.append((str(item.path), f"duplicate content of {other}"))
+            if other != path:
+                report.skipped.append((path, f"duplicate content of {other}"))
             else:
                 report.already += 1
             continue
-        seen[info.sha256] = str(item.path)
+        seen[info.sha256] = path
         split = force_split or split_for(
             info.sha256, unseen=item.class_name in unseen, valid_fraction=valid_fraction
         )
-        records.append(_record(item, info, class_ids[item.class_name], split))
+        records.append(_record(item, info, class_ids[item.class_name], split, mtime_ns))
+    repo.set_image_mtimes(session=session, mtimes=touched)
     repo.add_images(session=session, records=records)
     ids = repo.images_by_hash(session=session, hashes=[str(r["sha256"]) for r in records])
     report.added.extend(img.id for img in ids.values())
+
+
+def _compare(
+    path: str,
+    sha256: str,
+    mtime_ns: int | None,
+    rows: Sequence[repo.KnownFile],
+    report: RegisterReport,
+    touched: dict[int, int],
+) -> None:
+    """Sort the rows of a re-read file: other content is replaced, the same content was only
+    touched (its new time goes into ``touched``: image id -> mtime_ns)."""
+    for row in rows:
+        if row.sha256 != sha256:
+            report.replaced.append((path, row.image_id))
+        elif mtime_ns is not None and row.mtime_ns != mtime_ns:
+            touched[row.image_id] = mtime_ns
+
+
+def _unchanged(rows: Sequence[repo.KnownFile], stat: FileStat) -> bool:
+    """Cataloged with this size and modification time (NULL time: size alone decides)."""
+    return bool(rows) and all(
+        r.nbytes == stat.size and r.mtime_ns in (None, stat.mtime_ns) for r in rows
+    )
 
 
 def _inspect_all(
@@ -132,7 +175,9 @@ def _inspect_all(
     return out
 
 
-def _record(item: ScanItem, info: ImageInfo, class_id: int, split: str) -> dict[str, object]:
+def _record(
+    item: ScanItem, info: ImageInfo, class_id: int, split: str, mtime_ns: int | None
+) -> dict[str, object]:
     return {
         "sha256": info.sha256,
         "path": str(item.path),
@@ -142,14 +187,16 @@ def _record(item: ScanItem, info: ImageInfo, class_id: int, split: str) -> dict[
         "height": info.height,
         "mode": info.mode,
         "nbytes": info.nbytes,
+        "mtime_ns": mtime_ns,
     }
 
 
-def _size(path: Path) -> int:
+def _stat(path: Path) -> FileStat:
     try:
-        return path.stat().st_size
+        st = path.stat()
     except OSError:
-        return -1
+        return FileStat(-1, None)
+    return FileStat(st.st_size, st.st_mtime_ns)
 
 
 def _reason(message: str, path: Path) -> str:

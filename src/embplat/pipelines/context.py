@@ -84,6 +84,7 @@ class Context:
     _space: Space | None = field(default=None, repr=False)
     _trained: dict[str, Space] = field(default_factory=dict, repr=False)
     _rows: tuple[TorchImageEncoder, int, int] | None = field(default=None, repr=False)
+    _indexes: dict[str, VectorIndex] = field(default_factory=dict, repr=False)
 
     def registered(self) -> tuple[TorchImageEncoder, int, int]:
         """The active encoder with its model and collection ids, without opening the index."""
@@ -136,6 +137,14 @@ class Context:
                 dim=record.dim,
             ).id
 
+    def index(self, name: str, dim: int) -> VectorIndex:
+        """The index ``name`` without its encoder, opened once per context and shared with
+        :meth:`space`: a second handle on a file-based index (or a local Qdrant folder) would
+        hold a stale copy whose flush undoes the first one's writes."""
+        if name not in self._indexes:
+            self._indexes[name] = self.open_index(name, dim)
+        return self._indexes[name]
+
     def space(self, model: str | None = None) -> Space:
         """The active encoder and its index, registered in the catalog on first use.
 
@@ -147,7 +156,7 @@ class Context:
             return self._trained[model]
         if self._space is None:
             encoder, model_id, collection_id = self.registered()
-            index = self.open_index(collection_name(encoder.key), encoder.dim)
+            index = self.index(collection_name(encoder.key), encoder.dim)
             self._space = Space(encoder, index, model_id, collection_id)
         return self._space
 
@@ -177,12 +186,12 @@ class Context:
 
     def close(self) -> None:
         """Flush and close the indexes that were opened."""
-        for space in [self._space, *self._trained.values()]:
-            if space is not None:
-                space.index.flush()
-                space.index.close()
+        for index in self._indexes.values():
+            index.flush()
+            index.close()
         self._space = None
         self._trained.clear()
+        self._indexes.clear()
 
 
 def _trained_space(ctx: Context, name: str) -> Space:
@@ -206,7 +215,7 @@ def _trained_space(ctx: Context, name: str) -> Space:
             dim=encoder.dim,
         )
         model_id, coll_id = record.id, coll.id
-    return Space(encoder, ctx.open_index(collection_name(name), encoder.dim), model_id, coll_id)
+    return Space(encoder, ctx.index(collection_name(name), encoder.dim), model_id, coll_id)
 
 
 def _encoder_config(encoder: TorchImageEncoder) -> dict[str, Any]:

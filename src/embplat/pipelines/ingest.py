@@ -17,6 +17,7 @@ from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
 from embplat.pipelines.context import Context
 from embplat.pipelines.progress import NoProgress, ProgressSink
+from embplat.pipelines.replace import remove_superseded
 from embplat.workers.runner import JobHandle, run_in_process
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class IngestResult:
     scanned: int = 0
     added: int = 0
     already: int = 0
+    #: cataloged images removed because their file now holds other content
+    replaced: int = 0
     embedded: int = 0
     queued: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -53,6 +56,9 @@ def ingest_tree(
     progress: ProgressSink | None = None,
 ) -> IngestResult:
     """Scan ``root`` (AwA2 layout or class-per-folder), catalog new images, embed pending ones.
+
+    A cataloged file whose content changed is cataloged anew and its previous image leaves
+    the catalog and every index (``replaced``).
 
     Args:
         models: trained models whose indexes the images enter too (``embed_into_models``;
@@ -81,8 +87,8 @@ def ingest_tree(
     )
 
     def work(job: JobHandle) -> dict[str, object]:
-        reg = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress)
-        _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
+        reg, replaced = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress)
+        _merge(result, reg, replaced, _embed_pending(ctx, progress, job) if embed else None)
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -123,8 +129,8 @@ def enrol_class(
     result = IngestResult(root=str(folder), layout="class", scanned=len(items), classes=1)
 
     def work(job: JobHandle) -> dict[str, object]:
-        reg = _register(ctx, items, class_ids, set(), "train", progress)
-        _merge(result, reg, _embed_pending(ctx, progress, job))
+        reg, replaced = _register(ctx, items, class_ids, set(), "train", progress)
+        _merge(result, reg, replaced, _embed_pending(ctx, progress, job))
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
@@ -190,8 +196,13 @@ def _register(
     unseen: set[str],
     force_split: str | None,
     progress: ProgressSink,
-) -> RegisterReport:
-    return register_items(
+) -> tuple[RegisterReport, int]:
+    """Catalog the items, then remove the images their files no longer hold.
+
+    Returns:
+        The registration report and how many superseded images were removed.
+    """
+    report = register_items(
         items,
         sessions=ctx.sessions,
         class_ids=class_ids,
@@ -202,6 +213,7 @@ def _register(
         force_split=force_split,
         progress=progress.task("validating images", len(items)),
     )
+    return report, remove_superseded(ctx, report.replaced)
 
 
 def _check_models(ctx: Context, models: Sequence[str] | None) -> None:
@@ -251,9 +263,12 @@ def _embed_pending(
     return report
 
 
-def _merge(result: IngestResult, reg: RegisterReport, emb: EmbedReport | None) -> None:
+def _merge(
+    result: IngestResult, reg: RegisterReport, replaced: int, emb: EmbedReport | None
+) -> None:
     result.added = len(reg.added)
     result.already = reg.already
+    result.replaced = replaced
     result.skipped = reg.skipped + (emb.failed if emb else [])
     result.embedded = emb.done if emb else 0
     result.queued = emb.queued if emb else 0
