@@ -96,5 +96,6 @@ def test_train_evaluate_compare_and_experiment(env):
     assert r.exit_code == 0 and "held out" in r.stdout and "mean precision@1 drop" in r.stdout
     text = " ".join(r.stdout.split())
     assert "knn_accuracy@10, seen classes" in text and "ROC AUC known vs unknown" in text
+    assert "of the other classes among themselves" in text
     r = run("experiment", "unseen", *TRAIN)
     assert r.exit_code == 2 and "--holdout" in r.stderr

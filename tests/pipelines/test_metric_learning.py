@@ -134,6 +134,7 @@ def test_open_set_without_treats_held_out_classes_as_unknown():
     out = open_set_without(queries, refs, ["c"], k=2)
     # the unknown c is nearest to b (never to its own, unenrolled images) with a low score
     assert out["auroc_score"] == 1.0 and out["auroc_share"] == 0.5  # c's b-vote is unanimous
+    assert out["seen_accuracy"] == 1.0  # a and b among themselves
     strict = next(r for r in out["curve"] if r["threshold"] == 1.0)
     assert strict["coverage"] == 1.0 and strict["accuracy"] == 1.0 and strict["unknown_rate"] == 0
 
@@ -176,6 +177,10 @@ def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
     assert 0.0 <= open_set["auroc_share"] <= 1.0 and 0.0 <= open_set["auroc_score"] <= 1.0
     accept_all = open_set["curve"][0]  # the lowest threshold accepts every known query
     assert accept_all["coverage"] == 1.0 and accept_all["unknown_rate"] == 0.0
+    assert open_set["seen_accuracy"] == pytest.approx(accept_all["accuracy"])
+    assert recorded[without][f"{EXPERIMENT_SPLIT}/open_set/seen_accuracy"] == pytest.approx(
+        open_set["seen_accuracy"]
+    )
 
 
 def test_keep_best_checkpoint_deletes_the_other_epochs(ctx):

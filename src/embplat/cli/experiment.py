@@ -107,6 +107,8 @@ def open_set_line(result: dict[str, Any]) -> str:
     best = max(open_set["curve"], key=lambda r: r["open_set_accuracy"] or 0.0, default=None)
     text = (
         f"held-out classes not enrolled, answered unknown by {result['models']['without']}: "
+        f"knn_accuracy@10 of the other classes among themselves "
+        f"{_f(open_set['seen_accuracy'])}; "
         f"ROC AUC known vs unknown by vote share {_f(open_set['auroc_share'])}, "
         f"by nearest score {_f(open_set['auroc_score'])}"
     )

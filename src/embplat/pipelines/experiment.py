@@ -171,6 +171,8 @@ def open_set_without(
     """The held-out classes as unknowns: references are the other classes' images only.
 
     Returns:
+        ``seen_accuracy`` (``k``-vote accuracy of the other classes' queries among themselves,
+        the closed-set accuracy without the held-out classes; None without such queries),
         ``curve`` (``accuracy_coverage_curve`` over the vote share of a ``k``-vote), and the
         ROC AUC with which the vote share (``auroc_share``) and the nearest neighbour's
         cosine similarity (``auroc_score``) rank known-class queries above unknown ones
@@ -184,7 +186,9 @@ def open_set_without(
     pred, share = votes(nb.labels(r_labels), nb.scores, k)
     unknown = np.isin(queries.classes, list(held))
     both = 0 < unknown.sum() < len(unknown)
+    known = ~unknown
     return {
+        "seen_accuracy": _share(pred[known] == q_labels[known]),
         "curve": accuracy_coverage_curve(q_labels, pred, share, unknown),
         "auroc_share": float(roc_auc_score(~unknown, share)) if both else None,
         "auroc_score": float(roc_auc_score(~unknown, nb.scores[:, 0])) if both else None,
