@@ -68,6 +68,9 @@ def test_train_evaluate_compare_and_experiment(env):
     assert r.exit_code == 0, r.output
     assert "precision_at_1" in r.stdout and "metrics recorded" in r.stdout
     assert report.stat().st_size > 10_000
+    r = run("evaluate", "--model", "metric-1", "--unknown", "bag")
+    assert r.exit_code == 0 and "best open-set accuracy" in r.stdout
+    assert "valid-unknown:bag" in r.stdout
     frozen = run_json("evaluate", "--report", str(env / "frozen.html"), "--projection", "pca")
     assert frozen["model"] == "tiny_cnn-random"
 

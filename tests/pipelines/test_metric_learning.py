@@ -22,10 +22,10 @@ from embplat.pipelines.evaluate_model import SplitVectors, evaluate_model
 from embplat.pipelines.experiment import (
     EXPERIMENT_SPLIT,
     held_out,
-    open_set_without,
     unseen_experiment,
 )
 from embplat.pipelines.ingest import enrol_class, ingest_tree
+from embplat.pipelines.open_set import open_set_without
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, make_datasets, recipe_for
 from embplat.workers.context import build_context
@@ -269,6 +269,22 @@ def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
         recorded = repo.model_metrics(session=session, names=[name], split="valid")[name]
     assert out["recorded"] == len(recorded) > 15
     assert recorded["precision_at_1"] == pytest.approx(m["precision_at_1"])
+
+    # bag treated as never enrolled (the test split's own unseen classes left out here)
+    held = evaluate_model(ctx, model=name, unknown=["bag"], unseen_split="train")
+    with ctx.sessions() as session:
+        valid = {c.name: n.get("valid", 0) for c, n in repo.class_counts(session=session)}
+    assert "bag" not in held["per_class"] and held["unknown"] == ["bag"]
+    assert held["queries"] == out["queries"] - valid["bag"]
+    assert held["ann"]["agreement"]["top1_identical"] == 1.0  # the index never returns a bag
+    accept_all = held["open_set"][0]
+    assert accept_all["coverage"] == 1.0 and accept_all["unknown_rate"] == 0.0
+    assert accept_all["accuracy"] == pytest.approx(held["metrics"]["knn_accuracy@10"])
+    assert held["recorded_as"] == "valid-unknown:bag"
+    with ctx.sessions() as session:
+        assert repo.model_metrics(session=session, names=[name], split="valid-unknown:bag")[name]
+    with pytest.raises(ConfigError, match="zebra"):
+        evaluate_model(ctx, model=name, unknown=["zebra"])
 
     frozen = evaluate_model(ctx, split="valid")  # the active (frozen) encoder
     assert frozen["model"] == ctx.space().key and frozen["report"] is None

@@ -39,13 +39,21 @@ def evaluate_cmd(
         Path | None, typer.Option(help="write a self-contained HTML report (implies the full run)")
     ] = None,
     projection: Annotated[str, typer.Option(help="report's 2-D map: auto|pca|umap")] = "auto",
+    unknown: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated classes treated as never enrolled: their queries should be "
+            "answered unknown (open-set curve; implies the full run)"
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Precision@1, recall@k, MAP@R, kNN accuracy and a per-class report for one split.
 
     With --model or --report: the full evaluation of that model (default the active
     encoder): exact search and the index side by side, kNN accuracy@1/@10, NMI/AMI, an
-    open-set accuracy/coverage curve (test-split classes as unknown), metrics recorded in
+    open-set accuracy/coverage curve (test-split classes and --unknown ones as unknown),
+    metrics recorded in
     the catalog (`platform models compare`). With --zero-shot: a visual-semantic model's
     ZSL and GZSL accuracies instead.
     """
@@ -53,8 +61,9 @@ def evaluate_cmd(
         _zero_shot(ctx, model, calibrate, plots, json_out)
         return
     ref = reference or ("test" if split == "test" else "train")
-    if model is not None or report is not None:
-        _full(ctx, model, split, ref, k, weighted, report, projection, json_out)
+    held = [c.strip() for c in (unknown or "").split(",") if c.strip()]
+    if model is not None or report is not None or held:
+        _full(ctx, model, split, ref, k, weighted, report, projection, held, json_out)
         return
     with progress_bars(not json_out) as bars:
         m = evaluate_split(
@@ -105,8 +114,10 @@ def _full(
     weighted: bool,
     report: Path | None,
     projection: str,
+    unknown: list[str],
     json_out: bool,
 ) -> None:
+    from embplat.evaluation.open_set import best_threshold
     from embplat.pipelines.evaluate_model import evaluate_model
 
     ks = (1, k) if k > 1 else (1,)
@@ -120,6 +131,7 @@ def _full(
             weighted=weighted,
             report=report,
             projection=projection,
+            unknown=unknown,
             progress=bars,
         )
     if json_out:
@@ -131,7 +143,15 @@ def _full(
         cells = (row["precision_at_1"], row["precision"], row["recall"], row["f1-score"])
         per_class.add_row(name, *(f"{x:.3f}" for x in cells), str(int(row["support"])))
     console.print(per_class)
-    console.print(f"{r['recorded']} metrics recorded for {r['model']} ({split})")
+    best = best_threshold(r["open_set"])
+    if best is not None:
+        console.print(
+            f"open set: accepting everything, accuracy {_f(r['open_set'][0]['accuracy'])}; "
+            f"best open-set accuracy {_f(best['open_set_accuracy'])} at --reject-below "
+            f"{best['threshold']:.2f} (coverage {_f(best['coverage'])}, unknowns caught "
+            f"{_f(best['unknown_rate'])})"
+        )
+    console.print(f"{r['recorded']} metrics recorded for {r['model']} ({r['recorded_as']})")
     if r["report"]:
         console.print(f"report: {r['report']}")
 

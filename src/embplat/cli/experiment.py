@@ -31,6 +31,7 @@ from embplat.cli.train import (
     metric_options,
     train_config,
 )
+from embplat.evaluation.open_set import best_threshold
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that train and compare.")
 Opt = typer.Option
@@ -104,7 +105,7 @@ def unseen_cmd(
 def open_set_line(result: dict[str, Any]) -> str:
     """The model trained without the held-out classes, with them not enrolled either."""
     open_set = result["open_set"]
-    best = max(open_set["curve"], key=lambda r: r["open_set_accuracy"] or 0.0, default=None)
+    best = best_threshold(open_set["curve"])
     text = (
         f"held-out classes not enrolled, answered unknown by {result['models']['without']}: "
         f"knn_accuracy@10 of the other classes among themselves "

@@ -92,6 +92,16 @@ def accuracy_coverage_curve(
     return rows
 
 
+def best_threshold(curve: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The row of an ``accuracy_coverage_curve`` with the highest open-set accuracy (the
+    lowest such threshold among ties); None for an empty curve."""
+    best = None
+    for row in curve:
+        if best is None or (row["open_set_accuracy"] or 0.0) > (best["open_set_accuracy"] or 0.0):
+            best = row
+    return best
+
+
 def _rate(hits: np.ndarray, among: np.ndarray) -> float | None:
     n = int(among.sum())
     return float((hits & among).sum() / n) if n else None

@@ -22,18 +22,18 @@ import numpy as np
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import ConfigError, DataError
-from embplat.evaluation.neighbours import Neighbours, exact_knn, index_neighbours
-from embplat.evaluation.open_set import accuracy_coverage_curve, per_class_precision_at_1
+from embplat.evaluation.neighbours import Neighbours, index_neighbours
+from embplat.evaluation.open_set import per_class_precision_at_1
 from embplat.evaluation.report import project_2d, write_report
 from embplat.evaluation.retrieval_eval import (
     RetrievalEvaluation,
     describe_queries,
     evaluate_retrieval,
     required_depth,
-    votes,
     worst_queries,
 )
 from embplat.pipelines.context import Context, Space
+from embplat.pipelines.open_set import hold_out, open_set_curve
 from embplat.pipelines.progress import NoProgress, ProgressSink
 
 
@@ -53,6 +53,24 @@ class SplitVectors:
         """(N,) int labels: positions of the class names in ``names``."""
         pos = {n: i for i, n in enumerate(names)}
         return np.array([pos[c] for c in self.classes], dtype=np.int64)
+
+    def where(self, keep: np.ndarray) -> SplitVectors:
+        """The rows where the (N,) bool mask ``keep`` is True."""
+        rows = np.flatnonzero(keep)
+        return SplitVectors(
+            [self.ids[i] for i in rows],
+            [self.classes[i] for i in rows],
+            [self.paths[i] for i in rows],
+            self.vectors[rows],
+        )
+
+    def __add__(self, other: SplitVectors) -> SplitVectors:
+        return SplitVectors(
+            self.ids + other.ids,
+            self.classes + other.classes,
+            self.paths + other.paths,
+            np.concatenate([self.vectors, other.vectors]),
+        )
 
 
 def resolve_space(ctx: Context, model: str | None) -> Space:
@@ -105,8 +123,12 @@ def evaluate_space(
     ks: Sequence[int] = (1, 10),
     weighted: bool = False,
     leave_out: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> tuple[RetrievalEvaluation, list[str], Neighbours]:
     """Exact evaluation of ``queries`` against ``refs``, compared with the index's search.
+
+    ``classes``: the index's search is restricted to these classes (``refs`` must hold
+    only them too); None searches every class of the reference split.
 
     Returns:
         The evaluation (``ann`` = through the index), the class names of its int labels,
@@ -120,7 +142,11 @@ def evaluate_space(
         queries.vectors,
         refs.ids,
         depth,
-        flt={"kind": "image", "split": reference_split},
+        flt={
+            "kind": "image",
+            "split": reference_split,
+            **({"class": list(classes)} if classes is not None else {}),
+        },
         query_ids=queries.ids if leave_out else None,
     )
     result = evaluate_retrieval(
@@ -157,38 +183,6 @@ def per_class_p1(
     return per_class_precision_at_1(q_labels, nb.labels(r_labels)[:, 0], names)
 
 
-def open_set_curve(
-    result: RetrievalEvaluation,
-    q_labels: np.ndarray,
-    names: Sequence[str],
-    unseen: SplitVectors,
-    refs: SplitVectors,
-    *,
-    k: int = 10,
-    weighted: bool = False,
-) -> list[dict[str, Any]]:
-    """Accuracy/coverage over the vote-share threshold: the evaluated (seen) queries plus
-    the ``unseen`` images, whose right answer is ``unknown`` (their class is not enrolled).
-
-    Args:
-        result, q_labels, names: the evaluation of the seen queries and their int labels.
-    """
-    if not len(unseen):
-        return []
-    everything = sorted(set(names) | set(unseen.classes))
-    remap = np.array([everything.index(n) for n in names] + [-1])  # -1: no prediction
-    nb = exact_knn(unseen.vectors, refs.vectors, k)
-    pred_u, share_u = votes(nb.labels(refs.labels(everything)), nb.scores, k, weighted=weighted)
-    truth = np.concatenate([remap[q_labels], unseen.labels(everything)])
-    enrolled = set(refs.classes)
-    return accuracy_coverage_curve(
-        truth,
-        np.concatenate([remap[result.predictions], pred_u]),
-        np.concatenate([result.vote_share, share_u]),
-        np.array([everything[t] not in enrolled for t in truth]),
-    )
-
-
 def evaluate_model(
     ctx: Context,
     *,
@@ -200,20 +194,26 @@ def evaluate_model(
     report: Path | None = None,
     unseen_split: str = "test",
     projection: str = "auto",
+    unknown: Sequence[str] = (),
     progress: ProgressSink | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (default: the active encoder) on ``split`` against ``reference``.
 
     ``reference == split`` leaves each query out of its own neighbours. Scalar metrics are
     recorded for the model under ``split``; ``report``: write the HTML report there
-    (``projection``: auto, pca or umap).
+    (``projection``: auto, pca or umap). ``unknown``: classes treated as never enrolled —
+    left out of the references and of the evaluated queries, their queries join the
+    open-set curve as images to be answered ``unknown`` (metrics are then recorded under
+    ``<split>-unknown:<classes>``).
 
     Raises:
         DataError: the split or the reference holds no embedded images of the model.
+        ConfigError: an ``unknown`` class has no query in the split, or none would be left.
     """
     space = resolve_space(ctx, model)
     advance = (progress or NoProgress()).task(f"evaluating {space.key}", 3)
     queries, refs = _query_and_reference(ctx, space, split, reference)
+    queries, refs, held = hold_out(queries, refs, unknown)
     advance(1)
     leave_out = reference == split
     result, names, _ = evaluate_space(
@@ -224,6 +224,7 @@ def evaluate_model(
         ks=ks,
         weighted=weighted,
         leave_out=leave_out,
+        classes=sorted(set(refs.classes)) if unknown else None,
     )
     q_labels = queries.labels(names)
     p1 = per_class_p1(result.neighbours, q_labels, refs.labels(names), names)
@@ -231,18 +232,25 @@ def evaluate_model(
         row["precision_at_1"] = p1.get(name, 0.0)
     curve: list[dict[str, Any]] = []
     if unseen_split not in (split, reference):
-        unseen = split_vectors(ctx, space, [unseen_split])
-        curve = open_set_curve(result, q_labels, names, unseen, refs, k=max(ks), weighted=weighted)
+        held = held + split_vectors(ctx, space, [unseen_split])
+    if len(held):
+        curve = open_set_curve(result, q_labels, names, held, refs, k=max(ks), weighted=weighted)
     advance(1)
+    recorded_as = f"{split}-unknown:{','.join(sorted(unknown))}" if unknown else split
     with transaction(ctx.sessions) as session:
         recorded = repo.record_metrics(
-            session=session, model_id=space.model_id, split=split, values=scalar_metrics(result)
+            session=session,
+            model_id=space.model_id,
+            split=recorded_as,
+            values=scalar_metrics(result),
         )
     out = {
         "model": space.key,
         "index": space.index.name,
         "split": split,
         "reference": reference,
+        "unknown": sorted(unknown),
+        "recorded_as": recorded_as,
         "weighted": weighted,
         **result.summary(),
         "open_set": curve,

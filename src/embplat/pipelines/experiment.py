@@ -17,23 +17,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import ConfigError
-from embplat.evaluation.neighbours import exact_knn
-from embplat.evaluation.open_set import accuracy_coverage_curve, precision_drop
-from embplat.evaluation.retrieval_eval import votes
+from embplat.evaluation.open_set import precision_drop
 from embplat.models.metric import MetricConfig, make_sampler
 from embplat.pipelines.context import Context
 from embplat.pipelines.evaluate_model import (
-    SplitVectors,
     evaluate_space,
     per_class_p1,
     scalar_metrics,
     split_vectors,
 )
+from embplat.pipelines.open_set import open_set_without
 from embplat.pipelines.progress import ProgressSink
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, model_name
@@ -162,36 +159,6 @@ def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
         "p1": p1,
         "groups": groups,
         "open_set": open_set_without(queries, refs, held),
-    }
-
-
-def open_set_without(
-    queries: SplitVectors, refs: SplitVectors, held: Sequence[str], *, k: int = 10
-) -> dict[str, Any]:
-    """The held-out classes as unknowns: references are the other classes' images only.
-
-    Returns:
-        ``seen_accuracy`` (``k``-vote accuracy of the other classes' queries among themselves,
-        the closed-set accuracy without the held-out classes; None without such queries),
-        ``curve`` (``accuracy_coverage_curve`` over the vote share of a ``k``-vote), and the
-        ROC AUC with which the vote share (``auroc_share``) and the nearest neighbour's
-        cosine similarity (``auroc_score``) rank known-class queries above unknown ones
-        (None when either group is empty), i.e. which ``--reject-on`` works better.
-    """
-    enrolled = ~np.isin(refs.classes, list(held))
-    names = sorted(set(queries.classes) | set(refs.classes))
-    q_labels = queries.labels(names)
-    r_labels = refs.labels(names)[enrolled]
-    nb = exact_knn(queries.vectors, refs.vectors[enrolled], k)
-    pred, share = votes(nb.labels(r_labels), nb.scores, k)
-    unknown = np.isin(queries.classes, list(held))
-    both = 0 < unknown.sum() < len(unknown)
-    known = ~unknown
-    return {
-        "seen_accuracy": _share(pred[known] == q_labels[known]),
-        "curve": accuracy_coverage_curve(q_labels, pred, share, unknown),
-        "auroc_share": float(roc_auc_score(~unknown, share)) if both else None,
-        "auroc_score": float(roc_auc_score(~unknown, nb.scores[:, 0])) if both else None,
     }
 
 
