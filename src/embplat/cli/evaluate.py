@@ -53,9 +53,8 @@ def evaluate_cmd(
     With --model or --report: the full evaluation of that model (default the active
     encoder): exact search and the index side by side, kNN accuracy@1/@10, NMI/AMI, an
     open-set accuracy/coverage curve (test-split classes and --unknown ones as unknown),
-    metrics recorded in
-    the catalog (`platform models compare`). With --zero-shot: a visual-semantic model's
-    ZSL and GZSL accuracies instead.
+    metrics recorded in the catalog (`platform models compare`). With --zero-shot: a
+    visual-semantic model's ZSL and GZSL accuracies instead.
     """
     if zero_shot:
         _zero_shot(ctx, model, calibrate, plots, json_out)
