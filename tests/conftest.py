@@ -196,6 +196,26 @@ def fmnist_queries(tmp_path_factory, fmnist_root):
     return build_fashion_mnist(out, per_class=3, source="test")
 
 
+class RecordingDispatcher:
+    """Stands in for the Celery dispatcher: records the batches it is handed
+    (``sent``: (job id, seqs) pairs) so a test can run them as a worker would."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, list[int]]] = []
+
+    def check(self) -> None:
+        """The broker always answers."""
+
+    def send(self, job_id: int, seqs) -> None:
+        self.sent.append((job_id, list(seqs)))
+
+
+@pytest.fixture
+def workers() -> RecordingDispatcher:
+    """A fresh :class:`RecordingDispatcher` (server mode without a broker)."""
+    return RecordingDispatcher()
+
+
 # --- services: PostgreSQL and Redis on loopback (scripts/services.sh starts them) -----------
 
 PG_ADMIN = os.environ.get(

@@ -75,6 +75,12 @@ def test_ingest_summary_counts_replaced_files(env, bmp_tree, imagefactory):
         (bmp_tree / "cats" / "cats_1.bmp").write_bytes(imagefactory.photo_bmp("astronaut", 9, 32))
         summary = json.loads(invoke([*args, "--json"]).stdout)
         assert (summary["added"], summary["replaced"], summary["already"]) == (1, 1, 5)
+        common = ["--encoder", "tiny_cnn", "--backend", "exact"]
+        r = invoke([*common, "jobs", "resume", "1"])  # finished: nothing to run again
+        assert r.exit_code == 0 and "0 batches run again, job succeeded" in r.stdout
+        r = invoke([*common, "jobs", "resume", "99"])
+        assert r.exit_code == 2 and "99" in r.stderr
+        assert len(json.loads(invoke([*common, "jobs", "--json"]).stdout)) == 3
     finally:
         torch.set_num_threads(threads)
 

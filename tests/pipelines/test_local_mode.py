@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 
 from embplat.catalog import repo
 from embplat.catalog.models import Embedding, Image
-from embplat.errors import DataError, IndexEmptyError, NotFoundError
+from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
 from embplat.ingest.fashion_mnist import build_fashion_mnist
 from embplat.pipelines.evaluate import evaluate_split
-from embplat.pipelines.ingest import enrol_class, ingest_tree
+from embplat.pipelines.ingest import enrol_class, ingest_tree, resume_job
 from embplat.pipelines.query import classify, search_by_image
 from embplat.retrieval import point_id
 
@@ -176,6 +176,52 @@ def test_crash_mid_embedding_leaves_catalog_and_index_consistent(
     with ctx.sessions() as s:
         states = [j.state for j in repo.list_jobs(session=s)]
     assert states == ["succeeded", "failed"]
+
+
+def test_resume_finishes_a_crashed_job_and_refuses_jobs_without_batches(
+    context_factory, fmnist_root, monkeypatch, workers
+):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ctx = context_factory("exact", encoder="tiny_cnn", **{"ingest.batch_size": 16})
+    real, calls = ctx.run_embed_batch, {"n": 0}
+
+    def crash_on_third(job_id, seq, progress=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return real(job_id, seq, progress=progress)
+
+    monkeypatch.setattr(ctx, "run_embed_batch", crash_on_third)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ingest_tree(ctx, fmnist_root)
+    monkeypatch.setattr(ctx, "run_embed_batch", real)
+    with ctx.sessions() as s:
+        [job] = repo.list_jobs(session=s)
+    assert job.state == "failed" and _consistent(ctx) == (32, 120)
+
+    monkeypatch.setattr(ctx, "dispatch", workers)  # server mode: back to the workers
+    queued = resume_job(ctx, job.id)
+    assert (queued["queued"], queued["state"]) == (6, "running")
+    assert workers.sent == [(job.id, [2, 3, 4, 5, 6, 7])]
+    monkeypatch.setattr(ctx, "dispatch", None)  # say those messages were lost: resume here
+
+    out = resume_job(ctx, job.id)  # the same job, not a new one
+
+    assert (out["resumed"], out["queued"], out["state"]) == (6, 0, "succeeded")  # 8 - 2 done
+    assert _consistent(ctx) == (120, 120)
+    with ctx.sessions() as s:
+        [again] = repo.list_jobs(session=s)
+    assert (again.id, again.done, again.failed) == (job.id, 120, 0)
+    assert resume_job(ctx, job.id)["resumed"] == 0  # nothing left: a no-op
+    with ctx.sessions() as s:
+        other = repo.create_job(session=s, kind="train", params={}).id
+        s.commit()
+    with pytest.raises(ConfigError, match="no batches"):
+        resume_job(ctx, other)
+    with pytest.raises(NotFoundError):
+        resume_job(ctx, 999)
+    torch.set_num_threads(threads)
 
 
 # --- re-ingest of files whose content changed (tiny CNN, exact index: fast) ------------------

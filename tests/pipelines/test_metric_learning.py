@@ -199,20 +199,9 @@ def test_keep_best_checkpoint_deletes_the_other_epochs(ctx):
         MetricConfig.from_dict({**COMMON, "keep_checkpoints": "last"})
 
 
-class _Workers:
-    """Stands in for the Celery dispatcher: records the batches it is handed."""
-
-    def __init__(self):
-        self.sent: list[tuple[int, list[int]]] = []
-
-    def check(self):
-        pass
-
-    def send(self, job_id, seqs):
-        self.sent.append((job_id, list(seqs)))
-
-
-def test_enrolled_class_enters_every_trained_models_index(ctx, fmnist_queries, monkeypatch):
+def test_enrolled_class_enters_every_trained_models_index(
+    ctx, fmnist_queries, monkeypatch, workers
+):
     name = train_recipe(ctx, "metric", {**COMMON, "loss": "proxynca", "name": "m-enrol"})
     train_recipe(ctx, "metric", {**COMMON, "loss": "arcface", "name": "m-noindex", "embed": False})
     with ctx.sessions() as session:
@@ -237,7 +226,6 @@ def test_enrolled_class_enters_every_trained_models_index(ctx, fmnist_queries, m
     assert (job.kind, job.state, job.params["model"]) == ("embed", "succeeded", name)
 
     # server mode: the model's batches go to the workers, who embed into the model's index
-    workers = _Workers()
     monkeypatch.setattr(ctx, "dispatch", workers)
     active_before = ctx.space().index.count({"kind": "image"})
     queued = enrol_class(ctx, "tote", fmnist_queries / "trouser", models=[name])

@@ -10,16 +10,17 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from embplat.cli.output import console, print_json
+from embplat.cli.output import console, print_json, progress_bars
 from embplat.config import mask_url
 
 db_app = typer.Typer(no_args_is_help=True, help="Catalog schema (alembic).")
+jobs_app = typer.Typer(help="Recent jobs; resume one.")
 
 
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.add_typer(db_app, name="db")
-    app.command("jobs")(jobs)
+    app.add_typer(jobs_app, name="jobs")
     app.command("encoders")(encoders)
     app.command("status")(status)
 
@@ -44,13 +45,16 @@ def db_current(ctx: typer.Context) -> None:
     console.print(f"{mask_url(url)}: {current_revision(make_engine(url))} (head {head_revision()})")
 
 
+@jobs_app.callback(invoke_without_command=True)
 def jobs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="how many recent jobs")] = 20,
     watch: Annotated[bool, typer.Option("--watch", help="refresh until all are finished")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recent jobs: state, done/total, failures, images/s."""
+    """Recent jobs: state, done/total, failures, images/s (`jobs resume ID` to resume one)."""
+    if ctx.invoked_subcommand is not None:
+        return
     sessions = ctx.obj.context().sessions
     if json_out:
         print_json([job_dict(j) for j in _recent(sessions, limit)])
@@ -68,6 +72,30 @@ def jobs(
 
 
 FINISHED = {"succeeded", "failed"}
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    ctx: typer.Context,
+    job_id: Annotated[int, typer.Argument(help="the job's id (`platform jobs`)")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a job's unfinished batches again (after a crash, lost broker messages or a batch
+    that gave up): here in local mode, by the workers in server mode."""
+    from embplat.pipelines.ingest import resume_job
+
+    with progress_bars(not json_out) as bars:
+        out = resume_job(ctx.obj.context(), job_id, progress=bars)
+    if json_out:
+        print_json(out)
+        return
+    if out["queued"]:
+        console.print(
+            f"job {job_id}: {out['queued']} batches sent to the workers again; follow with "
+            "`platform jobs --watch`"
+        )
+    else:
+        console.print(f"job {job_id}: {out['resumed']} batches run again, job {out['state']}")
 
 
 def _recent(sessions: Any, limit: int) -> list[Any]:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
@@ -151,11 +151,28 @@ def refresh_job(*, sessions: sessionmaker[Session], job_id: int) -> str:
         return job.state
 
 
+def count_batches(*, sessions: sessionmaker[Session], job_id: int) -> int:
+    """How many batches a job was cut into (0 for jobs that are not batched)."""
+    with sessions() as session:
+        stmt = select(func.count()).select_from(JobBatch).where(JobBatch.job_id == job_id)
+        return int(session.scalar(stmt) or 0)
+
+
 def unfinished_batches(*, sessions: sessionmaker[Session], job_id: int) -> list[int]:
     """Sequence numbers of batches not yet done (to resume a job)."""
     with sessions() as session:
         stmt = select(JobBatch.seq).where(JobBatch.job_id == job_id, JobBatch.state != "done")
         return list(session.scalars(stmt.order_by(JobBatch.seq)))
+
+
+def reset_batches(*, sessions: sessionmaker[Session], job_id: int, seqs: Sequence[int]) -> None:
+    """Put batches back in the queue (state ``queued``, error cleared) and the job back to
+    ``running``, before they are run again."""
+    with transaction(sessions) as session:
+        for seq in seqs:
+            batch = _batch(session, job_id, seq)
+            batch.state, batch.error = "queued", None
+        repo.update_job(session=session, job_id=job_id, state="running", error=None)
 
 
 def batch_failures(*, sessions: sessionmaker[Session], job_id: int) -> list[tuple[str, str]]:

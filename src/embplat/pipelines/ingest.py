@@ -10,8 +10,15 @@ from typing import Any
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.errors import DataError
-from embplat.ingest.batches import batch_failures, plan_batches
+from embplat.errors import ConfigError, DataError
+from embplat.ingest.batches import (
+    batch_failures,
+    count_batches,
+    plan_batches,
+    refresh_job,
+    reset_batches,
+    unfinished_batches,
+)
 from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
@@ -214,6 +221,43 @@ def _register(
         progress=progress.task("validating images", len(items)),
     )
     return report, remove_superseded(ctx, report.replaced)
+
+
+def resume_job(
+    ctx: Context, job_id: int, *, progress: ProgressSink | None = None
+) -> dict[str, Any]:
+    """Run a job's unfinished batches again: those a crash, a lost broker message or a
+    worker that gave up left undone. Local mode runs them here; server mode sends them to the
+    workers again. Batches are idempotent, so resuming a batch still in flight is harmless.
+
+    Returns:
+        ``job``, ``resumed`` (batches), ``queued`` (sent to workers) and the job's ``state``.
+
+    Raises:
+        NotFoundError: no such job.
+        ConfigError: the job has no batches (e.g. a training job).
+    """
+    with ctx.sessions() as session:
+        kind = repo.get_job(session=session, job_id=job_id).kind
+    if not count_batches(sessions=ctx.sessions, job_id=job_id):
+        raise ConfigError(f"job {job_id} ({kind}) has no batches to resume")
+    seqs = unfinished_batches(sessions=ctx.sessions, job_id=job_id)
+    out: dict[str, Any] = {"job": job_id, "kind": kind, "resumed": len(seqs), "queued": 0}
+    if seqs:
+        if ctx.dispatch is not None:
+            ctx.dispatch.check()
+        reset_batches(sessions=ctx.sessions, job_id=job_id, seqs=seqs)
+        if ctx.dispatch is not None:
+            ctx.dispatch.send(job_id, seqs)
+            out["queued"] = len(seqs)
+        else:
+            bar = (progress or NoProgress()).task(f"job {job_id}: {len(seqs)} batches", len(seqs))
+            for seq in seqs:
+                ctx.run_embed_batch(job_id, seq)
+                bar(1)
+            log.info("resumed %d batches of job %d", len(seqs), job_id)
+    out["state"] = refresh_job(sessions=ctx.sessions, job_id=job_id)
+    return out
 
 
 def _check_models(ctx: Context, models: Sequence[str] | None) -> None:
