@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import console, print_json, progress_bars
+from embplat.cli.output import best_rejection, console, print_json, progress_bars
+from embplat.cli.output import fmt_metric as _f
 from embplat.pipelines.evaluate import evaluate_split
 
 
@@ -116,7 +117,6 @@ def _full(
     unknown: list[str],
     json_out: bool,
 ) -> None:
-    from embplat.evaluation.open_set import best_threshold
     from embplat.pipelines.evaluate_model import evaluate_model
 
     ks = (1, k) if k > 1 else (1,)
@@ -142,14 +142,10 @@ def _full(
         cells = (row["precision_at_1"], row["precision"], row["recall"], row["f1-score"])
         per_class.add_row(name, *(f"{x:.3f}" for x in cells), str(int(row["support"])))
     console.print(per_class)
-    best = best_threshold(r["open_set"])
+    best = best_rejection(r["open_set"])
     if best is not None:
-        console.print(
-            f"open set: accepting everything, accuracy {_f(r['open_set'][0]['accuracy'])}; "
-            f"best open-set accuracy {_f(best['open_set_accuracy'])} at --reject-below "
-            f"{best['threshold']:.2f} (coverage {_f(best['coverage'])}, unknowns caught "
-            f"{_f(best['unknown_rate'])})"
-        )
+        accept_all = _f(r["open_set"][0]["accuracy"])
+        console.print(f"open set: accepting everything, accuracy {accept_all}; {best}")
     console.print(f"{r['recorded']} metrics recorded for {r['model']} ({r['recorded_as']})")
     if r["report"]:
         console.print(f"report: {r['report']}")
@@ -201,7 +197,3 @@ def _zero_shot(
         console.print(f"  {name}: ZSL top-1 {acc:.3f}")
     for path in r["plots"]:
         console.print(f"plot: {path}")
-
-
-def _f(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"

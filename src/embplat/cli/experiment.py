@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import console, print_json, progress_bars
+from embplat.cli.output import best_rejection, console, print_json, progress_bars
+from embplat.cli.output import fmt_metric as _f
 from embplat.cli.train import (
     BackboneLrOpt,
     BatchOpt,
@@ -31,7 +32,6 @@ from embplat.cli.train import (
     metric_options,
     train_config,
 )
-from embplat.evaluation.open_set import best_threshold
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that train and compare.")
 Opt = typer.Option
@@ -105,7 +105,7 @@ def unseen_cmd(
 def open_set_line(result: dict[str, Any]) -> str:
     """The model trained without the held-out classes, with them not enrolled either."""
     open_set = result["open_set"]
-    best = best_threshold(open_set["curve"])
+    best = best_rejection(open_set["curve"])
     text = (
         f"held-out classes not enrolled, answered unknown by {result['models']['without']}: "
         f"knn_accuracy@10 of the other classes among themselves "
@@ -113,13 +113,7 @@ def open_set_line(result: dict[str, Any]) -> str:
         f"ROC AUC known vs unknown by vote share {_f(open_set['auroc_share'])}, "
         f"by nearest score {_f(open_set['auroc_score'])}"
     )
-    if best is not None:
-        text += (
-            f"; best open-set accuracy (vote share) {_f(best['open_set_accuracy'])} at "
-            f"--reject-below {best['threshold']:.2f} (coverage {_f(best['coverage'])}, "
-            f"unknowns caught {_f(best['unknown_rate'])})"
-        )
-    return text
+    return f"{text}; {best}" if best else text
 
 
 def drop_table(result: dict[str, Any]) -> Table:
@@ -148,7 +142,3 @@ def drop_table(result: dict[str, Any]) -> Table:
                 f"[dim]{key}, {group.replace('_', '-')} classes[/]", _f(a), _f(b), _f(drop)
             )
     return table
-
-
-def _f(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"

@@ -1,9 +1,10 @@
-"""Rich output shared by the commands: console, progress bars, JSON, error lines."""
+"""Rich output shared by the commands: console, progress bars, JSON, error lines, and the
+formatting of metric values."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,3 +66,23 @@ def error_line(message: str) -> None:
 def warn_line(message: str) -> None:
     """One yellow line on stderr."""
     err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def fmt_metric(value: float | None) -> str:
+    """A metric with four decimals; ``—`` when it is undefined (None)."""
+    return "—" if value is None else f"{value:.4f}"
+
+
+def best_rejection(curve: Sequence[Mapping[str, Any]]) -> str | None:
+    """The best point of an open-set accuracy/coverage curve as advice for
+    ``classify --reject-below``; None for an empty curve."""
+    from embplat.evaluation.open_set import best_threshold
+
+    best = best_threshold(curve)
+    if best is None:
+        return None
+    return (
+        f"best open-set accuracy (vote share) {fmt_metric(best['open_set_accuracy'])} at "
+        f"--reject-below {best['threshold']:.2f} (coverage {fmt_metric(best['coverage'])}, "
+        f"unknowns caught {fmt_metric(best['unknown_rate'])})"
+    )

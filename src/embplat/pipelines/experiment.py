@@ -30,7 +30,7 @@ from embplat.pipelines.evaluate_model import (
     scalar_metrics,
     split_vectors,
 )
-from embplat.pipelines.open_set import open_set_without
+from embplat.pipelines.open_set import hit_rate, open_set_without
 from embplat.pipelines.progress import ProgressSink
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, model_name
@@ -148,8 +148,8 @@ def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
     groups = {
         group: {
             "queries": int(mask.sum()),
-            "knn_accuracy@10": _share(result.predictions[mask] == q_labels[mask]),
-            "precision_at_1": _share(top1[mask] == q_labels[mask]),
+            "knn_accuracy@10": hit_rate(result.predictions[mask] == q_labels[mask]),
+            "precision_at_1": hit_rate(top1[mask] == q_labels[mask]),
         }
         for group, mask in (("seen", ~is_held), ("held_out", is_held))
     }
@@ -160,10 +160,6 @@ def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
         "groups": groups,
         "open_set": open_set_without(queries, refs, held),
     }
-
-
-def _share(hits: np.ndarray) -> float | None:
-    return float(hits.mean()) if len(hits) else None
 
 
 def _record(

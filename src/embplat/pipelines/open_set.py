@@ -97,12 +97,13 @@ def open_set_without(
     both = 0 < unknown.sum() < len(unknown)
     known = ~unknown
     return {
-        "seen_accuracy": _share(pred[known] == q_labels[known]),
+        "seen_accuracy": hit_rate(pred[known] == q_labels[known]),
         "curve": accuracy_coverage_curve(q_labels, pred, share, unknown),
         "auroc_share": float(roc_auc_score(~unknown, share)) if both else None,
         "auroc_score": float(roc_auc_score(~unknown, nb.scores[:, 0])) if both else None,
     }
 
 
-def _share(hits: np.ndarray) -> float | None:
+def hit_rate(hits: np.ndarray) -> float | None:
+    """Share of True in a bool array; None when it is empty (no such queries)."""
     return float(hits.mean()) if len(hits) else None
