@@ -27,3 +27,12 @@ class ServiceUnavailableError(EmbplatError):
 
 class JobFailedError(EmbplatError):
     """A job run by workers ended in failure; the message carries the job's error."""
+
+
+class IndexDamagedError(DataError):
+    """An index file is missing, truncated or fails its checksum; ``platform doctor --repair``
+    rebuilds it from the readable files or re-embeds from the catalog."""
+
+
+class BusyError(EmbplatError):
+    """Another process holds the write lock of an index or home; the message names it."""
