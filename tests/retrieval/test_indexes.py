@@ -144,6 +144,7 @@ def test_reupsert_replaces_without_duplicating(opener: Opener, backend: str) -> 
     new_vectors = _small(seed=1)[1]
     index.upsert(ids[:2], new_vectors[:2], [{"class": "new"}, {"class": "new"}])
     assert index.count() == 5
+    assert sorted(index.ids()) == sorted(ids)  # replaced, not duplicated
     assert index.count({"class": "new"}) == 2
     hits = index.search(new_vectors[:2], k=5)
     assert [h[0].id for h in hits] == ids[:2]
@@ -158,6 +159,7 @@ def test_delete(opener: Opener, backend: str) -> None:
     index.upsert(ids, vectors, payloads)
     assert index.delete([ids[1], ids[2], point_id("never", "test-model")]) == 2
     assert index.count() == 3
+    assert sorted(index.ids()) == sorted([ids[0], ids[3], ids[4]])
     assert index.delete([ids[1]]) == 0
     with pytest.raises(NotFoundError):
         index.get([ids[1]])
@@ -201,6 +203,15 @@ def test_wrong_dim_raises_data_error(opener: Opener, backend: str) -> None:
 
 
 # --- against the reference ------------------------------------------------------------------
+
+
+def test_ids_agree_with_exact(loaded: tuple[str, VectorIndex], data: SimpleNamespace) -> None:
+    """Every live id, once (Qdrant: scrolled over several pages)."""
+    _, index = loaded
+    ids = index.ids()
+    assert all(isinstance(pid, str) for pid in ids)
+    assert len(ids) == len(set(ids)) == index.count()
+    assert sorted(ids) == sorted(data.reference.ids())
 
 
 def test_recall_at_10_against_exact(loaded: tuple[str, VectorIndex], data: SimpleNamespace) -> None:

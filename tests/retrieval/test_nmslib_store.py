@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ def test_segments_fold_into_a_new_base(tmp_path: Path) -> None:
     manifest = _manifest(path)
     assert (manifest["gen"], manifest["base"], manifest["segments"]) == (2, "base-000002.npz", [])
     files = sorted(f.name for f in path.iterdir())
-    assert files == ["base-000002.npz", "manifest.json", "notes.txt"]  # notes.txt is not ours
+    # notes.txt is not ours; .lock is the write lock, kept between writers
+    assert files == [".lock", "base-000002.npz", "manifest.json", "notes.txt"]
     live = [f"p{i:05d}" for i in [*range(10, 20), *range(100, 100 + _MAX_SEGMENTS), 500]]
     want = index.get(live)
     index.close()
@@ -53,3 +56,21 @@ def test_segments_fold_into_a_new_base(tmp_path: Path) -> None:
     got = reopened.get(live)
     np.testing.assert_array_equal(got[0], want[0])
     assert got[1] == want[1]
+
+
+def test_garbage_collection_spares_other_live_writers_temporaries(tmp_path: Path) -> None:
+    path = tmp_path / "nmslib"
+    index = NmslibIndex("store", DIM, path, buffer_limit=10_000)
+    index.upsert(*_points(0, 5))
+    index.flush()
+    other = path / ".seg-000001-000002.npz.999999-0123abcd.tmp"  # another writer, mid-write
+    stale = path / ".base-000002.npz.888888-0123abcd.tmp"  # left by a crash long ago
+    mine = path / f".seg-000001-000009.npz.{os.getpid()}-0123abcd.tmp"
+    for file in (other, stale, mine):
+        file.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    index.upsert(*_points(5, 1))
+    index.flush()
+    assert other.exists()
+    assert not stale.exists() and not mine.exists()

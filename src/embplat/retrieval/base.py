@@ -56,6 +56,9 @@ class VectorIndex(Protocol):
     def count(self, filter: Filter | None = None) -> int:
         """Number of points (matching ``filter`` when given)."""
 
+    def ids(self) -> list[str]:
+        """Every point id in the index (order unspecified)."""
+
     def flush(self) -> None:
         """Make every write so far durable (persist files, finish pending builds)."""
 
@@ -286,3 +289,26 @@ def append_rows(buf: np.ndarray, n: int, rows: np.ndarray) -> np.ndarray:
         buf = grown
     buf[n:need] = rows
     return buf
+
+
+def merge_top_k(
+    g_slots: np.ndarray, g_scores: np.ndarray, b_slots: np.ndarray, b_scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of two (slots, scores) result lists, by score then slot (insertion order)."""
+    slots = np.concatenate([g_slots, b_slots])
+    scores = np.concatenate([g_scores, b_scores])
+    order = np.lexsort((slots, -scores))[:k]
+    return slots[order], scores[order]
+
+
+def filter_key(flt: Filter) -> Any:
+    """Hashable form of a filter for the mask cache, or None when a value is unhashable."""
+    try:
+        key = frozenset(
+            (k, frozenset(v) if isinstance(v, list | tuple | set | frozenset) else v)
+            for k, v in flt.items()
+        )
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from embplat.errors import IndexDamagedError
 from embplat.retrieval.base import (
     Filter,
     Hit,
@@ -20,12 +21,13 @@ from embplat.retrieval.base import (
     prepare_search,
     prepare_upsert,
 )
-from embplat.retrieval.files import atomic_write, check_stored_dim, read_npz, write_npz
+from embplat.retrieval.files import atomic_write, check_stored_dim, npz_bytes, read_npz
+from embplat.retrieval.lock import WriteLock
 
 logger = logging.getLogger(__name__)
 
-_FILE = "exact.npz"
-_FORMAT = 1
+FILE = "exact.npz"
+_FORMAT = 2  # 2: a sha256 of the file's arrays is stored inside it
 
 
 class ExactIndex:
@@ -33,25 +35,39 @@ class ExactIndex:
 
     Scores are exact dot products of unit vectors; ties are broken by insertion order (a
     re-upserted id keeps its original place). With ``path`` set, :meth:`flush` writes the
-    whole index to ``path/exact.npz`` atomically and construction reloads it.
+    whole index to ``path/exact.npz`` atomically (with a checksum inside) and construction
+    reloads it. Writers of one ``path`` take turns as for nmslib: the directory's write lock
+    is held from a handle's first write until its flush, and a handle reloads the file first
+    when another writer replaced it meanwhile.
 
     Args:
         name: index name (used in messages).
         dim: vector dimension.
         path: optional directory to persist to.
+        lock_timeout: seconds a write waits for another process writing ``path``.
+
+    Raises:
+        IndexDamagedError: the saved file is truncated, corrupt or fails its checksum.
     """
 
-    def __init__(self, name: str, dim: int, path: Path | None = None) -> None:
+    def __init__(
+        self, name: str, dim: int, path: Path | None = None, lock_timeout: float = 600.0
+    ) -> None:
         self.name = name
         self.dim = dim
         self.path = Path(path) if path is not None else None
-        self._buf = np.empty((0, dim), np.float32)  # rows [0, len(self._ids)) are live
+        self._lock = WriteLock(self.path, lock_timeout) if self.path is not None else None
+        self._token: tuple[int, ...] | None = None  # identity of the file last read/written
+        self._reset()
+        if self._file_token() is not None:
+            self._load()
+
+    def _reset(self) -> None:
+        self._buf = np.empty((0, self.dim), np.float32)  # rows [0, len(self._ids)) are live
         self._ids: list[str] = []
         self._payloads: list[dict[str, Any]] = []
         self._row: dict[str, int] = {}
         self._dirty = False
-        if self.path is not None and (self.path / _FILE).exists():
-            self._load(self.path / _FILE)
 
     @property
     def _vectors(self) -> np.ndarray:
@@ -62,6 +78,9 @@ class ExactIndex:
     ) -> None:
         """Insert or replace points. ``vectors`` is (N, dim); rows are L2-normalised."""
         ids, arr, payloads = prepare_upsert(ids, vectors, payloads, self.dim)
+        if not ids:
+            return
+        self._begin_write()
         new_rows = []
         for i, pid in enumerate(ids):
             row = self._row.get(pid)
@@ -106,8 +125,12 @@ class ExactIndex:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove points; returns how many existed."""
+        if not ids:
+            return 0
+        self._begin_write()
         rows = sorted({self._row[pid] for pid in ids if pid in self._row})
         if not rows:
+            self._end_write()
             return 0
         gone = set(rows)
         self._buf = np.delete(self._vectors, rows, axis=0)
@@ -123,26 +146,91 @@ class ExactIndex:
             return len(self._ids)
         return int(filter_mask(self._payloads, filter).sum())
 
+    def ids(self) -> list[str]:
+        """Every point id, in insertion order."""
+        return list(self._ids)
+
     def flush(self) -> None:
-        """Write the index to ``path`` atomically (no-op in memory or when unchanged)."""
+        """Write the index to ``path`` atomically (no-op in memory or when unchanged), then
+        let other writers of ``path`` have its lock."""
         if self.path is None or not self._dirty:
+            self._end_write()
             return
         self.path.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "name": self.name, "dim": self.dim}
         meta |= {"ids": self._ids, "payloads": self._payloads}
-        atomic_write(self.path / _FILE, lambda fh: write_npz(fh, self._vectors, meta))
+        blob = npz_bytes(self._vectors, meta, with_checksum=True)
+        atomic_write(self.path / FILE, lambda fh: fh.write(blob))
         self._dirty = False
+        self._token = self._file_token()
+        self._end_write()
         logger.debug("flushed %d points of %r to %s", len(self._ids), self.name, self.path)
 
     def close(self) -> None:
         """Flush; the index holds no open files or connections."""
         self.flush()
 
-    def _load(self, file: Path) -> None:
+    def _begin_write(self) -> None:
+        """Take ``path``'s write lock; reload first if another writer replaced the file."""
+        if self._lock is None or self._lock.held:
+            return
+        self._lock.acquire()
+        try:
+            if self._file_token() != self._token:
+                logger.debug("%s changed on disk; reloading before writing", self.path)
+                self._reset()
+                self._load()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _end_write(self) -> None:
+        if self._lock is not None and not self._dirty:
+            self._lock.release()
+
+    def _file_token(self) -> tuple[int, ...] | None:
+        """Identity of the saved file (a writer's atomic rename changes it), None if absent."""
+        if self.path is None:
+            return None
+        try:
+            st = (self.path / FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        file = self.path / FILE
+        token = self._file_token()
+        if token is None:  # removed (moved aside) since: nothing to load
+            self._token = None
+            return
         vectors, meta, _ = read_npz(file)
         check_stored_dim(meta.get("dim"), self.dim, file)
         self._buf = np.ascontiguousarray(vectors, dtype=np.float32)
         self._ids = list(meta["ids"])
         self._payloads = list(meta["payloads"])
         self._row = {pid: r for r, pid in enumerate(self._ids)}
+        self._token = token
         logger.debug("loaded %d points of %r from %s", len(self._ids), self.name, file)
+
+
+def salvage(path: Path, dim: int) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """The points of ``path/exact.npz`` if it is readable (its checksum ignored), else none.
+
+    Never raises for damage.
+
+    Returns:
+        ids, (N, dim) float32 vectors and payloads, aligned.
+    """
+    try:
+        vectors, meta, _ = read_npz(path / FILE, verify=False)
+        ids, payloads = list(meta["ids"]), list(meta["payloads"])
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"vectors of shape {vectors.shape}")
+        if not len(ids) == len(payloads) == len(vectors):
+            raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
+    except (IndexDamagedError, KeyError, TypeError, ValueError) as exc:
+        logger.warning("salvage: nothing readable in %s (%s)", path / FILE, exc)
+        return [], np.empty((0, dim), np.float32), []
+    return ids, vectors.astype(np.float32), payloads

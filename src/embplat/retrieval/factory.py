@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from embplat.errors import ConfigError, ServiceUnavailableError
 from embplat.retrieval.base import VectorIndex
+from embplat.retrieval.lock import WriteLock
+
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("exact", "nmslib", "qdrant")
 
@@ -38,6 +47,7 @@ def open_index(
     ef_search: int = 128,
     buffer_limit: int = 2048,
     upload_batch: int = 128,
+    lock_timeout: float = 600.0,
 ) -> VectorIndex:
     """Open (creating when missing) the index ``name`` of ``dim``-d vectors.
 
@@ -55,6 +65,8 @@ def open_index(
         ef_search: nmslib HNSW ``efSearch``.
         buffer_limit: nmslib exact-buffer size that triggers a graph rebuild.
         upload_batch: Qdrant points per upsert request.
+        lock_timeout: exact/nmslib: seconds a write waits for another process writing the
+            same index (then BusyError); 0 fails at once.
 
     Raises:
         ConfigError: unknown backend, or ``qdrant`` with neither URL nor path.
@@ -62,7 +74,7 @@ def open_index(
     if backend == "exact":
         from embplat.retrieval.exact import ExactIndex
 
-        return ExactIndex(name, dim, path=Path(root) / name)
+        return ExactIndex(name, dim, path=Path(root) / name, lock_timeout=lock_timeout)
     if backend == "nmslib":
         from embplat.retrieval.nmslib_index import NmslibIndex
 
@@ -74,10 +86,74 @@ def open_index(
             ef_construction=ef_construction,
             ef_search=ef_search,
             buffer_limit=buffer_limit,
+            lock_timeout=lock_timeout,
         )
     if backend == "qdrant":
         return _open_qdrant(name, dim, qdrant_url, qdrant_api_key, qdrant_path, upload_batch)
     raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def quarantine_index(backend: str, *, name: str, root: Path) -> Path | None:
+    """Move the file-based index ``root/name`` aside, to ``root/<name>.damaged-<UTC time>``.
+
+    Nothing is deleted; :func:`salvage_points` reads what is left in the moved directory.
+
+    Returns:
+        The new path, or None for ``qdrant`` or when there is no such directory.
+
+    Raises:
+        ConfigError: unknown backend.
+        BusyError: a process is writing the index (it holds the directory's write lock).
+    """
+    _check_backend(backend)
+    source = Path(root) / name
+    if backend == "qdrant" or not source.is_dir():
+        return None
+    lock = WriteLock(source, timeout=0)
+    lock.acquire()
+    try:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target, n = source.with_name(f"{name}.damaged-{stamp}"), 1
+        while target.exists():
+            target, n = source.with_name(f"{name}.damaged-{stamp}-{n}"), n + 1
+        os.rename(source, target)
+    finally:
+        lock.release()
+    logger.warning("moved index %s aside to %s", source, target)
+    return target
+
+
+def salvage_points(
+    backend: str, *, path: Path, dim: int
+) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """Every point still readable in a (quarantined) index directory, checksums ignored.
+
+    nmslib: the base file's live slots if readable, then the segments in order up to the
+    first unreadable one; exact: its ``exact.npz`` if readable. Never raises for damage.
+
+    Returns:
+        ids, (N, dim) float32 vectors and payloads, aligned; empty when nothing is readable
+        (and always for ``qdrant``).
+
+    Raises:
+        ConfigError: unknown backend.
+    """
+    _check_backend(backend)
+    path = Path(path)
+    if backend == "exact":
+        from embplat.retrieval import exact
+
+        return exact.salvage(path, dim)
+    if backend == "nmslib":
+        from embplat.retrieval import nmslib_store
+
+        return nmslib_store.salvage(path, dim)
+    return [], np.empty((0, dim), np.float32), []
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def _open_qdrant(

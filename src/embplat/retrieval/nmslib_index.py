@@ -4,7 +4,8 @@ Points live in *slots*. Slots ``[0, built)`` are in the HNSW graph; later slots 
 buffer searched by brute force and merged with the graph's results, so writes are searchable
 at once. Replacing or deleting a point marks its slot dead (a tombstone); :meth:`rebuild`
 compacts the live slots into a new graph. The files in ``path`` are kept by
-:class:`~embplat.retrieval.nmslib_store.NmslibStore`.
+:class:`~embplat.retrieval.nmslib_store.NmslibStore`, which also holds the directory's write
+lock from a handle's first write until its :meth:`NmslibIndex.flush`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from embplat.retrieval.base import (
     Hit,
     append_rows,
     exact_top_k,
+    filter_key,
     filter_mask,
     lookup,
     make_hits,
+    merge_top_k,
     prepare_search,
     prepare_upsert,
 )
-from embplat.retrieval.nmslib_store import NmslibStore, Snapshot
+from embplat.retrieval.files import Snapshot
+from embplat.retrieval.nmslib_store import NmslibStore
 
 logger = logging.getLogger(__name__)
 # nmslib logs ~70 INFO lines while importing (factory registrations) and more per index;
@@ -53,7 +57,9 @@ _TOMBSTONE_FRACTION = 0.5
 class NmslibIndex:
     """HNSW (nmslib, space ``cosinesimil``) with an exact write buffer and tombstones.
 
-    Not thread-safe: one writer per directory.
+    Not thread-safe. Several processes may write one directory: each write waits for the
+    directory's lock (held until the writer's :meth:`flush`) and first reloads what other
+    writers committed meanwhile.
 
     Args:
         name: index name (used in messages).
@@ -65,6 +71,10 @@ class NmslibIndex:
         buffer_limit: rebuild the graph once more slots than this (or than half the graph,
             whichever is larger) wait in the exact buffer.
         num_threads: threads for building and batch queries; 0 means all cores.
+        lock_timeout: seconds a write waits for another process writing ``path``.
+
+    Raises:
+        IndexDamagedError: a file of the saved index is missing, truncated or corrupt.
     """
 
     def __init__(
@@ -77,21 +87,20 @@ class NmslibIndex:
         ef_search: int = 128,
         buffer_limit: int = 2048,
         num_threads: int = 0,
+        lock_timeout: float = 600.0,
     ) -> None:
         self.name, self.dim, self.path = name, dim, Path(path)
         self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
         self.buffer_limit, self.num_threads = buffer_limit, num_threads
-        self._buf = np.empty((0, dim), np.float32)
-        self._alive = np.empty(0, bool)
-        self._n = 0
+        self._deferred = False  # automatic rebuilds held by defer_indexing()
+        self._masks: dict[Any, np.ndarray] = {}
+        self._store = NmslibStore(self.path, name, dim, m, ef_construction, lock_timeout)
+        self._buf, self._alive = np.empty((0, dim), np.float32), np.empty(0, bool)
+        self._n = self._built = 0
         self._slot_ids: list[str] = []
         self._slot_payloads: list[dict[str, Any]] = []
         self._slot_of: dict[str, int] = {}
-        self._built = 0
         self._graph: Any = None
-        self._deferred = False  # automatic rebuilds held by defer_indexing()
-        self._masks: dict[Any, np.ndarray] = {}
-        self._store = NmslibStore(self.path, name, dim, m, ef_construction)
         if self._store.exists():
             self._load()
 
@@ -104,21 +113,27 @@ class NmslibIndex:
         ids, arr, payloads = prepare_upsert(ids, vectors, payloads, self.dim)
         if not ids:
             return
+        self._begin_write()
         self._apply_upsert(ids, arr, payloads)
         self._store.record(("u", ids, arr, payloads))
         self._maybe_rebuild()
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove points; returns how many existed."""
+        if not ids:
+            return 0
+        self._begin_write()
         existing = [pid for pid in dict.fromkeys(ids) if pid in self._slot_of]
         if existing:
             self._apply_delete(existing)
             self._store.record(("d", existing, np.empty((0, self.dim), np.float32), []))
             self._maybe_rebuild()
+        self._store.end_write()
         return len(existing)
 
     def rebuild(self) -> None:
         """Compact live points into a fresh HNSW graph; the buffer and tombstones empty."""
+        self._begin_write()
         start = time.perf_counter()
         live = np.flatnonzero(self._alive[: self._n])
         self._buf = np.ascontiguousarray(self._buf[live])
@@ -130,24 +145,22 @@ class NmslibIndex:
         self._graph = self._build_graph(self._buf) if self._n else None
         self._store.renumbered()
         self._masks.clear()
-        logger.info(
-            "built HNSW graph of %r over %d points in %.1fs",
-            self.name,
-            self._n,
-            time.perf_counter() - start,
-        )
+        elapsed = time.perf_counter() - start
+        logger.info("built HNSW graph of %r over %d points in %.1fs", self.name, self._n, elapsed)
 
     def defer_indexing(self) -> None:
         """Hold automatic rebuilds during a bulk load; new points wait in the exact buffer."""
         self._deferred = True
 
     def restore_indexing(self) -> None:
-        """End a bulk load: rebuild now if more than ``buffer_limit`` points are buffered."""
+        """End a bulk load: rebuild now if more than ``buffer_limit`` points are buffered,
+        and flush, so an idle process never keeps the directory's write lock."""
         self._deferred = False
         if self._n - self._built > self.buffer_limit:
             self.rebuild()
         else:
             self._maybe_rebuild()
+        self.flush()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -174,7 +187,7 @@ class NmslibIndex:
                 return found
             cols, scores = exact_top_k(chunk, self._buf[buffer], k)
             return [
-                _merge(gs, gv, buffer[c], s, k)
+                merge_top_k(gs, gv, buffer[c], s, k)
                 for (gs, gv), c, s in zip(found, cols, scores, strict=True)
             ]
 
@@ -192,10 +205,15 @@ class NmslibIndex:
         """Number of points (matching ``filter`` when given)."""
         return len(self._slot_of) if not filter else int(self._allowed(filter).sum())
 
+    def ids(self) -> list[str]:
+        """Every live point id, in slot order."""
+        return [self._slot_ids[i] for i in np.flatnonzero(self._alive[: self._n]).tolist()]
+
     # --- persistence --------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Make every write so far durable: a segment file, or a new base after a rebuild."""
+        """Make every write so far durable (a segment file, or a new base after a rebuild),
+        then let other writers of the directory have its lock."""
         n = self._n
         snapshot = Snapshot(
             self._buf[:n], self._alive[:n], self._slot_ids, self._slot_payloads, self._built
@@ -208,6 +226,18 @@ class NmslibIndex:
         self._graph = None
 
     # --- internals ----------------------------------------------------------------------
+
+    def _begin_write(self) -> None:
+        """Take the directory's write lock; reload first if another writer committed."""
+        try:
+            if self._store.begin_write():
+                logger.debug("%s changed on disk; reloading before writing", self.path)
+                self._restore(Snapshot.empty(self.dim))
+                if self._store.exists():
+                    self._load()
+        except BaseException:
+            self._store.end_write()
+            raise
 
     def _apply_upsert(
         self, ids: list[str], arr: np.ndarray, payloads: list[dict[str, Any]]
@@ -256,7 +286,7 @@ class NmslibIndex:
         """(n,) bool: live slots whose payload matches ``flt`` (cached until the next write)."""
         if not flt:
             return self._alive[: self._n]
-        key = _freeze(flt)
+        key = filter_key(flt)
         mask = self._masks.get(key) if key is not None else None
         if mask is None:
             mask = self._alive[: self._n] & filter_mask(self._slot_payloads, flt)
@@ -316,20 +346,32 @@ class NmslibIndex:
     def _hits(self, slots: np.ndarray, scores: np.ndarray) -> list[Hit]:
         return make_hits(self._slot_ids, self._slot_payloads, slots, scores)
 
+    def _restore(self, base: Snapshot) -> None:
+        """Take the slots of a base file as they are (tombstones included)."""
+        self._buf = np.ascontiguousarray(base.vectors, dtype=np.float32)
+        self._alive = np.array(base.alive, dtype=bool)
+        self._slot_ids, self._slot_payloads = list(base.ids), list(base.payloads)
+        self._n, self._built, self._graph = len(self._slot_ids), base.built, None
+        self._slot_of = {}
+        for slot in np.flatnonzero(self._alive).tolist():
+            old = self._slot_of.get(self._slot_ids[slot])
+            if old is not None:  # only a damaged file repeats a live id: the later one wins
+                self._alive[old] = False
+            self._slot_of[self._slot_ids[slot]] = slot
+        self._masks.clear()
+
     def _load(self) -> None:
-        base = self._store.load()
-        self._apply_upsert(base.ids, base.vectors, base.payloads)
-        self._alive[: self._n] = base.alive
-        self._slot_of = {pid: i for i, pid in enumerate(self._slot_ids) if self._alive[i]}
-        self._built = base.built
-        graph_ok = not self._store.graph_file or self._load_graph()
-        for kind, ids, arr, payloads in self._store.replay():
+        base, ops = self._store.load()
+        self._restore(base)
+        if self._built and not (self._store.graph_file and self._load_graph()):
+            # the vectors are all in the base file; only the graph was lost
+            self._graph = self._build_graph(self._buf[: self._built])
+            self._store.graph_lost()
+        for kind, ids, arr, payloads in ops:
             if kind == "u":
                 self._apply_upsert(ids, arr, payloads)
             else:
                 self._apply_delete(ids)
-        if not graph_ok:
-            self.rebuild()  # the vectors are all in the base file; only the graph was lost
         logger.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
 
     def _load_graph(self) -> bool:
@@ -341,26 +383,3 @@ class NmslibIndex:
         graph.setQueryTimeParams({"efSearch": self.ef_search})
         self._graph = graph
         return True
-
-
-def _merge(
-    g_slots: np.ndarray, g_scores: np.ndarray, b_slots: np.ndarray, b_scores: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` of graph and buffer results, by score then slot (insertion order)."""
-    slots = np.concatenate([g_slots, b_slots])
-    scores = np.concatenate([g_scores, b_scores])
-    order = np.lexsort((slots, -scores))[:k]
-    return slots[order], scores[order]
-
-
-def _freeze(flt: Filter) -> Any:
-    """Hashable form of a filter for the mask cache, or None when a value is unhashable."""
-    try:
-        key = frozenset(
-            (k, frozenset(v) if isinstance(v, list | tuple | set | frozenset) else v)
-            for k, v in flt.items()
-        )
-        hash(key)
-    except TypeError:
-        return None
-    return key

@@ -27,6 +27,8 @@ INDEXED_FIELDS = ("class", "split", "kind")
 _DEFAULT_INDEXING_THRESHOLD = 10_000
 #: Queries per ``query_batch_points`` request, so a large batch stays a reasonable request.
 _QUERY_BATCH = 256
+#: Points per ``scroll`` page when listing ids.
+_SCROLL_PAGE = 1024
 
 
 class QdrantIndex:
@@ -147,6 +149,22 @@ class QdrantIndex:
         """Number of points (matching ``filter`` when given), counted exactly."""
         flt = to_qdrant_filter(filter)
         return self.client.count(self.name, count_filter=flt, exact=True).count
+
+    def ids(self) -> list[str]:
+        """Every point id, paging through the collection (``scroll``, without vectors)."""
+        out: list[str] = []
+        offset: Any = None
+        while True:
+            records, offset = self.client.scroll(
+                self.name,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            out.extend(str(r.id) for r in records)
+            if offset is None:
+                return out
 
     def flush(self) -> None:
         """Nothing to do: every upsert already waited for Qdrant to apply it."""
