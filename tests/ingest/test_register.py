@@ -134,3 +134,73 @@ def test_rows_without_a_time_fall_back_to_the_size(sessions, bmp_tree, imagefact
     assert len(again.added) == 1 and again.already == 5
     [row] = _rows(sessions, same_size)
     assert row.mtime_ns is None
+
+
+def test_a_cataloged_file_turned_garbage_is_skipped_and_its_old_image_reported(sessions, bmp_tree):
+    _register(sessions, bmp_tree)
+    target = bmp_tree / "cats" / "cats_0.bmp"
+    [old] = _rows(sessions, target)
+    target.write_bytes(b"\x00not an image any more\xff" * 3)
+    again = _register(sessions, bmp_tree)
+    [(path, reason)] = again.skipped
+    assert path == str(target) and reason.endswith("its previous image is removed")
+    assert again.replaced == [(str(target), old.image_id)]
+    assert (again.added, again.already, again.moved) == ([], 5, [])
+    garbage_new = bmp_tree / "cats" / "junk.bmp"  # never cataloged: skipped, nothing replaced
+    garbage_new.write_bytes(b"junk")
+    third = _register(sessions, bmp_tree)
+    assert {p for p, _ in third.skipped} == {str(target), str(garbage_new)}
+    assert third.replaced == [(str(target), old.image_id)]  # the caller had not removed it
+
+
+def test_content_at_a_new_path_is_a_duplicate_while_the_old_path_exists_else_a_move(
+    sessions, bmp_tree, tmp_path
+):
+    first = _register(sessions, bmp_tree)
+    copy = tmp_path / "elsewhere" / "bmp"
+    shutil.copytree(bmp_tree, copy)
+    dup = _register(sessions, copy)
+    assert (dup.added, dup.moved, dup.replaced, len(dup.skipped)) == ([], [], [], 6)
+    assert all(reason.startswith("duplicate content of") for _, reason in dup.skipped)
+
+    shutil.rmtree(bmp_tree)
+    moved = _register(sessions, copy)
+    assert (moved.added, moved.skipped, moved.replaced) == ([], [], [])
+    assert sorted(m.image_id for m in moved.moved) == sorted(first.added)
+    m = next(m for m in moved.moved if m.path.endswith("cats_1.bmp"))
+    assert (m.old_path, m.path) == (
+        str(bmp_tree / "cats" / "cats_1.bmp"),
+        str(copy / "cats" / "cats_1.bmp"),
+    )
+    new = copy / "cats" / "cats_1.bmp"
+    assert (m.nbytes, m.mtime_ns) == (new.stat().st_size, new.stat().st_mtime_ns)
+    assert _rows(sessions, new) == []  # rows are the caller's to update, after the indexes
+
+
+def test_a_file_moved_to_another_class_folder_takes_that_class(sessions, bmp_tree):
+    _register(sessions, bmp_tree)
+    old, new = bmp_tree / "cats" / "cats_2.bmp", bmp_tree / "coffee" / "was_a_cat.bmp"
+    [row] = _rows(sessions, old)
+    old.rename(new)
+    again = _register(sessions, bmp_tree)
+    [move] = again.moved
+    assert (move.image_id, move.class_name, move.old_path) == (row.image_id, "coffee", str(old))
+    with sessions() as s:
+        ids = repo.ensure_classes(session=s, names=["coffee"])
+        [image] = repo.get_images(session=s, ids=[row.image_id])
+    assert move.class_id == ids["coffee"] and move.split == image.split == "train"
+    assert (again.added, again.skipped, again.already) == ([], [], 5)
+
+
+def test_two_copies_of_moved_content_move_once_and_the_other_is_a_duplicate(sessions, bmp_tree):
+    _register(sessions, bmp_tree)
+    old = bmp_tree / "coffee" / "coffee_0.bmp"
+    for name in ("a.bmp", "b.bmp"):
+        shutil.copyfile(old, bmp_tree / "coffee" / name)
+    old.unlink()
+    again = _register(sessions, bmp_tree)
+    [move] = again.moved
+    assert move.path == str(bmp_tree / "coffee" / "a.bmp")
+    assert again.skipped == [
+        (str(bmp_tree / "coffee" / "b.bmp"), f"duplicate content of {move.path}")
+    ]

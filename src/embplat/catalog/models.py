@@ -65,7 +65,7 @@ class Image(Base):
     __tablename__ = "images"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    path: Mapped[str] = mapped_column(String(2048))
+    path: Mapped[str] = mapped_column(String(2048), index=True)
     class_id: Mapped[int] = mapped_column(ForeignKey("classes.id"), index=True)
     split: Mapped[str] = mapped_column(String(16), index=True)
     width: Mapped[int] = mapped_column(Integer)

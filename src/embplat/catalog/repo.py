@@ -409,3 +409,105 @@ def model_metrics(
         key = row.name if split is not None else f"{row.split}/{row.name}"
         out[ids[row.model_id]][key] = row.value
     return out
+
+
+# --- keeping the catalog in step with the folders ---------------------------------------------
+
+
+class PathRow(NamedTuple):
+    """A cataloged image by its file: id, stored path, class id."""
+
+    image_id: int
+    path: str
+    class_id: int
+
+
+def images_with_prefix(*, session: Session, prefix: str) -> list[PathRow]:
+    """Images whose stored path starts with ``prefix`` (case-sensitive, exact), in id order.
+
+    Ingest passes a scanned root plus the separator (the images under that root); the
+    ``images delete`` command passes the literal head of a glob.
+    """
+    stmt = (
+        select(Image.id, Image.path, Image.class_id)
+        .where(Image.path.startswith(prefix, autoescape=True))
+        .order_by(Image.id)
+    )
+    # SQLite's LIKE ignores ASCII case: the exact test is made here
+    return [PathRow(*row) for row in session.execute(stmt) if row[1].startswith(prefix)]
+
+
+def class_image_ids(*, session: Session, class_id: int) -> list[int]:
+    """Ids of every image of a class, in id order."""
+    stmt = select(Image.id).where(Image.class_id == class_id).order_by(Image.id)
+    return list(session.scalars(stmt))
+
+
+def image_points_by_image(
+    *, session: Session, image_ids: Sequence[int]
+) -> dict[int, list[tuple[str, int, str]]]:
+    """image id -> (collection name, dim, point id) of each of its recorded points."""
+    out: dict[int, list[tuple[str, int, str]]] = {}
+    ids = list(image_ids)
+    for start in range(0, len(ids), 500):
+        stmt = (
+            select(Embedding.image_id, Collection.name, Collection.dim, Embedding.point_id)
+            .join(Collection, Embedding.collection_id == Collection.id)
+            .where(Embedding.image_id.in_(ids[start : start + 500]))
+            .order_by(Collection.id, Embedding.id)
+        )
+        for image_id, name, dim, pid in session.execute(stmt):
+            out.setdefault(image_id, []).append((name, dim, pid))
+    return out
+
+
+def relocate_images(*, session: Session, moves: Sequence[Mapping[str, Any]]) -> None:
+    """Point image rows at the place their file moved to.
+
+    Args:
+        moves: dicts with ``image_id``, ``path``, ``nbytes``, ``mtime_ns``, ``class_id`` and
+            ``split``; ids deleted meanwhile are ignored.
+    """
+    if not moves:
+        return
+    table = cast(Table, Image.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("image_id"))
+        .values(
+            path=bindparam("new_path"),
+            nbytes=bindparam("new_nbytes"),
+            mtime_ns=bindparam("new_mtime"),
+            class_id=bindparam("new_class"),
+            split=bindparam("new_split"),
+        )
+    )
+    rows = [
+        {
+            "image_id": m["image_id"],
+            "new_path": m["path"],
+            "new_nbytes": m["nbytes"],
+            "new_mtime": m["mtime_ns"],
+            "new_class": m["class_id"],
+            "new_split": m["split"],
+        }
+        for m in moves
+    ]
+    session.execute(stmt, rows)
+
+
+def trained_collections(*, session: Session) -> list[tuple[str, int, str]]:
+    """(collection name, dim, model name) of every trained model's collection (those that
+    may hold ``label`` points), oldest first."""
+    stmt = (
+        select(Collection.name, Collection.dim, ModelRecord.name)
+        .join(ModelRecord, Collection.model_id == ModelRecord.id)
+        .where(ModelRecord.kind != "encoder")
+        .order_by(Collection.id)
+    )
+    return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]
+
+
+def delete_class(*, session: Session, class_id: int) -> None:
+    """Delete a class row (its images must be gone already)."""
+    session.execute(delete(ClassLabel).where(ClassLabel.id == class_id))

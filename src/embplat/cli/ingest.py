@@ -1,4 +1,4 @@
-"""``platform ingest`` and ``platform classes``: register images, enrol new classes."""
+"""``platform ingest`` and ``platform classes``: register images, enrol or remove classes."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from embplat.cli.output import RichProgress, console, print_json, progress_bars, warn_line
 from embplat.errors import JobFailedError
 from embplat.pipelines.ingest import IngestResult, enrol_class, ingest_tree
 
-classes_app = typer.Typer(no_args_is_help=True, help="List classes, enrol a new class.")
+classes_app = typer.Typer(no_args_is_help=True, help="List classes, enrol or remove a class.")
 
 
 ModelsOpt = Annotated[
@@ -21,6 +22,16 @@ ModelsOpt = Annotated[
     typer.Option(
         help="trained models whose indexes the images enter too: all (those with an index), "
         "none, or comma-separated names"
+    ),
+]
+PruneOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--prune/--no-prune",
+        help="cataloged images under the folder whose file is gone: by default they are "
+        "removed unless that looks like an accident (folder empty, or over half of them gone); "
+        "--prune removes them anyway, --no-prune only reports them",
+        show_default=False,
     ),
 ]
 
@@ -36,14 +47,18 @@ def ingest(
     root: Annotated[Path, typer.Argument(help="JPEGImages folder (AwA2) or class-per-folder tree")],
     embed: Annotated[bool, typer.Option(help="embed new images into the active index")] = True,
     models: ModelsOpt = "all",
+    prune: PruneOpt = None,
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Catalog every valid image under ROOT (idempotent) and embed it (active index and the
-    trained models' indexes)."""
+    trained models' indexes). The index follows the folder: rewritten files replace their
+    image, moved files keep it under the new path, deleted files leave."""
     context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
-        result = ingest_tree(context, root, embed=embed, models=parse_models(models), progress=bars)
+        result = ingest_tree(
+            context, root, embed=embed, models=parse_models(models), prune=prune, progress=bars
+        )
         if wait:
             _wait_all(context.sessions, result, bars)
     _report(result, json_out)
@@ -111,6 +126,7 @@ def classes_add(
         bool, typer.Option("--zero-shot", help="no images: a label for DeViSE models only")
     ] = False,
     models: ModelsOpt = "all",
+    prune: PruneOpt = None,
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -125,7 +141,9 @@ def classes_add(
         _add_zero_shot(context, name, zero_shot, json_out)
         return
     with progress_bars(not json_out) as bars:
-        result = enrol_class(context, name, folder, models=parse_models(models), progress=bars)
+        result = enrol_class(
+            context, name, folder, models=parse_models(models), prune=prune, progress=bars
+        )
         if wait:
             _wait_all(context.sessions, result, bars)
     if zero_shot:  # also (re)publish its label vector to the visual-semantic models
@@ -151,6 +169,27 @@ def classes_list(
     for c, n in rows:
         table.add_row(c.name, c.role, *(str(n.get(s, 0)) for s in ("train", "valid", "test")))
     console.print(table)
+
+
+@classes_app.command("remove")
+def classes_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="class name, as `platform classes list` shows")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Remove a class: its images leave every index (the active one and every trained
+    model's) and the catalog, then the class itself. Files on disk are not touched."""
+    from embplat.pipelines.remove import remove_class
+
+    result = remove_class(ctx.obj.context(), name)
+    if json_out:
+        print_json(result)
+        return
+    labels = f", {result['labels']} label vectors" if result["labels"] else ""
+    console.print(
+        f"removed class [bold]{escape(name)}[/]: {result['images']} images{labels} "
+        "(catalog and every index)"
+    )
 
 
 def _add_zero_shot(context: Any, name: str, zero_shot: bool, json_out: bool) -> None:
@@ -185,9 +224,20 @@ def _report(result: IngestResult, json_out: bool) -> None:
             console.print(f"{model}: queued {info['queued']} images as job {info['job_id']}")
         else:
             console.print(f"{model}: {info['embedded']} images embedded into its index")
-    replaced = f"{result.replaced} replaced, " if result.replaced else ""
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
-        f"{result.added} new, {replaced}{result.already} already cataloged, "
+        f"{result.added} new, {_changes(result)}{result.already} already cataloged, "
         f"{len(result.skipped)} skipped, {result.embedded} embedded  [dim](job {result.job_id})[/]"
     )
+
+
+def _changes(result: IngestResult) -> str:
+    """The summary's "replaced / moved / removed" part, empty when nothing changed."""
+    parts = [f"{result.replaced} replaced"] if result.replaced else []
+    if result.moved:
+        parts.append(f"{result.moved} moved")
+    if result.removed:
+        parts.append(f"{result.removed} removed (files gone)")
+    if result.missing > result.removed:
+        parts.append(f"{result.missing - result.removed} missing (kept)")
+    return "".join(f"{p}, " for p in parts)

@@ -1,4 +1,8 @@
-"""Use cases: ingest a tree, enrol a new class from a folder, embed what is pending."""
+"""Use cases: ingest a tree, enrol a new class from a folder, embed what is pending.
+
+Both keep the index following the folder (``embplat.pipelines.sync``): rewritten files
+replace their image, moved files keep theirs under the new path, deleted files leave.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
 from embplat.pipelines.context import Context
 from embplat.pipelines.progress import NoProgress, ProgressSink
-from embplat.pipelines.replace import remove_superseded
+from embplat.pipelines.remove import remove_superseded
+from embplat.pipelines.sync import apply_moves, prune_vanished
 from embplat.workers.runner import JobHandle, run_in_process
 
 log = logging.getLogger(__name__)
@@ -40,8 +45,13 @@ class IngestResult:
     scanned: int = 0
     added: int = 0
     already: int = 0
-    #: cataloged images removed because their file now holds other content
+    #: cataloged images removed because their file now holds other content (or no image)
     replaced: int = 0
+    #: cataloged images found at a new path (their old one gone): path updated, not re-added
+    moved: int = 0
+    #: cataloged images under the root whose file is gone, and how many of them were removed
+    missing: int = 0
+    removed: int = 0
     embedded: int = 0
     queued: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -60,16 +70,22 @@ def ingest_tree(
     *,
     embed: bool = True,
     models: Sequence[str] | None = None,
+    prune: bool | None = None,
     progress: ProgressSink | None = None,
 ) -> IngestResult:
     """Scan ``root`` (AwA2 layout or class-per-folder), catalog new images, embed pending ones.
 
-    A cataloged file whose content changed is cataloged anew and its previous image leaves
-    the catalog and every index (``replaced``).
+    The catalog and every index follow the folder: a cataloged file whose content changed (or
+    that no longer decodes) has its previous image removed (``replaced``); content found at a
+    new path whose cataloged path is gone keeps its image under the new path (``moved``);
+    cataloged images under the root whose file is gone are removed (``missing``,
+    ``removed``) — see :func:`embplat.pipelines.sync.prune_vanished` for when that is refused.
 
     Args:
         models: trained models whose indexes the images enter too (``embed_into_models``;
             None = every trained model with an index).
+        prune: vanished files: None removes them unless it looks like an accident, True
+            removes them anyway, False only reports them.
 
     Raises:
         DataError: ``root`` is missing or holds no class folders.
@@ -94,14 +110,14 @@ def ingest_tree(
     )
 
     def work(job: JobHandle) -> dict[str, object]:
-        reg, replaced = _register(ctx, scan.items, class_ids, set(scan.unseen), None, progress)
-        _merge(result, reg, replaced, _embed_pending(ctx, progress, job) if embed else None)
+        reg = _register(ctx, result, scan.items, class_ids, set(scan.unseen), None, prune, progress)
+        _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
         sessions=ctx.sessions,
         kind="ingest",
-        params={"root": str(root), "embed": embed},
+        params={"root": str(root), "embed": embed, "prune": prune},
         work=work,
     )
     if embed:
@@ -115,12 +131,15 @@ def enrol_class(
     folder: Path,
     *,
     models: Sequence[str] | None = None,
+    prune: bool | None = None,
     progress: ProgressSink | None = None,
 ) -> IngestResult:
     """Register class ``name`` and enrol every image in ``folder`` (train split), no retraining.
 
     The images enter the active index and, by default (``models`` None), the index of every
-    trained model that has one, so ``classify --model`` knows the class at once.
+    trained model that has one, so ``classify --model`` knows the class at once. The folder
+    is the scanned root: cataloged images under it whose file is gone are handled as by
+    :func:`ingest_tree` (``prune``).
 
     Raises:
         DataError: the folder is missing or holds no images.
@@ -133,17 +152,18 @@ def enrol_class(
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
         class_ids = repo.ensure_classes(session=session, names=[name], source=str(folder))
-    result = IngestResult(root=str(folder), layout="class", scanned=len(items), classes=1)
+    root = folder.absolute()
+    result = IngestResult(root=str(root), layout="class", scanned=len(items), classes=1)
 
     def work(job: JobHandle) -> dict[str, object]:
-        reg, replaced = _register(ctx, items, class_ids, set(), "train", progress)
-        _merge(result, reg, replaced, _embed_pending(ctx, progress, job))
+        reg = _register(ctx, result, items, class_ids, set(), "train", prune, progress)
+        _merge(result, reg, _embed_pending(ctx, progress, job))
         return result.as_dict()
 
     result.job_id, _ = run_in_process(
         sessions=ctx.sessions,
         kind="enrol",
-        params={"class": name, "folder": str(folder)},
+        params={"class": name, "folder": str(folder), "prune": prune},
         work=work,
     )
     result.models = embed_into_models(ctx, models, progress)
@@ -198,16 +218,18 @@ def _folder_items(name: str, folder: Path) -> list[ScanItem]:
 
 def _register(
     ctx: Context,
+    result: IngestResult,
     items: Sequence[ScanItem],
     class_ids: dict[str, int],
     unseen: set[str],
     force_split: str | None,
+    prune: bool | None,
     progress: ProgressSink,
-) -> tuple[RegisterReport, int]:
-    """Catalog the items, then remove the images their files no longer hold.
+) -> RegisterReport:
+    """Catalog the items, move the images whose file moved, remove those their files no
+    longer hold, then those whose file under the root is gone (counts go into ``result``).
 
-    Returns:
-        The registration report and how many superseded images were removed.
+    Moves come before the search for vanished files: a moved file's old path is gone too.
     """
     report = register_items(
         items,
@@ -220,7 +242,13 @@ def _register(
         force_split=force_split,
         progress=progress.task("validating images", len(items)),
     )
-    return report, remove_superseded(ctx, report.replaced)
+    result.moved = apply_moves(ctx, report.moved)
+    result.replaced = remove_superseded(ctx, report.replaced)
+    fresh = {*report.added, *(m.image_id for m in report.moved)}
+    vanished = prune_vanished(ctx, Path(result.root), prune=prune, fresh=fresh)
+    result.missing, result.removed = vanished.missing, vanished.removed
+    result.warnings.extend(vanished.warnings)
+    return report
 
 
 def resume_job(
@@ -307,12 +335,9 @@ def _embed_pending(
     return report
 
 
-def _merge(
-    result: IngestResult, reg: RegisterReport, replaced: int, emb: EmbedReport | None
-) -> None:
+def _merge(result: IngestResult, reg: RegisterReport, emb: EmbedReport | None) -> None:
     result.added = len(reg.added)
     result.already = reg.already
-    result.replaced = replaced
     result.skipped = reg.skipped + (emb.failed if emb else [])
     result.embedded = emb.done if emb else 0
     result.queued = emb.queued if emb else 0
