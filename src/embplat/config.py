@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embplat.errors import ConfigError
@@ -74,6 +74,41 @@ class CelerySettings(BaseSettings):
         3600, ge=1, description="seconds before a task of a killed worker is redelivered"
     )
     concurrency: int = Field(1, ge=1, le=256, description="worker processes per `platform worker`")
+    # Time limits keep every task shorter than the visibility timeout: a task still running
+    # when it expires is delivered to a second worker and runs twice. Hard limits are
+    # declared before soft ones so each validator sees the value it is compared with.
+    task_time_limit: int = Field(1200, ge=1, description="seconds before an embed is killed")
+    task_soft_time_limit: int = Field(
+        900, ge=1, description="seconds before an embed/rebuild task is asked to stop"
+    )
+    train_time_limit: int = Field(3300, ge=1, description="seconds before a training is killed")
+    train_soft_time_limit: int = Field(
+        3000, ge=1, description="seconds before a training is asked to stop (marked failed)"
+    )
+
+    @field_validator("task_time_limit", "train_time_limit")
+    @classmethod
+    def _hard_below_visibility(cls, v: int, info: ValidationInfo) -> int:
+        vt = info.data.get("visibility_timeout")
+        if vt is not None and v >= vt:
+            raise ValueError(
+                f"EMBPLAT_CELERY_{str(info.field_name).upper()}={v} must be below "
+                f"EMBPLAT_CELERY_VISIBILITY_TIMEOUT={vt}, or a task still running is delivered "
+                "again and runs twice; raise the visibility timeout with it"
+            )
+        return v
+
+    @field_validator("task_soft_time_limit", "train_soft_time_limit")
+    @classmethod
+    def _soft_below_hard(cls, v: int, info: ValidationInfo) -> int:
+        hard_name = str(info.field_name).replace("_soft", "")
+        hard = info.data.get(hard_name)
+        if hard is not None and v >= hard:
+            raise ValueError(
+                f"EMBPLAT_CELERY_{str(info.field_name).upper()}={v} must be below "
+                f"EMBPLAT_CELERY_{hard_name.upper()}={hard}"
+            )
+        return v
 
 
 class EmbedSettings(BaseSettings):
@@ -109,6 +144,11 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _usable_home(cls, v: Path) -> Path:
+        return check_home(v)
 
     @property
     def qdrant_path(self) -> Path | None:
@@ -154,7 +194,27 @@ def load_settings(**overrides: object) -> Settings:
             setattr(settings, group, sub.model_copy(update={field: value}))
         else:
             settings = settings.model_copy(update={group: value})
+    try:  # model_copy skips validation, so a --home flag is checked here
+        check_home(settings.home)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: home: {exc}") from exc
     return settings
+
+
+def check_home(home: Path) -> Path:
+    """``home`` unchanged when it is a folder or can become one.
+
+    Raises:
+        ValueError: ``home`` is a file, or lies under one; the message names it.
+    """
+    for path in (home, *home.parents):
+        if path.exists() and not path.is_dir():
+            where = "is" if path == home else f"lies under {path}, which is"
+            raise ValueError(
+                f"data home {home} {where} a file, not a folder; set EMBPLAT_HOME (or --home) "
+                "to a folder"
+            )
+    return home
 
 
 def mask_url(url: str) -> str:

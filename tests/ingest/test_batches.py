@@ -65,6 +65,22 @@ def planned(tmp_path, fmnist_root):
     return sessions, encoder, coll.id, job.id, seqs
 
 
+def _replanned(planned):
+    """The same images planned again as a new job (under the current BULK_THRESHOLD)."""
+    from sqlalchemy import select
+
+    from embplat.catalog.models import JobBatch
+
+    sessions, encoder, coll, job_id, _ = planned
+    with sessions() as s:
+        items = s.scalars(select(JobBatch.items).where(JobBatch.job_id == job_id)).all()
+    with transaction(sessions) as s:
+        job = repo.create_job(session=s, kind="embed", params={})
+    ids = [i for batch in items for i in batch]
+    seqs = batches.plan_batches(sessions=sessions, job_id=job.id, image_ids=ids, batch_size=12)
+    return sessions, encoder, coll, job.id, seqs
+
+
 def _run(planned, index, seq):
     sessions, encoder, coll, job, _ = planned
     return batches.run_batch(
@@ -99,6 +115,7 @@ def test_batches_finish_the_job_and_reruns_are_idempotent(planned):
 
 def test_large_jobs_defer_indexing_until_the_last_batch(planned, monkeypatch):
     monkeypatch.setattr(batches, "BULK_THRESHOLD", 10)
+    planned = _replanned(planned)  # the bulk decision is taken when the job is planned
     index = SpyIndex("c", 64)
     for seq in planned[4]:
         _run(planned, index, seq)
@@ -115,3 +132,68 @@ def test_failed_batch_fails_the_job_with_its_error(planned):
     with sessions() as s:
         assert "batch 1: disk full" in repo.get_job(session=s, job_id=job_id).error
     assert "alias:embplat_images" not in index.calls
+
+
+def test_bulk_is_decided_once_when_planned(planned, monkeypatch):
+    """The decision survives a job total that changes later (e.g. a progress write)."""
+    sessions, _, _, job_id, seqs = planned
+    with sessions() as s:
+        assert repo.get_job(session=s, job_id=job_id).params["bulk"] is False
+    monkeypatch.setattr(batches, "BULK_THRESHOLD", 10)
+    with transaction(sessions) as s:  # planned as small: a bigger total changes nothing
+        repo.update_job(session=s, job_id=job_id, total=10**6)
+    index = SpyIndex("c", 64)
+    for seq in seqs:
+        _run(planned, index, seq)
+    assert index.calls == ["alias:embplat_images"]
+
+
+def test_job_handle_keeps_a_total_it_did_not_set(planned):
+    from embplat.workers.runner import JobHandle
+
+    sessions, _, _, job_id, _ = planned
+    handle = JobHandle(job_id, sessions)
+    handle.advance(5)
+    with sessions() as s:
+        assert repo.get_job(session=s, job_id=job_id).total == 30  # plan_batches' total
+    handle.set_total(40)
+    with sessions() as s:
+        assert repo.get_job(session=s, job_id=job_id).total == 40
+
+
+@pytest.mark.slow
+def test_large_local_ingest_leaves_nmslib_with_its_graph(tmp_path, fmnist_root, monkeypatch):
+    """Past the bulk threshold, in several batches: indexing is deferred, then restored
+    after the last batch, so the index ends with an HNSW graph over every point."""
+    import json
+
+    from embplat.config import load_settings
+    from embplat.pipelines.ingest import ingest_tree
+    from embplat.workers.context import build_context
+
+    env = {
+        "EMBPLAT_HOME": str(tmp_path / "home"),
+        "EMBPLAT_BROKER_URL": "",
+        "EMBPLAT_CATALOG_URL": "",
+        "EMBPLAT_INDEX_BACKEND": "nmslib",
+        "EMBPLAT_INDEX_BUFFER_LIMIT": "32",
+        "EMBPLAT_EMBED_ENCODER": "tiny_cnn",
+        "EMBPLAT_EMBED_NUM_WORKERS": "0",
+        "EMBPLAT_INGEST_BATCH_SIZE": "16",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(batches, "BULK_THRESHOLD", 50)
+    ctx = build_context(load_settings())
+    result = ingest_tree(ctx, fmnist_root)
+    index = ctx.space().index
+    assert result.embedded == 120 and index.count(None) == 120
+    with ctx.sessions() as s:
+        job = repo.get_job(session=s, job_id=result.job_id)
+        n_batches = batches.count_batches(sessions=ctx.sessions, job_id=job.id)
+    assert (job.state, job.total, job.done, job.failed) == ("succeeded", 120, 120, 0)
+    assert job.params["bulk"] is True and n_batches == 8
+    assert index._graph is not None and index._built == 120  # every point in the graph
+    ctx.close()
+    (manifest,) = (tmp_path / "home" / "index").rglob("manifest.json")
+    assert json.loads(manifest.read_text())["graph"]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from embplat.errors import DataError
-from embplat.ingest.images import ImageInfo, inspect_image, load_rgb, to_rgb
+from embplat.ingest.images import ImageInfo, inspect_image, load_rgb, resized_pixels, to_rgb
 
 MAX = 10_000_000
 
@@ -203,3 +203,53 @@ def test_grey_and_bilevel_become_equal_channels(
     assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
     if mode == "1":
         assert set(np.unique(rgb)) <= {0.0, 255.0}
+
+
+# --- extreme aspect ratios: refused from the header, before the encoder's resize blows up ----
+
+
+def _png(tmp_path: Path, width: int, height: int) -> Path:
+    path = tmp_path / f"{width}x{height}.png"
+    Image.new("L", (width, height), 128).save(path, optimize=True)
+    return path
+
+
+def test_extreme_aspect_ratio_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _png(tmp_path, 100_000, 1)  # a few hundred bytes; 22.4 Gpx once scaled to 224 px
+    assert path.stat().st_size < 1000
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError("pixels decoded before the header was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for call in (inspect_image, load_rgb):
+        with pytest.raises(DataError) as caught:
+            call(path, max_pixels=MAX)
+        assert str(caught.value).startswith(
+            f"{path}: 100000x1 has an aspect ratio of 100000:1, over the limit of 50:1"
+        )
+
+
+def test_aspect_limit_is_inclusive_and_adjustable(tmp_path: Path) -> None:
+    assert inspect_image(_png(tmp_path, 1000, 20), max_pixels=MAX).width == 1000  # 50:1
+    tall = _png(tmp_path, 20, 1020)  # 51:1
+    with pytest.raises(DataError, match="aspect ratio of 51:1"):
+        inspect_image(tall, max_pixels=MAX)
+    assert load_rgb(tall, max_pixels=MAX, max_aspect=60).size == (20, 1020)
+    with pytest.raises(DataError, match="over the limit of 4:1"):
+        load_rgb(_png(tmp_path, 50, 10), max_pixels=MAX, max_aspect=4)
+
+
+def test_pixels_after_the_encoder_resize_are_checked(tmp_path: Path) -> None:
+    from torchvision import transforms as T
+
+    path = _png(tmp_path, 2000, 50)
+    with Image.open(path) as img:
+        scaled = T.Resize(224)(img)
+    assert resized_pixels(2000, 50, 224) == scaled.width * scaled.height == 224 * 8960
+    assert load_rgb(path, max_pixels=1_000_000).size == (2000, 50)  # no resize given
+    with pytest.raises(DataError, match="scaled to a 224-pixel short side is 2007040 pixels"):
+        load_rgb(path, max_pixels=1_000_000, resize_side=224)
+    assert load_rgb(path, max_pixels=3_000_000, resize_side=224).size == (2000, 50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,3 +152,105 @@ def test_tree_without_images(tmp_path: Path) -> None:
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(DataError, match="no images found"):
         scan_tree(tmp_path)
+
+
+# --- entries that must be skipped and reported while the rest of the tree is scanned ---------
+
+
+def test_non_utf8_names_are_skipped_and_reported(plain_tree: Path) -> None:
+    # Created through bytes paths: "café" in Latin-1, as copied from an old Windows share.
+    folder = os.fsencode(plain_tree)
+    (plain_tree / "cats" / "chelsea.jpg").replace(os.fsdecode(folder + b"/cats/caf\xe9.jpg"))
+    os.mkdir(folder + b"/r\xe9sum\xe9")
+    result = scan_tree(plain_tree)
+    assert [item.path.name for item in result.items] == [
+        "CHELSEA2.JPEG",
+        "zèbre_ü.jpg",
+        "cup.TIFF",
+        "cup.png",
+    ]
+    assert result.classes == ["cats", "coffee"]
+    for name in ("cats/caf\\xe9.jpg", "r\\xe9sum\\xe9"):
+        assert any(f"{name}: name is not valid UTF-8; skipped" in w for w in result.warnings)
+    # every line can be printed, logged and stored as UTF-8
+    "\n".join(result.warnings).encode("utf-8")
+
+
+def test_symlink_loops_and_dangling_links_are_skipped_and_reported(plain_tree: Path) -> None:
+    cats = plain_tree / "cats"
+    (plain_tree / "loop").symlink_to(".")
+    (cats / "self").symlink_to(".")
+    (cats / "a.jpg").symlink_to("b.jpg")
+    (cats / "b.jpg").symlink_to("a.jpg")
+    (cats / "dangling.jpg").symlink_to("nowhere.jpg")
+    (plain_tree / "x").symlink_to("y")
+    (plain_tree / "y").symlink_to("x")
+    result = scan_tree(plain_tree)
+    assert result.classes == ["cats", "coffee"]
+    assert len(result.items) == 5
+    warned = "\n".join(result.warnings)
+    assert f"{plain_tree / 'loop'}: symlink loop (points at {plain_tree.resolve()}" in warned
+    assert f"{cats / 'self'}: symlink loop" in warned
+    for name in ("cats/a.jpg", "cats/b.jpg", "x", "y"):
+        assert f"{plain_tree / name}: symlink loop: links pointing at each other" in warned
+    assert f"{cats / 'dangling.jpg'}: broken symlink to nowhere.jpg; skipped" in warned
+
+
+def test_symlinked_files_and_folders_are_followed(plain_tree: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(plain_tree / "coffee", elsewhere)
+    (plain_tree / "tea").symlink_to(elsewhere)
+    (plain_tree / "cats" / "link.jpg").symlink_to(plain_tree / "cats" / "chelsea.jpg")
+    result = scan_tree(plain_tree)
+    assert result.classes == ["cats", "coffee", "tea"]
+    assert ScanItem(plain_tree / "cats" / "link.jpg", "cats") in result.items
+    assert ScanItem(plain_tree / "tea" / "cup.png", "tea") in result.items
+
+
+def test_special_files_are_skipped_not_read(plain_tree: Path) -> None:
+    fifo = plain_tree / "cats" / "pipe.jpg"
+    os.mkfifo(fifo)  # reading it would block the ingest forever
+    result = scan_tree(plain_tree)
+    assert ScanItem(fifo, "cats") not in result.items
+    assert f"{fifo}: not a regular file or folder; skipped" in result.warnings
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their mode")
+def test_unreadable_class_folder_is_skipped_not_fatal(plain_tree: Path) -> None:
+    (plain_tree / "cats").chmod(0)
+    try:
+        result = scan_tree(plain_tree)
+    finally:
+        (plain_tree / "cats").chmod(0o755)
+    assert {item.class_name for item in result.items} == {"coffee"}
+    assert any(w.startswith(f"{plain_tree / 'cats'}: cannot list folder") for w in result.warnings)
+
+
+# --- AwA2 class files that disagree ----------------------------------------------------------
+
+
+def test_class_in_both_split_files_warns_and_is_unseen(small_awa2: Path) -> None:
+    meta = small_awa2.parent
+    with open(meta / "testclasses.txt", "a", encoding="utf-8") as fh:
+        fh.write("trouser\nt-shirt\n")
+    result = scan_tree(small_awa2)
+    assert result.unseen == {"sandal", "shirt", "trouser", "t-shirt"}
+    [line] = [w for w in result.warnings if "in both" in w]
+    assert "'t-shirt', 'trouser'" in line or "'trouser', 't-shirt'" in line
+    assert str(meta / "trainclasses.txt") in line and str(meta / "testclasses.txt") in line
+    assert "treated as unseen" in line
+
+
+def test_empty_classes_txt_warns(small_awa2: Path) -> None:
+    (small_awa2.parent / "classes.txt").write_text("\n\n")
+    result = scan_tree(small_awa2)
+    assert sorted(result.classes) == sorted(SMALL_CLASSES)
+    assert f"{small_awa2.parent / 'classes.txt'}: names no class" in result.warnings[0]
+
+
+def test_invisible_characters_in_a_split_file_are_shown(small_awa2: Path) -> None:
+    # a zero-width space is not whitespace: the name differs from the folder's
+    (small_awa2.parent / "testclasses.txt").write_text("sandal\nshirt\u200b\n", encoding="utf-8")
+    result = scan_tree(small_awa2)
+    assert any("class 'shirt\\u200b' is in" in w for w in result.warnings)
+    assert any("class 'shirt\\u200b' is listed in" in w for w in result.warnings)

@@ -120,3 +120,22 @@ def test_fasttext_bin_gives_out_of_vocabulary_words_subword_vectors(tmp_path):
     far = unit(oov) @ unit(vectors.vector("closet"))
     assert near > far
     assert label_vector(vectors, "striped+zebras").shape == (16,)
+
+
+@pytest.mark.parametrize(
+    ("row", "bad"),
+    [
+        ("dog 0.9 abc 0 0", "'abc'"),
+        ("dog 0.9 0.1 nan 0", "'nan'"),
+        ("dog inf 0.1 0 0", "'inf'"),
+        ("dog 0.9 -Infinity 0 0", "'-Infinity'"),
+        ("dog 0.9 1e40 0 0", "'1e40'"),  # overflows float32 to infinity
+    ],
+)
+def test_values_that_are_not_finite_numbers_name_file_and_line(tmp_path, row, bad):
+    path = tmp_path / "broken.vec"
+    path.write_text(f"3 4\ncat 1 0 0 0\n{row}\ncar 0 0 1 0\n")
+    with pytest.raises(DataError) as caught:
+        source_for_file(path, tmp_path / "home")
+    assert str(caught.value).startswith(f"{path} line 3: {bad} is not a finite number")
+    assert not (tmp_path / "home" / "vectors").exists()  # nothing half-converted left behind

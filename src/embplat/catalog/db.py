@@ -8,20 +8,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.config import mask_url
-from embplat.errors import ServiceUnavailableError
+from embplat.errors import ConfigError, DataError, EmbplatError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets its folder created, WAL, and enforced foreign keys."""
+    """Create an engine; SQLite gets its folder created, WAL, and enforced foreign keys.
+
+    Raises:
+        ConfigError: the SQLite file's folder cannot be created (e.g. a file is in the way).
+    """
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the catalog folder {folder} ({exc.strerror}); point "
+                "EMBPLAT_HOME (or --home, or EMBPLAT_CATALOG_URL) at a folder you can write"
+            ) from exc
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -62,6 +73,7 @@ def upgrade(engine: Engine) -> None:
 
     Raises:
         ServiceUnavailableError: the database does not answer; the message names its URL.
+        DataError: the SQLite file is damaged.
     """
     from alembic import command
 
@@ -72,10 +84,17 @@ def upgrade(engine: Engine) -> None:
             command.upgrade(cfg, "head")
     except OperationalError as exc:
         raise unavailable(engine, exc) from exc
+    except DatabaseError as exc:
+        raise damaged(engine.url.render_as_string(hide_password=False), exc) from exc
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or None for an empty database."""
+    """The revision the database is at, or None for an empty database.
+
+    Raises:
+        ServiceUnavailableError: the database does not answer.
+        DataError: the SQLite file is damaged (truncated, overwritten).
+    """
     from alembic.runtime.migration import MigrationContext
 
     try:
@@ -85,6 +104,8 @@ def current_revision(engine: Engine) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
         raise unavailable(engine, exc) from exc
+    except DatabaseError as exc:  # sqlite: "file is not a database", "disk image is malformed"
+        raise damaged(engine.url.render_as_string(hide_password=False), exc) from exc
 
 
 def head_revision() -> str:
@@ -117,4 +138,34 @@ def unavailable(engine: Engine, exc: Exception) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"catalog database {engine.url.render_as_string(hide_password=True)} is unreachable: "
         f"{reason}"
+    )
+
+
+def catalog_failure(url: str, exc: DatabaseError) -> EmbplatError:
+    """The project error for a driver error that escaped a command (the CLI's last resort):
+    damaged for a corrupt SQLite file, unavailable for a database that failed to answer
+    (e.g. ``database is locked`` after the busy timeout)."""
+    if isinstance(exc, OperationalError):
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return ServiceUnavailableError(
+            f"catalog database {mask_url(url)} failed: {reason}; retry, or check the database"
+        )
+    return damaged(url, exc)
+
+
+def damaged(url: str, exc: Exception) -> EmbplatError:
+    """The one-line error for a catalog the driver reports as corrupt.
+
+    A damaged file is data, not an outage: retrying cannot help, so an SQLite catalog gets a
+    :class:`DataError` naming the file and the two ways out; another database's error (a
+    server answered, but with a corruption error) is reported as unavailable, naming its URL.
+    """
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if not url.startswith("sqlite:///"):
+        return ServiceUnavailableError(f"catalog database {mask_url(url)} failed: {reason}")
+    path = Path(url.removeprefix("sqlite:///")).absolute()
+    return DataError(
+        f"catalog {path} is damaged ({reason}): restore it from a backup, or move it aside "
+        "and run `platform ingest` again to rebuild it (then `platform doctor` to check the "
+        "indexes against it)"
     )

@@ -8,9 +8,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import console, print_json, warn_line
+from embplat.cli.output import console, error_line, print_json, warn_line
 from embplat.errors import DataError
-from embplat.pipelines.query import Neighbour, Prediction, classify, search_by_image
+from embplat.pipelines.query import (
+    Neighbour,
+    Prediction,
+    QueryFailure,
+    check_split,
+    classify,
+    search_by_image,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +41,7 @@ def classify_cmd(
     model: Annotated[str | None, ModelOpt] = None,
     unseen_only: Annotated[bool, typer.Option(help="semantic: only unseen labels (ZSL)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
-    show: Annotated[int, typer.Option(help="neighbours to list per image")] = 5,
+    show: Annotated[int, typer.Option(min=0, help="neighbours to list per image")] = 5,
     reject_below: Annotated[
         float | None, typer.Option(help="answer `unknown` below this vote share / score")
     ] = None,
@@ -42,40 +49,43 @@ def classify_cmd(
         "share"
     ),
 ) -> None:
-    """Predict each image's class by kNN vote, or (--space semantic) by the nearest label."""
+    """Predict each image's class by kNN vote, or (--space semantic) by the nearest label.
+
+    An image that cannot be read (missing, corrupt, too large) is reported on its own line
+    (in `--json`: an entry `{"path", "error"}` in its place) and the others are answered.
+
+    Exit status: 0 every image answered; 1 some images failed; 2 none could be answered, or
+    a usage error.
+    """
     context = ctx.obj.context()
+    failures: list[QueryFailure] = []
+    answers: list[Any]
     if _semantic(space):
         from embplat.pipelines.semantic import label_images
 
         roles = ["unseen"] if unseen_only else None
-        labelled = label_images(context, images, model=model, k=min(k, 10), roles=roles)
-        if json_out:
-            print_json([p.as_dict() for p in labelled])
-            return
-        for lp in labelled:
-            console.print(
-                f"[bold]{lp.path}[/] → [bold green]{lp.label}[/] ({lp.role}, "
-                f"cosine {lp.score:.4f}, model {lp.model})"
-            )
-            if show:
-                console.print(_label_table(lp.candidates[:show], None))
-        return
-    predictions = classify(
-        context,
-        images,
-        k=k,
-        weighted=weighted,
-        model=model,
-        reject_below=reject_below,
-        reject_on=reject_on,
-    )
+        answers = label_images(
+            context, images, model=model, k=min(k, 10), roles=roles, failures=failures
+        )
+    else:
+        answers = classify(
+            context,
+            images,
+            k=k,
+            weighted=weighted,
+            model=model,
+            reject_below=reject_below,
+            reject_on=reject_on,
+            failures=failures,
+        )
     if json_out:
-        print_json([p.as_dict() for p in predictions])
-        return
-    for note in predictions[0].notes if predictions else []:
-        warn_line(note)
-    for p in predictions:
-        _print_prediction(p, show)
+        print_json(_in_input_order(images, answers, failures))
+    else:
+        _print_answers(answers, show)
+        for failure in failures:
+            error_line(str(failure))
+    if failures:
+        raise typer.Exit(1 if answers else 2)
 
 
 def search_cmd(
@@ -93,6 +103,7 @@ def search_cmd(
     """Nearest images to a query image or text, or (--labels) the labels nearest an image."""
     from embplat.pipelines import semantic
 
+    check_split(split)
     context = ctx.obj.context()
     flt = {key: v for key, v in (("split", split), ("class", label)) if v}
     notes: list[str] = []
@@ -119,6 +130,39 @@ def search_cmd(
     for note in notes:
         warn_line(note)
     console.print(_neighbour_table(hits, title))
+
+
+def _in_input_order(
+    images: list[Path], answers: list[Any], failures: list[QueryFailure]
+) -> list[dict[str, Any]]:
+    """Answers and failures as JSON entries, one per query image in the order given."""
+    answered, failed = iter(answers), iter(failures)
+    next_answer, next_failure = next(answered, None), next(failed, None)
+    out: list[dict[str, Any]] = []
+    for path in images:
+        if next_failure is not None and next_failure.path == str(path):
+            out.append(next_failure.as_dict())
+            next_failure = next(failed, None)
+        elif next_answer is not None:
+            out.append(next_answer.as_dict())
+            next_answer = next(answered, None)
+    return out
+
+
+def _print_answers(answers: list[Any], show: int) -> None:
+    """Human output: kNN predictions (with their notes) or zero-shot label predictions."""
+    for note in answers[0].notes if answers and isinstance(answers[0], Prediction) else []:
+        warn_line(note)
+    for answer in answers:
+        if isinstance(answer, Prediction):
+            _print_prediction(answer, show)
+            continue
+        console.print(
+            f"[bold]{answer.path}[/] → [bold green]{answer.label}[/] ({answer.role}, "
+            f"cosine {answer.score:.4f}, model {answer.model})"
+        )
+        if show:
+            console.print(_label_table(answer.candidates[:show], None))
 
 
 def _semantic(space: str) -> bool:

@@ -30,6 +30,13 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+#: Widest accepted aspect ratio (long side / short side). The encoders scale the short side to
+#: their input side and centre-crop a square, so a 50:1 image already loses 98% of its content
+#: to the crop (the widest real panoramas are around 12:1), and the scaling multiplies the
+#: pixel count by the ratio: a 375-byte 100000x1 PNG becomes 22.4 Gpx at 224 px. With the
+#: input side capped at 1024 (``EMBPLAT_EMBED_IMAGE_SIZE``), 50:1 bounds the scaled image to
+#: 1024 x 51200 = 52 Mpx, whatever the encoder.
+MAX_ASPECT = 50.0
 
 
 @dataclass(frozen=True)
@@ -53,22 +60,26 @@ class ImageInfo:
     nbytes: int
 
 
-def inspect_image(path: Path, *, max_pixels: int) -> ImageInfo:
+def inspect_image(path: Path, *, max_pixels: int, max_aspect: float = MAX_ASPECT) -> ImageInfo:
     """Read, hash and fully decode one image file.
 
     Args:
         path: The image file.
         max_pixels: Largest accepted ``width * height``, checked from the header before decoding.
+        max_aspect: Largest accepted long side / short side, checked from the header too, so
+            an image the encoder's resize would blow up is refused at registration.
 
     Returns:
         The file's :class:`ImageInfo`.
 
     Raises:
-        DataError: The file is missing, empty, not an image, truncated/corrupt, or too large.
+        DataError: The file is missing, empty, not an image, truncated/corrupt, too large, or
+            too elongated.
     """
     path = Path(path)
     data = _read_bytes(path)
-    with _decoded(data, str(path), max_pixels=max_pixels) as img:
+    limits = _Limits(max_pixels, max_aspect)
+    with _decoded(data, str(path), limits) as img:
         width, height = img.size
         if _orientation(img) in _SWAPPING_ORIENTATIONS:
             width, height = height, width
@@ -82,12 +93,21 @@ def inspect_image(path: Path, *, max_pixels: int) -> ImageInfo:
         )
 
 
-def load_rgb(path_or_bytes: Path | str | bytes, *, max_pixels: int) -> Image.Image:
+def load_rgb(
+    path_or_bytes: Path | str | bytes,
+    *,
+    max_pixels: int,
+    max_aspect: float = MAX_ASPECT,
+    resize_side: int | None = None,
+) -> Image.Image:
     """Decode an image, apply its EXIF orientation and convert it to 8-bit RGB.
 
     Args:
         path_or_bytes: A file path, or the encoded file contents.
-        max_pixels: Largest accepted ``width * height``, checked before decoding.
+        max_pixels: Largest accepted ``width * height``, checked before decoding; with
+            ``resize_side`` also the largest accepted size after the encoder's resize.
+        max_aspect: Largest accepted long side / short side, checked before decoding.
+        resize_side: The side the encoder scales the short side to (its ``image_size``).
 
     Returns:
         A loaded ``"RGB"`` image of shape (H, W, 3) uint8 once passed to ``np.asarray``.
@@ -99,7 +119,7 @@ def load_rgb(path_or_bytes: Path | str | bytes, *, max_pixels: int) -> Image.Ima
         data, label = bytes(path_or_bytes), "<image bytes>"
     else:
         data, label = _read_bytes(Path(path_or_bytes)), str(path_or_bytes)
-    with _decoded(data, label, max_pixels=max_pixels) as img:
+    with _decoded(data, label, _Limits(max_pixels, max_aspect, resize_side)) as img:
         try:
             upright = ImageOps.exif_transpose(img)
             return to_rgb(upright)
@@ -171,19 +191,56 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def resized_pixels(width: int, height: int, side: int) -> int:
+    """Pixels of a ``width`` x ``height`` image once its short side is scaled to ``side``
+    (what ``torchvision.transforms.Resize(side)`` allocates before the centre crop)."""
+    short, long = sorted((max(width, 1), max(height, 1)))
+    return side * int(side * long / short)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What an image header must satisfy before any pixel is decoded."""
+
+    max_pixels: int
+    max_aspect: float = MAX_ASPECT
+    resize_side: int | None = None
+
+    def check(self, label: str, width: int, height: int) -> None:
+        """Raise DataError when the size, the aspect ratio or the resized size is too large."""
+        if width * height > self.max_pixels:
+            raise DataError(
+                f"{label}: {width}x{height} = {width * height} pixels exceeds the limit of "
+                f"{self.max_pixels}; downscale the image or raise max_pixels"
+            )
+        short, long = sorted((width, height))
+        if short < 1 or long > self.max_aspect * short:
+            raise DataError(
+                f"{label}: {width}x{height} has an aspect ratio of {long / max(short, 1):.0f}:1, "
+                f"over the limit of {self.max_aspect:g}:1 (the encoder would crop away nearly "
+                "all of it); crop it into tiles or remove it"
+            )
+        scaled = resized_pixels(width, height, self.resize_side) if self.resize_side else 0
+        if scaled > self.max_pixels:
+            raise DataError(
+                f"{label}: {width}x{height} scaled to a {self.resize_side}-pixel short side is "
+                f"{scaled} pixels, over the limit of {self.max_pixels}; crop or downscale it"
+            )
+
+
 @contextmanager
-def _decoded(data: bytes, label: str, *, max_pixels: int) -> Iterator[Image.Image]:
+def _decoded(data: bytes, label: str, limits: _Limits) -> Iterator[Image.Image]:
     """Open ``data`` with Pillow, check its size, fully decode it, and close it afterwards."""
     _keep_truncation_strict()
-    img = _open_and_load(data, label, max_pixels)
+    img = _open_and_load(data, label, limits)
     try:
         yield img
     finally:
         img.close()
 
 
-def _open_and_load(data: bytes, label: str, max_pixels: int) -> Image.Image:
-    """Open from bytes, reject oversized headers, then decode every pixel."""
+def _open_and_load(data: bytes, label: str, limits: _Limits) -> Image.Image:
+    """Open from bytes, reject oversized or elongated headers, then decode every pixel."""
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
@@ -197,13 +254,8 @@ def _open_and_load(data: bytes, label: str, max_pixels: int) -> Image.Image:
         raise DataError(
             f"{label}: truncated or corrupt image header ({exc}); re-download or re-export it"
         ) from exc
-    width, height = img.size
     try:
-        if width * height > max_pixels:
-            raise DataError(
-                f"{label}: {width}x{height} = {width * height} pixels exceeds the limit of "
-                f"{max_pixels}; downscale the image or raise max_pixels"
-            )
+        limits.check(label, *img.size)
         img.load()
     except _BOMB_ERRORS as exc:
         img.close()

@@ -13,6 +13,7 @@ Scanning only lists files (no decoding); :mod:`embplat.ingest.images` validates 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -129,17 +130,23 @@ def _scan_awa2(images_root: Path, meta_dir: Path) -> ScanResult:
         if (meta_dir / name).is_file()
     }
     result.unseen = set(splits.get(meta_dir / "testclasses.txt", []))
+    _warn_split_overlap(splits, meta_dir, result)
+    if not listed:
+        result.warnings.append(
+            f"{meta_dir / _CLASSES_FILE}: names no class; the class folders are used in "
+            "sorted order (list one class name per line to fix it)"
+        )
     # Where each class is declared, most specific file last so it wins in messages.
     declared = {cls: meta_dir / _CLASSES_FILE for cls in listed}
     for split_path, members in splits.items():
         for cls in members:
             if cls not in listed:
-                result.warnings.append(f"class '{cls}' is in {split_path} but not in classes.txt")
+                result.warnings.append(f"class {cls!r} is in {split_path} but not in classes.txt")
             declared[cls] = split_path
     for cls, source in declared.items():
         if cls not in folders:
             result.warnings.append(
-                f"class '{cls}' is listed in {source} but has no folder {images_root / cls}"
+                f"class {cls!r} is listed in {source} but has no folder {images_root / cls}"
             )
     unlisted = [cls for cls in folders if cls not in listed]
     for cls in unlisted:
@@ -149,6 +156,20 @@ def _scan_awa2(images_root: Path, meta_dir: Path) -> ScanResult:
         )
     result.classes = [*listed, *unlisted]
     return result
+
+
+def _warn_split_overlap(splits: dict[Path, list[str]], meta_dir: Path, result: ScanResult) -> None:
+    """Warn about classes named in both trainclasses.txt and testclasses.txt (they become
+    unseen: their images go to the test split and are not enrolled)."""
+    train = splits.get(meta_dir / "trainclasses.txt", [])
+    both = [cls for cls in train if cls in result.unseen]
+    if both:
+        result.warnings.append(
+            f"class{'es' if len(both) > 1 else ''} {', '.join(repr(c) for c in both)} "
+            f"{'are' if len(both) > 1 else 'is'} in both {meta_dir / 'trainclasses.txt'} and "
+            f"{meta_dir / 'testclasses.txt'}; treated as unseen (test split, not enrolled): "
+            "remove it from one of the two files"
+        )
 
 
 def _read_class_file(path: Path) -> list[str]:
@@ -181,10 +202,11 @@ def _scan_folders(
     result = ScanResult(layout=layout, root=images_root)
     folders: list[str] = []
     for entry in _sorted_entries(images_root):
-        if entry.is_dir():
+        kind = _entry_kind(entry, result)
+        if kind == "dir":
             folders.append(entry.name)
             _scan_class_folder(Path(entry.path), result)
-        else:
+        elif kind == "file":
             result.warnings.append(f"{entry.path}: file outside any class folder; skipped")
     return result, folders
 
@@ -192,19 +214,77 @@ def _scan_folders(
 def _scan_class_folder(folder: Path, result: ScanResult) -> None:
     """Append the images of one class folder to ``result`` (its name is the class)."""
     found = 0
-    for entry in _sorted_entries(folder):
+    try:
+        entries = _sorted_entries(folder)
+    except DataError as exc:  # one unreadable class folder must not sink the whole scan
+        result.warnings.append(f"{exc}; class folder skipped")
+        return
+    for entry in entries:
         path = Path(entry.path)
-        if entry.is_dir():
+        kind = _entry_kind(entry, result)
+        if kind == "dir":
             result.warnings.append(
                 f"{path}: nested folder ignored; move its images up into {folder}"
             )
-        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        elif kind == "file" and path.suffix.lower() in IMAGE_EXTENSIONS:
             result.items.append(ScanItem(path=path, class_name=folder.name))
             found += 1
-        else:
+        elif kind == "file":
             result.warnings.append(f"{path}: not an image extension; skipped")
     if not found:
         result.warnings.append(f"{folder}: class folder holds no images")
+
+
+def _entry_kind(entry: os.DirEntry[str], result: ScanResult) -> Literal["dir", "file"] | None:
+    """``"dir"``, ``"file"`` (a regular file), or None for an entry skipped with a warning:
+    a name that is not UTF-8 (the catalog and the terminal could not hold it), a symlink loop,
+    a dangling symlink, or a special file (a FIFO would block the reader forever)."""
+    shown = printable(entry.path)
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        result.warnings.append(
+            f"{shown}: name is not valid UTF-8; skipped (rename it, e.g. "
+            "`convmv -f latin1 -t utf8 --notest FILE`)"
+        )
+        return None
+    try:
+        if entry.is_dir():
+            return _dir_kind(entry, result)
+        if entry.is_file():
+            return "file"
+    except OSError as exc:
+        reason = "symlink loop: links pointing at each other" if exc.errno == errno.ELOOP else ""
+        result.warnings.append(f"{shown}: {reason or exc.strerror}; skipped (fix or remove it)")
+        return None
+    if entry.is_symlink():
+        target = os.readlink(entry.path)
+        result.warnings.append(
+            f"{shown}: broken symlink to {printable(target)}; skipped (fix or remove it)"
+        )
+    else:
+        result.warnings.append(f"{shown}: not a regular file or folder; skipped")
+    return None
+
+
+def _dir_kind(entry: os.DirEntry[str], result: ScanResult) -> Literal["dir"] | None:
+    """A folder, unless it is a symlink back to itself or to a folder above it (a loop)."""
+    if entry.is_symlink():
+        target = Path(os.path.realpath(entry.path))
+        here = Path(os.path.realpath(os.path.dirname(entry.path)))
+        if target == here or target in here.parents:
+            result.warnings.append(
+                f"{printable(entry.path)}: symlink loop (points at {target}, a folder above "
+                "it); skipped"
+            )
+            return None
+    return "dir"
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """``path`` as text any terminal, log or UTF-8 catalog accepts: bytes that are not UTF-8
+    (kept by Python as surrogates) are shown as ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -213,5 +293,7 @@ def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
         with os.scandir(folder) as entries:
             visible = [entry for entry in entries if not entry.name.startswith(".")]
     except OSError as exc:
-        raise DataError(f"{folder}: cannot list folder ({exc}); check its permissions") from exc
+        raise DataError(
+            f"{printable(folder)}: cannot list folder ({exc.strerror}); check its permissions"
+        ) from exc
     return sorted(visible, key=lambda entry: entry.name)

@@ -212,7 +212,8 @@ def convert_text_file(path: Path, out: Path, *, max_words: int | None = None) ->
     """Read a ``.vec`` (first line ``N D``) or GloVe ``.txt`` file into ``out`` as an array.
 
     Raises:
-        DataError: the file is missing, empty, or has rows of differing lengths.
+        DataError: the file is missing, empty, has rows of differing lengths, or a value that
+            is not a finite number (the message names the file and line).
     """
     if not path.is_file():
         raise DataError(f"word-vector file {path} does not exist")
@@ -230,7 +231,7 @@ def convert_text_file(path: Path, out: Path, *, max_words: int | None = None) ->
                     f"{path} line {n + 1}: {len(parts) - 1} numbers, expected {rows[0].shape[0]}"
                 )
             words.append(parts[0])
-            rows.append(np.asarray(parts[1:], dtype=np.float32))
+            rows.append(_parse_row(path, n + 1, parts[1:]))
             if max_words and len(words) >= max_words:
                 break
     if not rows:
@@ -239,6 +240,30 @@ def convert_text_file(path: Path, out: Path, *, max_words: int | None = None) ->
     np.save(out / "vectors.npy", np.stack(rows))
     (out / "words.txt").write_text("\n".join(words), encoding="utf-8")
     return VectorSource(kind="array", path=str(out.resolve()), origin=path.name)
+
+
+def _parse_row(path: Path, line: int, values: list[str]) -> np.ndarray:
+    """(dim,) float32 of one line's numbers; NaN and infinity are refused like text, since one
+    such vector would turn every label mean and cosine it enters into NaN."""
+    with np.errstate(over="ignore"):  # 1e40 overflows float32 to inf, refused below
+        try:
+            row = np.asarray(values, dtype=np.float32)
+        except ValueError:
+            row = None
+        if row is not None and np.all(np.isfinite(row)):
+            return row
+        bad = next(v for v in values if not _finite(v))
+        raise DataError(
+            f"{path} line {line}: {bad[:40]!r} is not a finite number; fix or delete that line "
+            "(expected 'word v1 v2 ...' with decimal numbers)"
+        )
+
+
+def _finite(value: str) -> bool:
+    try:
+        return bool(np.isfinite(np.float32(value)))
+    except ValueError:
+        return False
 
 
 def source_for_file(path: Path, home: Path, *, max_words: int | None = None) -> VectorSource:

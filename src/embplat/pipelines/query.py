@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 ENROLLED: dict[str, Any] = {"kind": "image", "split": "train"}
 #: The label of a prediction rejected by ``classify(reject_below=...)``.
 UNKNOWN = "unknown"
+#: The splits images are cataloged in (``ingest.register.split_for``).
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,71 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class QueryFailure:
+    """A query image that could not be answered, and why (the reason omits the path)."""
+
+    path: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.error}"
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"path": self.path, "error": self.error}
+
+    @classmethod
+    def from_error(cls, path: Path, exc: DataError) -> QueryFailure:
+        """Build from the DataError a path raised (its message starts with the path)."""
+        message, prefix = str(exc), f"{path}: "
+        return cls(str(path), message.removeprefix(prefix))
+
+
+def check_split(split: str | None) -> None:
+    """Refuse a split name the catalog never uses. Raises DataError listing the valid ones."""
+    if split is not None and split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
 def embed_query_images(space: Space, paths: Sequence[Path], *, max_pixels: int) -> np.ndarray:
     """Encode query files → (N, dim). Raises DataError naming a missing or unreadable file."""
     require_files(paths)
-    tensors = []
+    _, vectors, failures = embed_each(space, paths, max_pixels=max_pixels)
+    if failures:
+        raise DataError(str(failures[0]))
+    return vectors
+
+
+def embed_each(
+    space: Space, paths: Sequence[Path], *, max_pixels: int
+) -> tuple[list[Path], np.ndarray, list[QueryFailure]]:
+    """Encode the readable query files; the others become failures instead of errors.
+
+    Images are checked against the encoder's resize (``resize_side``) before decoding, so an
+    extreme aspect ratio is refused instead of being scaled up to gigapixels.
+
+    Returns:
+        The encoded paths, their (len(kept), dim) vectors, and one failure per other path.
+    """
+    kept: list[Path] = []
+    tensors: list[torch.Tensor] = []
+    failures: list[QueryFailure] = []
+    side = space.encoder.image_size
     for path in paths:
-        tensors.append(space.encoder.transform(load_rgb(path, max_pixels=max_pixels)))
-    return space.encoder.encode_images(torch.stack(tensors))
+        if not Path(path).is_file():
+            failures.append(QueryFailure(str(path), "does not exist"))
+            continue
+        try:
+            image = load_rgb(path, max_pixels=max_pixels, resize_side=side)
+        except DataError as exc:
+            failures.append(QueryFailure.from_error(Path(path), exc))
+            continue
+        kept.append(Path(path))
+        tensors.append(space.encoder.transform(image))
+    if not tensors:
+        return kept, np.empty((0, space.encoder.dim), np.float32), failures
+    return kept, space.encoder.encode_images(torch.stack(tensors)), failures
 
 
 def require_files(paths: Sequence[Path]) -> None:
@@ -85,10 +145,30 @@ def require_files(paths: Sequence[Path]) -> None:
             raise DataError(f"image {path} does not exist")
 
 
-def _checked_k(space: Space, k: int, flt: Filter) -> tuple[int, list[str]]:
+def require_some_file(paths: Sequence[Path]) -> None:
+    """Fail before any work when no query file exists (nothing could be answered).
+
+    Raises:
+        DataError: no path given, or none exists; the message names every missing one.
+    """
+    if not paths:
+        raise DataError("no query image given")
+    if not any(Path(path).is_file() for path in paths):
+        raise DataError("; ".join(f"image {path} does not exist" for path in paths))
+
+
+def _checked_k(
+    space: Space, k: int, flt: Filter, user_filter: Filter | None = None
+) -> tuple[int, list[str]]:
     if k < 1:
         raise DataError(f"--k must be at least 1, got {k}")
     available = space.index.count(flt)
+    if available == 0 and user_filter and space.index.count({"kind": "image"}):
+        wanted = ", ".join(f"{key}={value!r}" for key, value in user_filter.items())
+        raise DataError(
+            f"no image in index {space.index.name} matches {wanted}; check the names with "
+            "`platform classes list` or drop the filter"
+        )
     if available == 0:
         raise IndexEmptyError(
             f"index {space.index.name} holds no enrolled images yet: "
@@ -111,26 +191,35 @@ def classify(
     model: str | None = None,
     reject_below: float | None = None,
     reject_on: str = "share",
+    failures: list[QueryFailure] | None = None,
 ) -> list[Prediction]:
     """Predict the class of each image by majority vote of its ``k`` nearest enrolled images.
 
     ``model``: a trained model's space (``platform models list``) instead of the encoder's.
     ``reject_below``: answer ``unknown`` (open set) when the winner's vote share
     (``reject_on="share"``) or the nearest neighbour's cosine (``"score"``) is below it.
+    ``failures``: collects the images that cannot be read (missing, corrupt, too large) so
+    the others are still answered; None raises for the first one.
 
     Raises:
-        DataError: a path does not exist or is not an image; ``k`` < 1.
+        DataError: a path does not exist or is not an image (without ``failures``); ``k`` < 1.
         ConfigError: ``reject_on`` is neither ``share`` nor ``score``.
         IndexEmptyError: nothing is enrolled yet.
     """
     open_set_decision(1.0, 1.0, None, on=reject_on)  # validates reject_on before any work
-    require_files(paths)
+    (require_files if failures is None else require_some_file)(paths)
     space = ctx.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
-    queries = embed_query_images(space, paths, max_pixels=ctx.ingest.max_pixels)
+    kept, queries, failed = embed_each(space, paths, max_pixels=ctx.ingest.max_pixels)
+    if failed and failures is None:
+        raise DataError(str(failed[0]))
+    if failures is not None:
+        failures.extend(failed)
+    if not kept:
+        return []
     out = []
-    for path, hits in zip(paths, space.index.search(queries, k_used, flt), strict=True):
+    for path, hits in zip(kept, space.index.search(queries, k_used, flt), strict=True):
         vote = knn_vote(
             [str(h.payload.get("class")) for h in hits], [h.score for h in hits], weighted=weighted
         )
@@ -161,8 +250,9 @@ def search_by_image(
     """
     require_files([path])
     space = ctx.space(model)
-    flt = {"kind": "image", **(flt or {})}
-    k_used, notes = _checked_k(space, k, flt)
+    user_filter = dict(flt or {})
+    flt = {"kind": "image", **user_filter}
+    k_used, notes = _checked_k(space, k, flt, user_filter)
     query = embed_query_images(space, [path], max_pixels=ctx.ingest.max_pixels)
     hits = space.index.search(query, k_used, flt)[0]
     return [Neighbour.from_hit(h) for h in hits], notes

@@ -28,7 +28,13 @@ from embplat.models.wordvectors import (
     source_for_file,
 )
 from embplat.pipelines.context import Context, Space
-from embplat.pipelines.query import Neighbour, embed_query_images, require_files
+from embplat.pipelines.query import (
+    Neighbour,
+    QueryFailure,
+    embed_each,
+    require_files,
+    require_some_file,
+)
 from embplat.retrieval import Filter, point_id
 
 log = logging.getLogger(__name__)
@@ -177,17 +183,20 @@ def label_images(
     model: str | None = None,
     k: int = 5,
     roles: Sequence[str] | None = None,
+    failures: list[QueryFailure] | None = None,
 ) -> list[LabelPrediction]:
     """Zero-shot classification: each image's nearest label vectors, seen and unseen alike.
 
     Args:
         roles: only labels of these roles (e.g. ``["unseen"]`` for the ZSL setting).
+        failures: collects the images that cannot be read, so the others are still
+            answered; None raises for the first one.
 
     Raises:
-        DataError: a path is missing or not an image; k < 1.
+        DataError: a path is missing or not an image (without ``failures``); k < 1.
         IndexEmptyError: no label vectors (no classes in the catalog).
     """
-    require_files(paths)
+    (require_files if failures is None else require_some_file)(paths)
     if k < 1:
         raise DataError(f"--k must be at least 1, got {k}")
     name, space = _label_space(ctx, model)
@@ -197,9 +206,15 @@ def label_images(
             f"model {name} has no label vectors{' of role ' + '/'.join(roles) if roles else ''}: "
             "add classes with `platform ingest` or `platform classes add NAME --zero-shot`"
         )
-    queries = embed_query_images(space, paths, max_pixels=ctx.ingest.max_pixels)
+    kept, queries, failed = embed_each(space, paths, max_pixels=ctx.ingest.max_pixels)
+    if failed and failures is None:
+        raise DataError(str(failed[0]))
+    if failures is not None:
+        failures.extend(failed)
+    if not kept:
+        return []
     out = []
-    for path, hits in zip(paths, space.index.search(queries, k, flt), strict=True):
+    for path, hits in zip(kept, space.index.search(queries, k, flt), strict=True):
         cands = [
             LabelScore(str(h.payload["class"]), round(h.score, 6), str(h.payload.get("role")))
             for h in hits
