@@ -266,3 +266,74 @@ def redis_url():
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+# --- Qdrant: a real server when EMBPLAT_TEST_QDRANT_URL is set (CI), else local mode -------
+
+QDRANT_URL = os.environ.get("EMBPLAT_TEST_QDRANT_URL") or None
+
+
+class QdrantTarget:
+    """Where one test's Qdrant lives: the server at ``EMBPLAT_TEST_QDRANT_URL`` (collections
+    the test creates are deleted afterwards) or a local-mode folder under ``tmp_path``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url: str | None = QDRANT_URL
+        self.path: Path | None = None if self.url else tmp_path / "qdrant"
+        self.tag = uuid.uuid4().hex[:8]
+        self._before: set[str] = set()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The EMBPLAT_QDRANT_* variables a platform process needs for this target."""
+        if self.url:
+            return {"EMBPLAT_QDRANT_URL": self.url}
+        return {"EMBPLAT_QDRANT_PATH": str(self.path)}
+
+    def name(self, base: str) -> str:
+        """A collection name unique to this test (the server is shared by all tests)."""
+        return f"{base}_{self.tag}"
+
+    def client(self):
+        """A new ``QdrantClient`` on this target (close it; local mode takes one at a time)."""
+        from qdrant_client import QdrantClient
+
+        return QdrantClient(url=self.url) if self.url else QdrantClient(path=str(self.path))
+
+    def _names(self) -> set[str]:
+        client = self.client()
+        try:
+            return {c.name for c in client.get_collections().collections}
+        finally:
+            client.close()
+
+    def start(self) -> None:
+        if self.url:
+            self._before = self._names()
+
+    def cleanup(self) -> None:
+        if not self.url:
+            return
+        client = self.client()
+        try:
+            for alias in client.get_aliases().aliases:
+                if alias.collection_name not in self._before:
+                    client.delete_alias(alias.alias_name)
+            for name in self._names() - self._before:
+                client.delete_collection(name)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def qdrant(tmp_path: Path):
+    """A :class:`QdrantTarget`: the CI's Qdrant server when ``EMBPLAT_TEST_QDRANT_URL`` is
+    set (reachable, or the test is skipped), else qdrant-client's local mode."""
+    target = QdrantTarget(tmp_path)
+    if target.url:
+        try:
+            target.start()
+        except Exception as exc:
+            pytest.skip(f"Qdrant not reachable at {target.url}: {exc}")
+    yield target
+    target.cleanup()

@@ -165,3 +165,72 @@ def test_dockerfile_pinned_nonroot_platform_entrypoint() -> None:
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^ENTRYPOINT \[\"platform\"\]$", text, re.M)
     assert "pip install" in text and "torch" in text
+
+
+def test_flower_is_pinned_local_and_behind_a_profile(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    image, _, tag = flower["image"].rpartition(":")
+    assert image == "mher/flower" and re.fullmatch(r"\d+\.\d+(\.\d+)?", tag)
+    assert flower["profiles"] == ["ops"]
+    assert "--broker=redis://redis:6379/0" in flower["command"]
+    assert flower["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_workers_have_a_ping_healthcheck(compose: dict[str, Any], name: str) -> None:
+    check = compose["services"][name]["healthcheck"]
+    assert check["test"] == ["CMD", "platform", "worker", "--ping"]
+    assert int(check["timeout"].rstrip("s")) < int(check["interval"].rstrip("s"))
+
+
+def test_compose_time_limits_pass_the_settings_validation() -> None:
+    """The workers' visibility timeout and training limits, as .env.example sets them,
+    are accepted by Settings (hard limit below the visibility timeout, soft below hard)."""
+    from embplat.config import CelerySettings
+
+    env = _compose()["services"]["worker"]["environment"]
+    celery = {k: v for k, v in env.items() if k.startswith("EMBPLAT_CELERY_")}
+    assert set(celery) >= {
+        "EMBPLAT_CELERY_VISIBILITY_TIMEOUT",
+        "EMBPLAT_CELERY_TRAIN_TIME_LIMIT",
+        "EMBPLAT_CELERY_TRAIN_SOFT_TIME_LIMIT",
+    }
+    fields = {k.removeprefix("EMBPLAT_CELERY_").lower(): int(v) for k, v in celery.items()}
+    settings = CelerySettings(**fields)
+    assert settings.train_time_limit < settings.visibility_timeout
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "services.yml"
+
+
+def test_services_workflow_runs_against_real_servers() -> None:
+    flow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    (job,) = flow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest"
+    services = job["services"]
+    assert set(services) == {"postgres", "redis", "qdrant"}
+    assert services["postgres"]["image"] == "postgres:16"
+    assert services["redis"]["image"] == "redis:7"
+    assert re.fullmatch(r"qdrant/qdrant:v1\.\d+\.\d+", services["qdrant"]["image"])
+    for name, service in services.items():
+        assert "--health-cmd" in service["options"], name
+        assert service["ports"], name
+    assert job["env"]["EMBPLAT_TEST_QDRANT_URL"] == "http://localhost:6333"
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert "make install" in runs
+    assert any("pytest -m services" in run for run in runs)
+    setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    assert setup["with"]["python-version"] == "3.11"
+
+
+def test_workflow_qdrant_matches_the_client_pin() -> None:
+    """qdrant-client warns unless the server's major version matches and its minor version
+    is within one of the client's: the workflow's server follows the pinned client."""
+    pin = re.search(r'"qdrant-client==(\d+)\.(\d+)\.\d+"', (ROOT / "pyproject.toml").read_text())
+    assert pin
+    flow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    (job,) = flow["jobs"].values()
+    tag = job["services"]["qdrant"]["image"].rpartition(":v")[2]
+    major, minor = (int(x) for x in tag.split(".")[:2])
+    assert major == int(pin[1]) and abs(minor - int(pin[2])) <= 1

@@ -1,6 +1,7 @@
 """Server mode with real services: a real `celery worker` process on the real Redis, the
 catalog on PostgreSQL, the Qdrant backend in qdrant-client's local mode (opened by the
-worker; read here once the worker has stopped)."""
+worker; read here once the worker has stopped), or the Qdrant server at
+``EMBPLAT_TEST_QDRANT_URL`` when it is set (CI)."""
 
 import os
 import signal
@@ -22,17 +23,22 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
 @pytest.fixture
-def server_env(tmp_path, pg_database, redis_url, monkeypatch):
+def server_env(tmp_path, pg_database, redis_url, qdrant, monkeypatch):
     env = {
         "EMBPLAT_HOME": str(tmp_path / "home"),
         "EMBPLAT_CATALOG_URL": pg_database,
         "EMBPLAT_BROKER_URL": redis_url,
         "EMBPLAT_INDEX_BACKEND": "qdrant",
-        "EMBPLAT_QDRANT_PATH": str(tmp_path / "qdrant"),
+        **qdrant.env,
         "EMBPLAT_EMBED_IMAGE_SIZE": "64",
         "EMBPLAT_EMBED_NUM_WORKERS": "0",
         "EMBPLAT_INGEST_BATCH_SIZE": "16",
-        "EMBPLAT_CELERY_VISIBILITY_TIMEOUT": "3",
+        # short, so a killed worker's batch comes back soon; every time limit stays below it
+        "EMBPLAT_CELERY_VISIBILITY_TIMEOUT": "20",
+        "EMBPLAT_CELERY_TASK_TIME_LIMIT": "18",
+        "EMBPLAT_CELERY_TASK_SOFT_TIME_LIMIT": "15",
+        "EMBPLAT_CELERY_TRAIN_TIME_LIMIT": "18",
+        "EMBPLAT_CELERY_TRAIN_SOFT_TIME_LIMIT": "15",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -75,19 +81,17 @@ def _wait(sessions, job_id, until, timeout=300):
     raise AssertionError(f"job {job_id} stuck: {job.state} {job.done}/{job.total}")
 
 
-def _counts(sessions, qdrant_path, model_key):
-    from qdrant_client import QdrantClient
-
+def _counts(sessions, qdrant, model_key):
     with sessions() as s:
         rows = s.scalar(select(func.count()).select_from(Embedding))
         distinct = s.scalar(select(func.count(func.distinct(Embedding.image_id))))
-    client = QdrantClient(path=qdrant_path)
+    client = qdrant.client()
     points = client.count(collection_name(model_key), exact=True).count
     client.close()
     return rows, distinct, points
 
 
-def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_path):
+def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_path, qdrant):
     ctx = build_context(load_settings())
     assert ctx.dispatch is not None
     worker = Worker(server_env, tmp_path / "worker.log")
@@ -99,12 +103,12 @@ def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_pa
         worker.stop()
     assert (job.state, job.done, job.total, job.failed) == ("succeeded", 120, 120, 0)
     key = ctx.registered()[0].key
-    assert _counts(ctx.sessions, server_env["EMBPLAT_QDRANT_PATH"], key) == (120, 120, 120)
+    assert _counts(ctx.sessions, qdrant, key) == (120, 120, 120)
     again = ingest_tree(ctx, fmnist_root)  # nothing new: no batches, job finishes at once
     assert again.queued == 0 and _job(ctx.sessions, again.job_id).state == "succeeded"
 
 
-def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, tmp_path):
+def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, tmp_path, qdrant):
     ctx = build_context(load_settings())
     slow = {"EMBPLAT_EMBED_IMAGE_SIZE": "64", "EMBPLAT_EMBED_BATCH_SIZE": "2"}
     ctx_key = ctx.registered()[0].key
@@ -128,7 +132,7 @@ def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, t
     finally:
         second.stop()
     assert (job.state, job.done, job.failed) == ("succeeded", 120, 0)
-    assert _counts(ctx.sessions, server_env["EMBPLAT_QDRANT_PATH"], ctx_key) == (120, 120, 120)
+    assert _counts(ctx.sessions, qdrant, ctx_key) == (120, 120, 120)
     with ctx.sessions() as s:
         attempts = s.scalars(select(JobBatch.attempts).where(JobBatch.job_id == job.id)).all()
     assert max(attempts) >= 2  # the interrupted batch really ran again
@@ -147,7 +151,10 @@ def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_r
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
-def test_training_runs_in_a_worker(server_env, fmnist_root, tmp_path, monkeypatch):
+def test_training_runs_in_a_worker_once(server_env, fmnist_root, tmp_path, monkeypatch):
+    from embplat.catalog import repo
+    from embplat.pipelines.jobs import queue_training, train_queued
+
     monkeypatch.setenv("EMBPLAT_BROKER_URL", "")  # register the images in-process first
     local = build_context(load_settings())
     ingest_tree(local, fmnist_root, embed=False)
@@ -160,23 +167,23 @@ def test_training_runs_in_a_worker(server_env, fmnist_root, tmp_path, monkeypatc
         "max_per_class": 4,
         "plots": False,
         "embed": False,
-        "name": "clf-w",
     }
-    task = ctx.dispatch.send_train("classifier", config)
-    assert task
+    out = queue_training(ctx, "classifier", config)
+    assert out["model"] == "classifier-1" and out["task"]
+    assert _job(ctx.sessions, out["job"]).state == "queued"  # `platform jobs` shows it now
     worker = Worker(server_env, tmp_path / "worker.log")
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with ctx.sessions() as s:
-                jobs = s.scalars(select(Job).where(Job.kind == "train")).all()
-            if jobs and jobs[0].state != "running":
-                break
-            time.sleep(0.5)
+        job = _wait(ctx.sessions, out["job"], lambda j: j.state not in {"queued", "running"})
     finally:
         worker.stop()
-    assert [j.state for j in jobs] == ["succeeded"], (tmp_path / "worker.log").read_text()[-2000:]
-    from embplat.catalog import repo
-
+    assert job.state == "succeeded", (tmp_path / "worker.log").read_text()[-2000:]
     with ctx.sessions() as s:
-        assert repo.get_model(session=s, name="clf-w").kind == "classifier"
+        assert repo.get_model(session=s, name="classifier-1").kind == "classifier"
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "train")) == 1
+    # the same message delivered again (a redelivery): the model is found, not trained again
+    (sent,) = [j.params["config"] for j in [job]]
+    assert train_queued(ctx, "classifier", sent) == {"model": "classifier-1", "existing": True}
+    with ctx.sessions() as s:
+        assert [m.name for m in repo.list_models(session=s, kinds=["classifier"])] == [
+            "classifier-1"
+        ]

@@ -55,23 +55,29 @@ def jobs(
     """Recent jobs: state, done/total, failures, images/s (`jobs resume ID` to resume one)."""
     if ctx.invoked_subcommand is not None:
         return
-    sessions = ctx.obj.context().sessions
+    sessions = ctx.obj.context().sessions  # local mode: dead processes' jobs interrupted
     if json_out:
         print_json([job_dict(j) for j in _recent(sessions, limit)])
         return
     if not watch:
         console.print(jobs_table(_recent(sessions, limit)))
         return
+    local = not ctx.obj.settings.server_mode
     with Live(jobs_table(_recent(sessions, limit)), console=console, refresh_per_second=2) as live:
         while True:
+            if local:  # a job whose process is killed while we watch ends too
+                from embplat.pipelines.jobs import interrupt_dead_jobs
+
+                interrupt_dead_jobs(sessions)
             rows = _recent(sessions, limit)
             live.update(jobs_table(rows))
-            if all(j.state in FINISHED for j in rows):
+            if not any(j.state in ACTIVE for j in rows):
                 break
             time.sleep(1.0)
 
 
-FINISHED = {"succeeded", "failed"}
+#: States of jobs still being worked on: `--watch` returns once none is left.
+ACTIVE = frozenset({"running", "queued"})
 
 
 @jobs_app.command("resume")
@@ -80,12 +86,19 @@ def jobs_resume(
     job_id: Annotated[int, typer.Argument(help="the job's id (`platform jobs`)")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run a job's unfinished batches again (after a crash, lost broker messages or a batch
-    that gave up): here in local mode, by the workers in server mode."""
+    """Run a job's unfinished batches again (after a crash, an `interrupted` job, lost
+    broker messages or a batch that gave up): here in local mode, by the workers in server
+    mode."""
+    from embplat.ingest.batches import count_batches
     from embplat.pipelines.ingest import resume_job
+    from embplat.pipelines.jobs import claim_job
 
+    context = ctx.obj.context()
+    if count_batches(sessions=context.sessions, job_id=job_id):
+        # this process runs the batches (local mode) or the workers do: the job says which
+        claim_job(context.sessions, job_id, here=context.dispatch is None)
     with progress_bars(not json_out) as bars:
-        out = resume_job(ctx.obj.context(), job_id, progress=bars)
+        out = resume_job(context, job_id, progress=bars)
     if json_out:
         print_json(out)
         return

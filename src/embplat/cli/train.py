@@ -180,16 +180,17 @@ def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: boo
 
     config = train_config(ctx, options)
     context = ctx.obj.context()
-    if context.dispatch is not None:  # server mode: a GPU worker trains
-        from embplat.models.recipes import make_config
+    if context.dispatch is not None:  # server mode: a GPU worker trains, under a fixed name
+        from embplat.pipelines.jobs import queue_training
 
-        task = context.dispatch.send_train(recipe, make_config(recipe, config).as_dict())
+        out = queue_training(context, recipe, config)
         if json_out:
-            print_json({"queued": task, "recipe": recipe})
+            print_json({"queued": out["task"], **out})
         else:
             console.print(
-                f"queued {recipe} training as task {task}: follow with "
-                "`platform jobs --watch`, then `platform models list`"
+                f"queued {recipe} training of {out['model']} as job {out['job']} (task "
+                f"{out['task']}): follow with `platform jobs --watch`, then "
+                "`platform models list`"
             )
         return
     with progress_bars(not json_out) as bars:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.catalog.models import JobBatch
+from embplat.catalog.models import Job, JobBatch
 from embplat.errors import NotFoundError
 from embplat.ingest.embedding import EmbedReport, Progress, embed_images
 from embplat.models.encoders import ImageEncoder
@@ -34,7 +34,12 @@ BULK_THRESHOLD = 5000
 def plan_batches(
     *, sessions: sessionmaker[Session], job_id: int, image_ids: Sequence[int], batch_size: int
 ) -> list[int]:
-    """Create the job's batches (idempotent per sequence number); returns their seqs."""
+    """Create the job's batches (idempotent per sequence number); returns their seqs.
+
+    Whether the job is a bulk load (at least ``BULK_THRESHOLD`` images: HNSW indexing
+    deferred until its last batch) is decided here, once, and kept in the job's params
+    (``bulk``), so every batch of the job agrees whatever happens to its counters.
+    """
     rows = [
         {
             "job_id": job_id,
@@ -49,6 +54,8 @@ def plan_batches(
     ]
     with transaction(sessions) as session:
         repo.insert_ignore(session=session, model=JobBatch, rows=rows, keys=["job_id", "seq"])
+        job = repo.get_job(session=session, job_id=job_id)
+        job.params = {**(job.params or {}), "bulk": len(image_ids) >= BULK_THRESHOLD}
         repo.update_job(session=session, job_id=job_id, total=len(image_ids), state="running")
     return list(range(len(rows)))
 
@@ -75,7 +82,7 @@ def run_batch(
         batch = _batch(session, job_id, seq)
         batch.state, batch.attempts = "running", batch.attempts + 1
         items = list(batch.items)
-        bulk = repo.get_job(session=session, job_id=job_id).total >= BULK_THRESHOLD
+        bulk = job_is_bulk(repo.get_job(session=session, job_id=job_id))
     if bulk:
         _call(index, "defer_indexing")
     report: EmbedReport = embed_images(
@@ -105,6 +112,12 @@ def run_batch(
         "failed": len(report.failed),
         "job_state": state,
     }
+
+
+def job_is_bulk(job: Job) -> bool:
+    """The bulk decision ``plan_batches`` stored (jobs planned before it: from the total)."""
+    stored = (job.params or {}).get("bulk")
+    return bool(stored) if stored is not None else job.total >= BULK_THRESHOLD
 
 
 def finish_index(

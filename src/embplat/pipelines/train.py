@@ -59,11 +59,14 @@ def train_recipe(
     recipe: str,
     config: TrainConfig | Mapping[str, Any] | None = None,
     progress: ProgressSink | None = None,
+    *,
+    job_id: int | None = None,
 ) -> str:
     """Train ``recipe`` (``classifier``, ``devise`` or ``metric``) and register the model.
 
     Args:
         config: the recipe's frozen config, or its JSON-like dict (unknown keys are refused).
+        job_id: the ``train`` job queued for this run (server mode), else a new job.
 
     Returns:
         The registered model name (``config.name``, else ``<recipe>-<n>``).
@@ -86,6 +89,7 @@ def train_recipe(
         kind="train",
         params={"recipe": recipe, "model": name, "config": cfg.as_dict()},
         work=work,
+        job_id=job_id,
     )
     return name
 

@@ -1,16 +1,25 @@
 """The Celery application, built from Settings (server mode).
 
-``celery -A embplat.workers.celery_app worker`` and ``platform worker`` both use ``app``.
+``platform worker`` and the dispatcher build their app with :func:`make_celery` from the
+Settings they were given (CLI flags included). ``celery -A embplat.workers.celery_app``
+(Flower, ``celery inspect``) finds the module-level ``app``, built from the environment on
+first access, so importing this module for the task names reads no configuration.
+
 Tasks are acknowledged late and a worker takes one at a time, so a task whose worker dies is
-redelivered (after ``EMBPLAT_CELERY_VISIBILITY_TIMEOUT`` on Redis) and runs again — safe,
-because every task is idempotent.
+redelivered (after ``EMBPLAT_CELERY_VISIBILITY_TIMEOUT`` on Redis) and runs again: embedding
+batches are idempotent, and a training carries its model name, so a second delivery finds
+the model instead of training another. Time limits below the visibility timeout make sure a
+task still running is never delivered to a second worker.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from embplat.config import Settings, load_settings
+from embplat.errors import ConfigError
 
 EMBED_TASK = "embplat.embed_batch"
 TRAIN_TASK = "embplat.train"
@@ -18,12 +27,10 @@ REBUILD_TASK = "embplat.rebuild_index"
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for the configured broker, JSON only, late acks, prefetch 1."""
-    app = Celery(
-        "embplat",
-        broker=settings.celery.broker_url or "memory://",
-        backend=settings.celery.result_backend,
-    )
+    """A Celery app for the configured broker, JSON only, late acks, prefetch 1, time limits
+    from the settings, task events on (Flower)."""
+    c = settings.celery
+    app = Celery("embplat", broker=c.broker_url or "memory://", backend=c.result_backend)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -37,13 +44,46 @@ def make_celery(settings: Settings) -> Celery:
             TRAIN_TASK: {"queue": "gpu"},
             REBUILD_TASK: {"queue": "cpu"},
         },
-        broker_transport_options={"visibility_timeout": settings.celery.visibility_timeout},
+        task_soft_time_limit=c.task_soft_time_limit,
+        task_time_limit=c.task_time_limit,
+        task_annotations={
+            TRAIN_TASK: {
+                "soft_time_limit": c.train_soft_time_limit,
+                "time_limit": c.train_time_limit,
+            }
+        },
+        # events for Flower / `celery events`: workers send task events, clients "sent" ones
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_transport_options={"visibility_timeout": c.visibility_timeout},
         broker_connection_retry_on_startup=True,
-        task_ignore_result=settings.celery.result_backend is None,
+        task_ignore_result=c.result_backend is None,
         worker_hijack_root_logger=False,
     )
     app.autodiscover_tasks(["embplat.workers"], related_name="tasks", force=True)
     return app
 
 
-app = make_celery(load_settings())
+def check_worker(settings: Settings, *, concurrency: int, pool: str) -> None:
+    """Refuse a worker configuration that would give a single-writer backend two writers.
+
+    Raises:
+        ConfigError: Qdrant's local mode (a folder, no server URL) with more than one worker
+            process or thread: local mode takes one writer; use a Qdrant server or 1.
+    """
+    concurrent = pool != "solo" and concurrency > 1
+    if settings.index_backend == "qdrant" and settings.qdrant_path is not None and concurrent:
+        raise ConfigError(
+            f"Qdrant local mode ({settings.qdrant_path}) takes one writer, but the worker "
+            f"would run {concurrency} {pool} processes: set EMBPLAT_CELERY_CONCURRENCY=1 "
+            "(or --concurrency 1), or use a Qdrant server (EMBPLAT_QDRANT_URL)"
+        )
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` for ``celery -A``: built from the environment once, on first access."""
+    if name == "app":
+        app = make_celery(load_settings())
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,9 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         dispatch: in server mode (a broker is configured) send embedding batches to workers;
             False runs them here (what a worker does).
 
+    In local mode, jobs of this host whose process is gone are marked ``interrupted``
+    (``embplat.pipelines.jobs.interrupt_dead_jobs``).
+
     Raises:
         ServiceUnavailableError: the catalog does not answer or needs ``platform db upgrade``.
     """
@@ -48,14 +51,20 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         e = settings.embed
         return get_encoder(e.encoder, weights=e.weights, image_size=e.image_size, device=e.device)
 
+    sessions = session_factory(engine)
     dispatcher = None
     if dispatch and settings.server_mode:
         from embplat.workers.dispatch import CeleryDispatcher
 
         dispatcher = CeleryDispatcher(settings)
+    elif not settings.server_mode:
+        # a local job whose process was killed would stay `running` forever: close it
+        from embplat.pipelines.jobs import interrupt_dead_jobs
+
+        interrupt_dead_jobs(sessions)
     return Context(
         dispatch=dispatcher,
-        sessions=session_factory(engine),
+        sessions=sessions,
         open_index=opener,
         make_encoder=encoder,
         backend=backend,

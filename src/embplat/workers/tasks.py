@@ -61,25 +61,38 @@ def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
     ctx = worker_context()
     try:
         return ctx.run_embed_batch(job_id, seq)
-    except TRANSIENT:
+    except TRANSIENT as exc:
+        if self.request.retries < self.max_retries:
+            raise  # autoretry sends it again, with backoff
+        _give_up(ctx, job_id, seq, f"gave up after {self.request.retries} retries: {exc!r}")
         raise
     except Exception as exc:
-        mark_batch_failed(
-            sessions=ctx.sessions, job_id=job_id, seq=seq, error=f"{type(exc).__name__}: {exc}"
-        )
+        _give_up(ctx, job_id, seq, f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _give_up(ctx: Context, job_id: int, seq: int, error: str) -> None:
+    """Mark the batch failed (and its job, once every batch is over); a catalog that is
+    down is logged, the batch stays unfinished for `platform jobs resume`."""
+    try:
+        mark_batch_failed(sessions=ctx.sessions, job_id=job_id, seq=seq, error=error)
+    except Exception as exc:
+        log.error(
+            "job %d batch %d failed (%s) and could not be recorded: %s", job_id, seq, error, exc
+        )
 
 
 @shared_task(name=TRAIN_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def train(recipe: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Train a recipe in this worker (GPU queue); returns the registered model name.
+    """Train a recipe in this worker (GPU queue); returns ``model`` and ``existing``.
 
-    The job row (kind ``train``) appears in ``platform jobs`` when the worker starts it.
+    The dispatcher fixed the model's name (in ``config``) and recorded a queued ``train``
+    job: this task runs that job, and a second delivery of it returns the model already
+    registered instead of training another (time limits come from the settings).
     """
-    from embplat.pipelines.train import train_recipe
+    from embplat.pipelines.jobs import train_queued
 
-    ctx = worker_context()
-    return {"model": train_recipe(ctx, recipe, config)}
+    return train_queued(worker_context(), recipe, config)
 
 
 @shared_task(name=REBUILD_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
