@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import DatabaseError
 from typer.core import TyperGroup
 
 from embplat.cli.output import error_line
@@ -24,6 +25,12 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except EmbplatError as exc:
             error_line(str(exc))
+            raise typer.Exit(2) from None
+        except DatabaseError as exc:  # a catalog damaged past the pages the schema check reads
+            from embplat.catalog.db import catalog_failure
+
+            url = ctx.obj.settings.catalog_url if isinstance(ctx.obj, State) else "the catalog"
+            error_line(str(catalog_failure(url, exc)))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             error_line("interrupted; everything committed so far is kept, re-run to resume")
@@ -102,8 +109,10 @@ def _register_groups() -> None:
     from embplat.cli import (
         admin,
         datasets,
+        doctor,
         evaluate,
         experiment,
+        images,
         ingest,
         models,
         query,
@@ -112,7 +121,19 @@ def _register_groups() -> None:
         worker,
     )
 
-    for module in (ingest, query, evaluate, admin, worker, train, models, vectors, experiment):
+    for module in (
+        ingest,
+        images,
+        query,
+        evaluate,
+        admin,
+        doctor,
+        worker,
+        train,
+        models,
+        vectors,
+        experiment,
+    ):
         module.register(app)
     app.add_typer(datasets.app, name="datasets", help="Build sample datasets from local files.")
 
