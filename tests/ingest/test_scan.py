@@ -11,7 +11,7 @@ import pytest
 
 from embplat.errors import DataError
 from embplat.ingest.fashion_mnist import FASHION_MNIST_CLASSES, build_fashion_mnist
-from embplat.ingest.scan import ScanItem, scan_tree
+from embplat.ingest.scan import ScanItem, scan_folder, scan_tree
 
 SMALL_CLASSES = ("t-shirt", "trouser", "sandal", "shirt", "ankle+boot")
 
@@ -254,3 +254,24 @@ def test_invisible_characters_in_a_split_file_are_shown(small_awa2: Path) -> Non
     result = scan_tree(small_awa2)
     assert any("class 'shirt\\u200b' is in" in w for w in result.warnings)
     assert any("class 'shirt\\u200b' is listed in" in w for w in result.warnings)
+
+
+def test_scan_folder_for_classes_add_skips_odd_entries(plain_tree: Path) -> None:
+    """``classes add NAME FOLDER`` scans one folder: odd entries are skipped and reported."""
+    cats = plain_tree / "cats"
+    before = sorted(i.path.name for i in scan_folder(cats, "felines").items)
+    folder = os.fsencode(cats)
+    shutil.copy(cats / before[0], os.fsdecode(folder + b"/caf\xe9.jpg"))
+    (cats / "a.jpg").symlink_to("b.jpg")
+    (cats / "b.jpg").symlink_to("a.jpg")
+    result = scan_folder(cats, "felines")
+    assert sorted(i.path.name for i in result.items) == before
+    assert {i.class_name for i in result.items} == {"felines"}
+    warned = "\n".join(result.warnings)
+    assert "caf\\xe9.jpg: name is not valid UTF-8; skipped" in warned
+    assert f"{cats / 'a.jpg'}: symlink loop" in warned
+    with pytest.raises(DataError, match="does not exist"):
+        scan_folder(plain_tree / "nope", "x")
+    (plain_tree / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no image files"):
+        scan_folder(plain_tree / "empty", "x")

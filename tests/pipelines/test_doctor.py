@@ -227,3 +227,38 @@ def test_cli_exit_codes_and_json(home, tmp_path):
     fixed = runner.invoke(app, ["doctor", "--repair", "--json"], env=env)
     assert fixed.exit_code == 0, fixed.output
     assert json.loads(fixed.stdout)["findings"][0]["repaired"] == 2
+
+
+def test_reingest_embeds_again_what_a_deleted_index_lost(home):
+    ctx, tree = home
+    name = ctx.space().index.name
+    ctx.close()
+    shutil.rmtree(ctx.home / "index" / name)
+    again = ingest_tree(ctx, tree)
+    assert again.embedded == N_IMAGES
+    _agree(ctx)
+    assert run_doctor(ctx).findings == []
+
+
+def test_index_reverted_to_an_older_copy_then_many_ingests(home, tmp_path):
+    """An index folder restored from an older copy (as after a file-system crash) followed by
+    many small ingests: every open succeeds and catalog and index end equal."""
+    ctx, tree = home
+    name = ctx.space().index.name
+    ctx.close()
+    folder = ctx.home / "index" / name
+    old = tmp_path / "old-copy"
+    shutil.copytree(folder, old)
+    extra = tmp_path / "extra"
+    build_fashion_mnist(extra, per_class=3, classes=("sneaker", "pullover"), offset=40)
+    ingest_tree(ctx, extra / "JPEGImages")
+    ctx.close()
+    shutil.rmtree(folder)
+    shutil.copytree(old, folder)
+    for round_ in range(3):
+        result = ingest_tree(ctx, tree)
+        assert result.embedded == (0 if round_ else 6)  # the 6 points the old copy lacks
+        ingest_tree(ctx, extra / "JPEGImages")
+        ctx.close()
+    _agree(ctx, N_IMAGES + 6)
+    assert run_doctor(ctx).findings == []

@@ -211,8 +211,25 @@ def _scan_folders(
     return result, folders
 
 
-def _scan_class_folder(folder: Path, result: ScanResult) -> None:
-    """Append the images of one class folder to ``result`` (its name is the class)."""
+def scan_folder(folder: Path, class_name: str) -> ScanResult:
+    """The images directly inside ``folder``, all labelled ``class_name`` (``classes add``);
+    odd entries are skipped with a warning as in :func:`scan_tree`.
+
+    Raises:
+        DataError: the folder is missing or holds no image files.
+    """
+    if not folder.is_dir():
+        raise DataError(f"folder {printable(folder)} does not exist")
+    result = ScanResult(layout="folders", root=folder, classes=[class_name])
+    _scan_class_folder(folder, result, class_name)
+    if not result.items:
+        raise DataError(f"folder {printable(folder)} holds no image files")
+    return result
+
+
+def _scan_class_folder(folder: Path, result: ScanResult, class_name: str | None = None) -> None:
+    """Append the images of one class folder to ``result`` (its name is the class unless
+    ``class_name`` is given)."""
     found = 0
     try:
         entries = _sorted_entries(folder)
@@ -227,7 +244,7 @@ def _scan_class_folder(folder: Path, result: ScanResult) -> None:
                 f"{path}: nested folder ignored; move its images up into {folder}"
             )
         elif kind == "file" and path.suffix.lower() in IMAGE_EXTENSIONS:
-            result.items.append(ScanItem(path=path, class_name=folder.name))
+            result.items.append(ScanItem(path=path, class_name=class_name or folder.name))
             found += 1
         elif kind == "file":
             result.warnings.append(f"{path}: not an image extension; skipped")

@@ -14,7 +14,8 @@ from typing import Any
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.errors import ConfigError, DataError
+from embplat.catalog.models import Collection
+from embplat.errors import ConfigError
 from embplat.ingest.batches import (
     batch_failures,
     count_batches,
@@ -25,8 +26,9 @@ from embplat.ingest.batches import (
 )
 from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
-from embplat.ingest.scan import IMAGE_EXTENSIONS, ScanItem, scan_tree
+from embplat.ingest.scan import ScanItem, scan_folder, scan_tree
 from embplat.pipelines.context import Context
+from embplat.pipelines.doctor_checks import forget_lost_points
 from embplat.pipelines.progress import NoProgress, ProgressSink
 from embplat.pipelines.remove import remove_superseded
 from embplat.pipelines.sync import apply_moves, prune_vanished
@@ -146,14 +148,21 @@ def enrol_class(
         NotFoundError, ConfigError: a named model is unknown or not a trained model.
     """
     progress = progress or NoProgress()
-    items = _folder_items(name, folder.absolute())
+    scan = scan_folder(folder.absolute(), name)
+    items = scan.items
     _check_models(ctx, models)
     if ctx.dispatch is not None:
         ctx.dispatch.check()
     with transaction(ctx.sessions) as session:
         class_ids = repo.ensure_classes(session=session, names=[name], source=str(folder))
     root = folder.absolute()
-    result = IngestResult(root=str(root), layout="class", scanned=len(items), classes=1)
+    result = IngestResult(
+        root=str(root),
+        layout="class",
+        scanned=len(items),
+        classes=1,
+        warnings=list(scan.warnings),
+    )
 
     def work(job: JobHandle) -> dict[str, object]:
         reg = _register(ctx, result, items, class_ids, set(), "train", prune, progress)
@@ -202,18 +211,6 @@ def embed_into_models(
         )
         out[model] = {"job_id": job_id, **summary}
     return out
-
-
-def _folder_items(name: str, folder: Path) -> list[ScanItem]:
-    """Image files directly inside ``folder``, all labelled ``name``."""
-    if not folder.is_dir():
-        raise DataError(f"folder {folder} does not exist")
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not files:
-        raise DataError(f"folder {folder} holds no image files")
-    return [ScanItem(path=p, class_name=name) for p in files]
 
 
 def _register(
@@ -308,6 +305,10 @@ def _embed_pending(
     them to workers and leaves the job running (``platform jobs`` follows it).
     """
     collection_id = ctx.collection_id(model)
+    with ctx.sessions() as session:
+        coll = session.get(Collection, collection_id)
+    assert coll is not None
+    forget_lost_points(ctx, coll)  # a deleted or reverted index folder is embedded again
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=collection_id)
     seqs = plan_batches(
