@@ -67,3 +67,17 @@ def test_metrics_migration_downgrades_cleanly(tmp_path):
     assert "metrics" not in inspect(engine).get_table_names()
     assert "models" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_long_open_set_split_names_are_stored(sessions):
+    """``evaluate --unknown a,b,c`` records under ``valid-unknown:<names>``; PostgreSQL
+    rejected names over 32 characters before migration 0006."""
+    split = "valid-unknown:ankle+boot,pullover,sneaker,t-shirt"
+    assert len(split) > 32
+    with transaction(sessions) as s:
+        model = repo.ensure_model(session=s, name="metric-1", **MODEL).id
+        repo.record_metrics(session=s, model_id=model, split=split, values={"accuracy": 0.5})
+    with transaction(sessions) as s:
+        assert repo.model_metrics(session=s, names=["metric-1"], split=split) == {
+            "metric-1": {"accuracy": 0.5}
+        }

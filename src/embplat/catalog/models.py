@@ -166,7 +166,7 @@ class MetricValue(Base):
     __table_args__ = (UniqueConstraint("model_id", "split", "name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
-    split: Mapped[str] = mapped_column(String(32))
+    split: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
     value: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
