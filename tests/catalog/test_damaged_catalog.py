@@ -11,6 +11,8 @@ from embplat.catalog import repo
 from embplat.catalog.db import ensure_schema, make_engine, session_factory, transaction
 from embplat.errors import ConfigError, DataError
 
+pytestmark = pytest.mark.reliability
+
 
 def _filled_catalog(path: Path) -> bytes:
     """A real catalog at schema head holding a few hundred classes; returns its bytes."""

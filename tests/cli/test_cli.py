@@ -85,6 +85,7 @@ def test_ingest_summary_counts_replaced_files(env, bmp_tree, imagefactory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.reliability
 def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):
     r = invoke([*env, "classify", str(tmp_path / "missing.jpg")])
     assert r.exit_code == 2
@@ -97,17 +98,20 @@ def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):
     assert r.exit_code == 2 and "unknown encoder 'nope'" in r.stderr
 
 
+@pytest.mark.reliability
 def test_classify_before_ingest_says_what_to_do(env, fmnist_queries):
     r = invoke([*env, "classify", str(fmnist_queries / "coat" / "coat_00001.jpg")])
     assert r.exit_code == 2 and "platform ingest" in r.stderr
 
 
+@pytest.mark.reliability
 def test_bad_setting_names_the_variable(monkeypatch):
     monkeypatch.setenv("EMBPLAT_CATALOG_URL", "mysql://x")
     r = invoke(["status"])
     assert r.exit_code == 2 and "catalog" in r.stderr and "sqlite://" in r.stderr
 
 
+@pytest.mark.reliability
 def test_real_subprocess_reports_error_without_traceback(tmp_path):
     env = {**os.environ, "EMBPLAT_HOME": str(tmp_path / "h")}
     env.pop("EMBPLAT_CATALOG_URL", None)

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from embplat.cli.app import app
 
+pytestmark = pytest.mark.reliability
+
 runner = CliRunner()
 COMMON = ["--encoder", "tiny_cnn", "--backend", "exact"]
 

@@ -17,6 +17,8 @@ from embplat.config import load_settings
 from embplat.retrieval import collection_name
 from embplat.workers.context import build_context
 
+pytestmark = pytest.mark.reliability
+
 runner = CliRunner()
 COMMON = ["--encoder", "tiny_cnn", "--backend", "exact"]
 EXTRA = "extra-model"

@@ -40,6 +40,7 @@ def test_good_jpeg_info(bad_images: dict[str, Path]) -> None:
         ("bomb_png", "decompression bomb"),
     ],
 )
+@pytest.mark.reliability
 def test_bad_files_raise_data_error_naming_the_file(
     bad_images: dict[str, Path], name: str, reason: str
 ) -> None:
@@ -50,12 +51,14 @@ def test_bad_files_raise_data_error_naming_the_file(
         assert str(caught.value).startswith(f"{path}: ")
 
 
+@pytest.mark.reliability
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found") as caught:
         inspect_image(tmp_path / "nope.jpg", max_pixels=MAX)
     assert str(tmp_path / "nope.jpg") in str(caught.value)
 
 
+@pytest.mark.reliability
 def test_truncation_detected_even_if_someone_enabled_truncated_loading(
     bad_images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,6 +69,7 @@ def test_truncation_detected_even_if_someone_enabled_truncated_loading(
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
+@pytest.mark.reliability
 def test_pixel_limit_checked_from_header_before_decoding(
     bad_images: dict[str, Path], monkeypatch: pytest.MonkeyPatch, imagefactory: SimpleNamespace
 ) -> None:
@@ -78,6 +82,7 @@ def test_pixel_limit_checked_from_header_before_decoding(
         load_rgb(bad_images["good_jpeg"], max_pixels=1000)
 
 
+@pytest.mark.reliability
 def test_bomb_warning_as_error_is_a_data_error(bad_images: dict[str, Path]) -> None:
     # 64x43 > Pillow's warning threshold here, below its error threshold (2x).
     with pytest.MonkeyPatch.context() as patch:
@@ -214,6 +219,7 @@ def _png(tmp_path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.reliability
 def test_extreme_aspect_ratio_refused_before_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +238,7 @@ def test_extreme_aspect_ratio_refused_before_decoding(
         )
 
 
+@pytest.mark.reliability
 def test_aspect_limit_is_inclusive_and_adjustable(tmp_path: Path) -> None:
     assert inspect_image(_png(tmp_path, 1000, 20), max_pixels=MAX).width == 1000  # 50:1
     tall = _png(tmp_path, 20, 1020)  # 51:1
@@ -242,6 +249,7 @@ def test_aspect_limit_is_inclusive_and_adjustable(tmp_path: Path) -> None:
         load_rgb(_png(tmp_path, 50, 10), max_pixels=MAX, max_aspect=4)
 
 
+@pytest.mark.reliability
 def test_pixels_after_the_encoder_resize_are_checked(tmp_path: Path) -> None:
     from torchvision import transforms as T
 

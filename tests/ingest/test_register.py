@@ -136,6 +136,7 @@ def test_rows_without_a_time_fall_back_to_the_size(sessions, bmp_tree, imagefact
     assert row.mtime_ns is None
 
 
+@pytest.mark.reliability
 def test_a_cataloged_file_turned_garbage_is_skipped_and_its_old_image_reported(sessions, bmp_tree):
     _register(sessions, bmp_tree)
     target = bmp_tree / "cats" / "cats_0.bmp"
@@ -153,6 +154,7 @@ def test_a_cataloged_file_turned_garbage_is_skipped_and_its_old_image_reported(s
     assert third.replaced == [(str(target), old.image_id)]  # the caller had not removed it
 
 
+@pytest.mark.reliability
 def test_content_at_a_new_path_is_a_duplicate_while_the_old_path_exists_else_a_move(
     sessions, bmp_tree, tmp_path
 ):
@@ -192,6 +194,7 @@ def test_a_file_moved_to_another_class_folder_takes_that_class(sessions, bmp_tre
     assert (again.added, again.skipped, again.already) == ([], [], 5)
 
 
+@pytest.mark.reliability
 def test_two_copies_of_moved_content_move_once_and_the_other_is_a_duplicate(sessions, bmp_tree):
     _register(sessions, bmp_tree)
     old = bmp_tree / "coffee" / "coffee_0.bmp"

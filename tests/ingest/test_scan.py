@@ -72,6 +72,7 @@ def test_awa2_accepts_the_parent_folder(fmnist_root: Path) -> None:
     assert scan_tree(fmnist_root.parent) == scan_tree(fmnist_root)
 
 
+@pytest.mark.reliability
 def test_missing_class_folder_warns_with_split_file(small_awa2: Path) -> None:
     shutil.rmtree(small_awa2 / "sandal")
     shutil.rmtree(small_awa2 / "trouser")
@@ -111,6 +112,7 @@ def test_bare_class_names_in_classes_txt(small_awa2: Path) -> None:
     assert sorted(result.classes[3:]) == ["sandal", "shirt"]  # unlisted folders, warned
 
 
+@pytest.mark.reliability
 def test_malformed_classes_txt(small_awa2: Path) -> None:
     (small_awa2.parent / "classes.txt").write_text("1\tt-shirt\n2\tankle boot extra\n")
     with pytest.raises(DataError, match=r"classes\.txt:2: expected"):
@@ -139,6 +141,7 @@ def test_plain_folder_tree(plain_tree: Path) -> None:
     ]
 
 
+@pytest.mark.reliability
 def test_missing_root_and_file_root(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="folder not found") as caught:
         scan_tree(tmp_path / "nowhere")
@@ -148,6 +151,7 @@ def test_missing_root_and_file_root(tmp_path: Path) -> None:
         scan_tree(tmp_path / "file.jpg")
 
 
+@pytest.mark.reliability
 def test_tree_without_images(tmp_path: Path) -> None:
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(DataError, match="no images found"):
@@ -157,6 +161,7 @@ def test_tree_without_images(tmp_path: Path) -> None:
 # --- entries that must be skipped and reported while the rest of the tree is scanned ---------
 
 
+@pytest.mark.reliability
 def test_non_utf8_names_are_skipped_and_reported(plain_tree: Path) -> None:
     # Created through bytes paths: "café" in Latin-1, as copied from an old Windows share.
     folder = os.fsencode(plain_tree)
@@ -176,6 +181,7 @@ def test_non_utf8_names_are_skipped_and_reported(plain_tree: Path) -> None:
     "\n".join(result.warnings).encode("utf-8")
 
 
+@pytest.mark.reliability
 def test_symlink_loops_and_dangling_links_are_skipped_and_reported(plain_tree: Path) -> None:
     cats = plain_tree / "cats"
     (plain_tree / "loop").symlink_to(".")
@@ -207,6 +213,7 @@ def test_symlinked_files_and_folders_are_followed(plain_tree: Path, tmp_path: Pa
     assert ScanItem(plain_tree / "tea" / "cup.png", "tea") in result.items
 
 
+@pytest.mark.reliability
 def test_special_files_are_skipped_not_read(plain_tree: Path) -> None:
     fifo = plain_tree / "cats" / "pipe.jpg"
     os.mkfifo(fifo)  # reading it would block the ingest forever
@@ -215,6 +222,7 @@ def test_special_files_are_skipped_not_read(plain_tree: Path) -> None:
     assert f"{fifo}: not a regular file or folder; skipped" in result.warnings
 
 
+@pytest.mark.reliability
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their mode")
 def test_unreadable_class_folder_is_skipped_not_fatal(plain_tree: Path) -> None:
     (plain_tree / "cats").chmod(0)
@@ -229,6 +237,7 @@ def test_unreadable_class_folder_is_skipped_not_fatal(plain_tree: Path) -> None:
 # --- AwA2 class files that disagree ----------------------------------------------------------
 
 
+@pytest.mark.reliability
 def test_class_in_both_split_files_warns_and_is_unseen(small_awa2: Path) -> None:
     meta = small_awa2.parent
     with open(meta / "testclasses.txt", "a", encoding="utf-8") as fh:
@@ -241,6 +250,7 @@ def test_class_in_both_split_files_warns_and_is_unseen(small_awa2: Path) -> None
     assert "treated as unseen" in line
 
 
+@pytest.mark.reliability
 def test_empty_classes_txt_warns(small_awa2: Path) -> None:
     (small_awa2.parent / "classes.txt").write_text("\n\n")
     result = scan_tree(small_awa2)
@@ -248,6 +258,7 @@ def test_empty_classes_txt_warns(small_awa2: Path) -> None:
     assert f"{small_awa2.parent / 'classes.txt'}: names no class" in result.warnings[0]
 
 
+@pytest.mark.reliability
 def test_invisible_characters_in_a_split_file_are_shown(small_awa2: Path) -> None:
     # a zero-width space is not whitespace: the name differs from the folder's
     (small_awa2.parent / "testclasses.txt").write_text("sandal\nshirt\u200b\n", encoding="utf-8")
@@ -256,6 +267,7 @@ def test_invisible_characters_in_a_split_file_are_shown(small_awa2: Path) -> Non
     assert any("class 'shirt\\u200b' is listed in" in w for w in result.warnings)
 
 
+@pytest.mark.reliability
 def test_scan_folder_for_classes_add_skips_odd_entries(plain_tree: Path) -> None:
     """``classes add NAME FOLDER`` scans one folder: odd entries are skipped and reported."""
     cats = plain_tree / "cats"

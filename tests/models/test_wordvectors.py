@@ -43,6 +43,7 @@ def test_multi_word_labels_average_their_tokens(glove):
     assert np.isclose(np.linalg.norm(label_vector(glove, "Zebra")), 1.0)
 
 
+@pytest.mark.reliability
 def test_a_label_without_any_known_word_is_an_error_naming_it(glove):
     with pytest.raises(DataError, match=r"label 'qxzvwk\+blorpt'.*vectors load"):
         label_vector(glove, "qxzvwk+blorpt")
@@ -132,6 +133,7 @@ def test_fasttext_bin_gives_out_of_vocabulary_words_subword_vectors(tmp_path):
         ("dog 0.9 1e40 0 0", "'1e40'"),  # overflows float32 to infinity
     ],
 )
+@pytest.mark.reliability
 def test_values_that_are_not_finite_numbers_name_file_and_line(tmp_path, row, bad):
     path = tmp_path / "broken.vec"
     path.write_text(f"3 4\ncat 1 0 0 0\n{row}\ncar 0 0 1 0\n")

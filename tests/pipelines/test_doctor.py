@@ -262,3 +262,33 @@ def test_index_reverted_to_an_older_copy_then_many_ingests(home, tmp_path):
         ctx.close()
     _agree(ctx, N_IMAGES + 6)
     assert run_doctor(ctx).findings == []
+
+
+def test_worker_job_without_progress_is_resumed(home):
+    """Server mode: a batched job whose broker messages were lost stays `running`; doctor
+    finds it by the age of its batches and --repair sends (here: runs) them again."""
+    from datetime import UTC, datetime, timedelta
+
+    from embplat.catalog.models import JobBatch
+
+    ctx, _ = home
+    old = datetime.now(UTC) - timedelta(hours=3)
+    with ctx.sessions.begin() as s:
+        image_ids = s.scalars(select(Image.id).order_by(Image.id).limit(4)).all()
+        job = Job(kind="ingest", state="running", params={}, total=4)
+        s.add(job)
+        s.flush()
+        job_id = job.id
+        s.add(JobBatch(job_id=job_id, seq=0, items=list(image_ids), state="queued"))
+        s.add(Job(kind="ingest", state="running", params={}, total=0))  # no batches: skipped
+    s_batch = update(JobBatch).where(JobBatch.job_id == job_id).values(updated_at=old)
+    with ctx.sessions.begin() as s:
+        s.execute(s_batch)
+    assert run_doctor(ctx).findings == []  # the check runs only when asked (server mode)
+    found = run_doctor(ctx, stale_after=3600)
+    assert _checks(found) == {"stale_jobs": 1} and found.findings[0].examples == [str(job_id)]
+    fixed = run_doctor(ctx, repair=True, stale_after=3600)
+    assert fixed.healthy
+    with ctx.sessions() as s:
+        assert s.get(Job, job_id).state == "succeeded"
+    assert run_doctor(ctx, stale_after=3600).findings == []

@@ -53,6 +53,7 @@ def test_ingest_is_complete_split_and_idempotent(context_factory, tree_copy):
     assert _consistent(ctx) == (n, n)
 
 
+@pytest.mark.reliability
 def test_bad_files_are_skipped_and_reported(context_factory, tree_copy, bad_images):
     coat = tree_copy / "coat"
     broken = ["truncated_jpeg", "zero_byte", "text_as_jpg", "bomb_png"]
@@ -115,6 +116,7 @@ def test_classify_search_and_enrol_a_new_class(
     assert classify(ctx, [bag_query], k=5)[0].label == "bag"
 
 
+@pytest.mark.reliability
 def test_query_errors_name_the_problem(context_factory, fmnist_root, tmp_path):
     ctx = context_factory("exact")
     ingest_tree(ctx, fmnist_root)
@@ -151,6 +153,7 @@ def test_evaluate_through_each_backend(context_factory, fmnist_root, backend):
     assert set(unseen["per_class"]) <= {"sandal", "shirt"} and unseen["queries"] == 24
 
 
+@pytest.mark.reliability
 def test_crash_mid_embedding_leaves_catalog_and_index_consistent(
     context_factory, fmnist_root, monkeypatch
 ):
@@ -178,6 +181,7 @@ def test_crash_mid_embedding_leaves_catalog_and_index_consistent(
     assert states == ["succeeded", "failed"]
 
 
+@pytest.mark.reliability
 def test_resume_finishes_a_crashed_job_and_refuses_jobs_without_batches(
     context_factory, fmnist_root, monkeypatch, workers
 ):
@@ -302,6 +306,7 @@ def test_enrolling_a_folder_again_replaces_a_rewritten_file(tiny_ctx, tmp_path, 
     assert _consistent(ctx) == (3, 3)
 
 
+@pytest.mark.reliability
 def test_crash_between_index_and_catalog_delete_is_finished_by_the_next_run(
     tiny_ctx, context_factory, bmp_tree, imagefactory, monkeypatch
 ):

@@ -16,7 +16,7 @@ from embplat.pipelines.query import classify, search_by_image
 from embplat.pipelines.remove import remove_images
 from embplat.retrieval import collection_name
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 PER_CLASS = 3
 EXTRA = "extra-model"
 

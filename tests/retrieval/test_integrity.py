@@ -19,6 +19,8 @@ from embplat.retrieval.factory import quarantine_index, salvage_points
 from embplat.retrieval.files import write_npz
 from embplat.retrieval.nmslib_index import NmslibIndex
 
+pytestmark = pytest.mark.reliability
+
 DIM, N = 16, 300
 REPAIR = "run `platform doctor --repair`"
 Points = tuple[list[str], np.ndarray, list[dict[str, Any]]]

@@ -18,6 +18,8 @@ from embplat.retrieval.exact import ExactIndex
 from embplat.retrieval.nmslib_index import NmslibIndex
 from embplat.retrieval.nmslib_store import _MAX_SEGMENTS
 
+pytestmark = pytest.mark.reliability
+
 DIM, POOL, K = 8, 500, 5
 ROUNDS, REBUILD_AT = 200, (40, 150)
 

@@ -65,6 +65,8 @@ from pathlib import Path
 import numpy as np
 from embplat.errors import BusyError
 from embplat.retrieval import open_index
+
+pytestmark = pytest.mark.reliability
 backend, root, timeout = sys.argv[1:4]
 index = open_index(backend, name="shared", dim=8, root=Path(root), lock_timeout=float(timeout))
 start = time.monotonic()

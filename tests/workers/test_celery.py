@@ -108,6 +108,7 @@ def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_pa
     assert again.queued == 0 and _job(ctx.sessions, again.job_id).state == "succeeded"
 
 
+@pytest.mark.reliability
 def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, tmp_path, qdrant):
     ctx = build_context(load_settings())
     slow = {"EMBPLAT_EMBED_IMAGE_SIZE": "64", "EMBPLAT_EMBED_BATCH_SIZE": "2"}
@@ -138,6 +139,7 @@ def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, t
     assert max(attempts) >= 2  # the interrupted batch really ran again
 
 
+@pytest.mark.reliability
 def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_root, monkeypatch):
     monkeypatch.setenv("EMBPLAT_BROKER_URL", "redis://:hunter2@127.0.0.1:1/0")
     from embplat.errors import ServiceUnavailableError
@@ -151,6 +153,7 @@ def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_r
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
+@pytest.mark.reliability
 def test_training_runs_in_a_worker_once(server_env, fmnist_root, tmp_path, monkeypatch):
     from embplat.catalog import repo
     from embplat.pipelines.jobs import queue_training, train_queued

@@ -23,6 +23,8 @@ from embplat.pipelines.jobs import interrupt_dead_jobs
 from embplat.workers.context import build_context
 from embplat.workers.runner import process_start, run_in_process, runner_alive, this_runner
 
+pytestmark = pytest.mark.reliability
+
 #: A local job in its own process: plans the job's batches, embeds the first, then hangs
 #: (as a long ingest would) until the test kills it.
 HANGING_JOB = textwrap.dedent(

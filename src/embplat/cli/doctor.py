@@ -21,7 +21,8 @@ def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Compare the catalog with every index (damaged or missing files, points missing or
-    unrecorded, orphans, bad vectors, stale payloads, image files gone, dead jobs).
+    unrecorded, orphans, bad vectors, stale payloads, image files gone, dead jobs, and in
+    server mode jobs whose batches stopped moving).
 
     With `--repair`: a damaged index is moved aside and its readable points salvaged,
     missing or broken points are embedded again, unrecorded points recorded, orphans and
@@ -31,7 +32,11 @@ def doctor(
     """
     from embplat.pipelines.doctor import run_doctor
 
-    report = run_doctor(ctx.obj.context(), repair=repair)
+    settings = ctx.obj.settings
+    stale_after = None
+    if settings.server_mode:  # by then Celery itself would have redelivered a live batch
+        stale_after = settings.celery.visibility_timeout + settings.celery.task_time_limit
+    report = run_doctor(ctx.obj.context(), repair=repair, stale_after=stale_after)
     if json_out:
         print_json(report.as_dict())
     else:

@@ -44,17 +44,24 @@ log = logging.getLogger(__name__)
 _MISSING_GUARD = 0.5
 
 
-def run_doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
+def run_doctor(
+    ctx: Context, *, repair: bool = False, stale_after: float | None = None
+) -> DoctorReport:
     """Compare the catalog with every index of the configured backend; repair on request.
 
     Args:
         repair: fix what is found (otherwise only report).
+        stale_after: server mode: a job run by workers whose batches have not changed for
+            this many seconds is stuck (its messages were lost); ``repair`` resumes it.
+            None skips the check.
 
     Returns:
         The findings; ``healthy`` is True when nothing is left to repair.
     """
     report = DoctorReport(repair=repair)
     _check_jobs(ctx, report)
+    if stale_after is not None:
+        _check_stale_jobs(ctx, report, repair, stale_after)
     _check_files(ctx, report, repair)
     with ctx.sessions() as session:
         collections = audit.list_collections(session=session)
@@ -84,6 +91,28 @@ def _check_jobs(ctx: Context, report: DoctorReport) -> None:
                 repaired=len(dead),
             )
         )
+
+
+def _check_stale_jobs(ctx: Context, report: DoctorReport, repair: bool, stale_after: float) -> None:
+    from embplat.pipelines.ingest import resume_job
+    from embplat.pipelines.jobs import stale_worker_jobs
+
+    stale = stale_worker_jobs(ctx.sessions, older_than=stale_after)
+    if not stale:
+        return
+    finding = Finding(
+        "stale_jobs",
+        "jobs",
+        len(stale),
+        f"jobs run by workers with no progress for {stale_after:.0f} s (lost broker messages "
+        "or no live worker); --repair sends their unfinished batches again",
+        [str(j) for j in stale[:5]],
+    )
+    report.findings.append(finding)
+    if repair:
+        for job_id in stale:
+            resume_job(ctx, job_id)
+        finding.repaired = len(stale)
 
 
 def _check_files(ctx: Context, report: DoctorReport, repair: bool) -> None:

@@ -62,6 +62,38 @@ def interrupt_dead_jobs(sessions: sessionmaker[Session]) -> list[int]:
     return interrupted
 
 
+def stale_worker_jobs(sessions: sessionmaker[Session], *, older_than: float) -> list[int]:
+    """Running/queued jobs run by workers (batched, no in-process runner) none of whose
+    batches changed for ``older_than`` seconds: their broker messages were lost (a flushed
+    Redis) or every worker is gone. ``older_than`` should exceed the visibility timeout plus
+    a task's time limit, after which Celery itself would have redelivered a batch."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from embplat.catalog.models import JobBatch
+
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with sessions() as session:
+        active = session.execute(select(Job.id, Job.params).where(Job.state.in_(ACTIVE))).all()
+        worker_jobs = [j for j, params in active if RUNNER_KEY not in (params or {})]
+        if not worker_jobs:
+            return []
+        latest = session.execute(
+            select(JobBatch.job_id, func.max(JobBatch.updated_at))
+            .where(JobBatch.job_id.in_(worker_jobs))
+            .group_by(JobBatch.job_id)
+        ).all()
+    return sorted(job_id for job_id, last in latest if _aware(last) < cutoff)
+
+
+def _aware(when: Any) -> Any:
+    """SQLite returns naive datetimes for timezone-aware columns: read them as UTC."""
+    from datetime import UTC
+
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
 def claim_job(sessions: sessionmaker[Session], job_id: int, *, here: bool) -> None:
     """Before resuming a job: record this process as its runner (``here``: its batches run
     in this process), or drop the runner (they go to workers)."""
