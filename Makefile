@@ -47,7 +47,8 @@ lint: install
 	$(VENV)/bin/mypy src
 
 bench: install
-	$(PY) benchmarks/embed_and_search.py
+	scripts/services.sh up
+	$(PY) benchmarks/run_all.py; status=$$?; scripts/services.sh down; exit $$status
 
 clean:
 	rm -rf $(DEMO_HOME) data .pytest_cache

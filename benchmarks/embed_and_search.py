@@ -10,7 +10,10 @@ vectors, with the same HNSW parameters and threads, plus recall@k of both agains
 numpy search. Target: platform_qps / raw_qps >= 0.9 with the filter off.
 
 Usage: ``python benchmarks/embed_and_search.py [--images 256] [--image-size 224] [--n 100000]
-[--dim 512] [--queries 1000] [--skip-embed] [--skip-search]``
+[--dim 512] [--queries 1000] [--skip-embed] [--skip-search] [--quick]``
+
+Ends with a markdown table ``| benchmark | result |`` (what ``benchmarks/run_all.py`` reads).
+``--quick``: 64 images at 112 px, 20k x 512 vectors, 500 queries (about a minute).
 """
 
 from __future__ import annotations
@@ -347,6 +350,31 @@ def print_embed(result: dict[str, Any]) -> None:
     print(f"  ratio platform / bare              : {result['ratio']:8.2f}  (target >= 0.9)")
 
 
+def table_rows(embed: dict[str, Any] | None, search: dict[str, Any] | None) -> list[str]:
+    """The final ``| benchmark | result |`` rows of this run."""
+    rows = []
+    if embed is not None:
+        rows.append(
+            f"| embed: ingest path vs bare model(x), {embed['images']} images at "
+            f"{embed['image_size']} px | {embed['platform_ips']:.1f} vs {embed['bare_ips']:.1f} "
+            f"images/s, ratio **{embed['ratio']:.2f}** (target >= 0.9) |"
+        )
+    if search is not None:
+        size = f"{search['n']} x {search['dim']}, k={search['k']}"
+        rows += [
+            f"| search: platform vs raw nmslib, same graph, {size} | "
+            f"{search['platform_qps']:.0f} vs {search['raw_same_graph_qps']:.0f} q/s, ratio "
+            f"**{search['ratio']:.2f}** (target >= 0.9) |",
+            f"| search: platform filtered (split=train) vs raw nmslib, {size} | "
+            f"{search['platform_filtered_qps']:.0f} vs {search['raw_same_graph_qps']:.0f} q/s, "
+            f"ratio **{search['filtered_ratio']:.2f}** (target >= 0.9) |",
+            f"| search: recall@{search['k']} platform / filtered / raw | "
+            f"{search['platform_recall']:.3f} / {search['platform_filtered_recall']:.3f} / "
+            f"{search['raw_same_graph_recall']:.3f} |",
+        ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmarks named by the command line and print their tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -357,12 +385,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-search", action="store_true", help="skip the search benchmark")
     parser.add_argument("--images", type=int, default=256, help="images to embed")
     parser.add_argument("--image-size", type=int, default=224, help="encoder input side")
+    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.image_size, args.n, args.queries = 64, 112, 20_000, 500
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    embed = search = None
     if not args.skip_embed:
-        print_embed(bench_embed(n_images=args.images, image_size=args.image_size))
+        embed = bench_embed(n_images=args.images, image_size=args.image_size)
+        print_embed(embed)
     if not args.skip_search:
-        print_search(bench_search(n=args.n, dim=args.dim, n_queries=args.queries))
+        search = bench_search(n=args.n, dim=args.dim, n_queries=args.queries)
+        print_search(search)
+    print("\n| benchmark | result |\n| --- | --- |")
+    print("\n".join(table_rows(embed, search)))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ class IndexSettings(BaseSettings):
     buffer_limit: int = Field(
         2048, ge=0, description="vectors kept in the exact buffer before a rebuild"
     )
+    lock_timeout: float = Field(
+        600.0, ge=0, description="seconds a write waits for another writer of an index folder"
+    )
 
 
 class QdrantSettings(BaseSettings):
@@ -60,6 +63,14 @@ class QdrantSettings(BaseSettings):
     api_key: str | None = None
     path: Path | None = None
     upload_batch: int = Field(128, ge=1, le=1024)
+    prefer_grpc: bool = Field(False, description="talk to the server over gRPC, not REST")
+    grpc_port: int = Field(6334, ge=1, le=65535, description="the server's gRPC port")
+    parallel: int = Field(
+        1, ge=1, le=64, description="upload processes against a server (local mode uses 1)"
+    )
+    max_retries: int = Field(
+        3, ge=0, le=20, description="retries of a failed upload request before it fails"
+    )
 
 
 class CelerySettings(BaseSettings):
@@ -119,8 +130,21 @@ class EmbedSettings(BaseSettings):
     weights: str | None = None
     image_size: int | None = Field(None, ge=16, le=1024)
     batch_size: int = Field(32, ge=1, le=4096)
-    num_workers: int = Field(1, ge=0, le=64)
+    num_workers: int = Field(
+        1, ge=0, le=64, description="decode threads working ahead of the forward pass"
+    )
     device: str = "auto"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch intra-op threads; default: usable cores minus num_workers, >= 1",
+    )
+    amp: bool = Field(True, description="CUDA only: forward under autocast (bf16/fp16)")
+    gpu_decode: bool = Field(True, description="CUDA only: decode JPEG batches with nvJPEG")
+    jpeg_draft: bool = Field(
+        True, description="decode JPEGs >= 2x the input side at reduced DCT scale"
+    )
 
 
 class IngestSettings(BaseSettings):

@@ -162,3 +162,31 @@ def test_bad_word_vector_file_is_one_line(home: Path, tmp_path: Path) -> None:
         f"error: {vec} line 3: 'NaN' is not a finite number; fix or delete that line "
         "(expected 'word v1 v2 ...' with decimal numbers)"
     )
+
+
+def test_unwritable_index_folder_is_one_line_and_the_rerun_recovers(
+    home: Path, bmp_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index folder refusing writes mid-ingest (permissions, a full or read-only disk)."""
+    import errno
+
+    from embplat.retrieval.exact import ExactIndex
+
+    real_flush = ExactIndex.flush
+
+    def refused(self: ExactIndex) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(ExactIndex, "flush", refused)
+    result = runner.invoke(app, [*COMMON, "ingest", str(bmp_tree)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    assert "cannot write" in line and "Permission denied" in line and str(home) in line
+    monkeypatch.setattr(ExactIndex, "flush", real_flush)
+    del result  # its exception chain still references the failed run's index handle
+    gc.collect()  # the failed run's handle holds the folder's lock until collected (or exit)
+    again = invoke("ingest", str(bmp_tree), "--json")
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    status = json.loads(invoke("status", "--json").stdout)
+    assert status["points"] == status["embedded"] == summary["added"] + summary["already"]

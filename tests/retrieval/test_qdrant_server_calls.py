@@ -30,6 +30,7 @@ class ServerLikeClient:
         self.calls: list[tuple[str, Any]] = []
         self.schema: dict[str, models.PayloadIndexInfo] = {}
         self.threshold = threshold
+        self.upload_options: list[dict[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.local, name)
@@ -50,9 +51,26 @@ class ServerLikeClient:
         self.threshold = optimizers_config.indexing_threshold
         self.calls.append(("indexing_threshold", self.threshold))
 
-    def upsert(self, name: str, points: models.Batch, wait: bool) -> Any:
-        self.calls.append(("upsert", len(points.ids)))
-        return self.local.upsert(name, points=points, wait=wait)
+    def upload_collection(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        payload: list[dict[str, Any]],
+        ids: list[str],
+        **options: Any,
+    ) -> None:
+        """Split into requests of ``batch_size`` as the server-side uploader does."""
+        self.upload_options.append(options)
+        size = options["batch_size"]
+        for start in range(0, len(ids), size):
+            stop = start + size
+            self.calls.append(("upsert", len(ids[start:stop])))
+            batch = models.Batch(
+                ids=ids[start:stop],
+                vectors=vectors[start:stop].tolist(),
+                payloads=payload[start:stop],
+            )
+            self.local.upsert(name, points=batch, wait=options["wait"])
 
     def update_collection_aliases(self, change_aliases_operations: list[Any]) -> Any:
         self.calls.append(("aliases", [type(op).__name__ for op in change_aliases_operations]))
@@ -90,7 +108,28 @@ def test_upsert_in_batches_of_upload_batch(server: ServerLikeClient) -> None:
     vectors = l2_normalize(np.random.default_rng(0).standard_normal((n, DIM)))
     index.upsert(ids, vectors, [{"class": "c", "split": "train", "kind": "image"}] * n)
     assert server.calls == [("upsert", 64), ("upsert", 64), ("upsert", 22)]
+    assert server.upload_options == [
+        {"batch_size": 64, "parallel": 1, "max_retries": 3, "wait": True}
+    ]
     assert index.count() == n
+
+
+def test_parallel_and_retries_reach_the_upload(server: ServerLikeClient) -> None:
+    index = QdrantIndex("embplat_p", DIM, server, parallel=4, max_retries=5)  # type: ignore[arg-type]
+    ids = [point_id(f"{i:064x}", "m") for i in range(3)]
+    vectors = l2_normalize(np.random.default_rng(1).standard_normal((3, DIM)))
+    index.upsert(ids, vectors, [{"kind": "image"}] * 3)
+    assert server.upload_options[-1] == {
+        "batch_size": 128,
+        "parallel": 4,
+        "max_retries": 5,
+        "wait": True,
+    }
+
+
+def test_local_mode_uploads_in_process() -> None:
+    index = QdrantIndex("embplat_l", DIM, QdrantClient(":memory:"), parallel=8)
+    assert index.local and index.parallel == 1
 
 
 def test_bulk_load_defers_and_restores_indexing(server: ServerLikeClient) -> None:
@@ -126,3 +165,11 @@ def test_alias_switch_is_one_call(server: ServerLikeClient) -> None:
 def test_upload_batch_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="upload_batch"):
         QdrantIndex("embplat_x", DIM, QdrantClient(":memory:"), upload_batch=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("parallel", 0), ("max_retries", -1)], ids=["parallel", "retries"]
+)
+def test_upload_options_are_checked(option: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=option):
+        QdrantIndex("embplat_x", DIM, QdrantClient(":memory:"), **{option: value})

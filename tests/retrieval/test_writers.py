@@ -58,6 +58,8 @@ while not Path(done).exists() or views == 0:
 print(views)
 """
 
+pytestmark = pytest.mark.reliability
+
 #: argv: backend, root, lock_timeout. One upsert and flush; prints the BusyError if any.
 CONTENDER = """
 import sys, time
@@ -65,8 +67,6 @@ from pathlib import Path
 import numpy as np
 from embplat.errors import BusyError
 from embplat.retrieval import open_index
-
-pytestmark = pytest.mark.reliability
 backend, root, timeout = sys.argv[1:4]
 index = open_index(backend, name="shared", dim=8, root=Path(root), lock_timeout=float(timeout))
 start = time.monotonic()

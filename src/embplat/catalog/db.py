@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,6 +123,8 @@ def head_revision() -> str:
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     """Bring the schema to head (local mode) or fail with the command to run (server mode)."""
+    if _at_shipped_head(engine):  # the usual case, answered without importing alembic
+        return
     if current_revision(engine) == head_revision():
         return
     if auto_upgrade:
@@ -130,6 +135,47 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
         f"catalog {mask_url(engine.url.render_as_string())} is not at schema "
         f"{head_revision()}: run `platform db upgrade`"
     )
+
+
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
+
+
+@functools.cache
+def shipped_head() -> str | None:
+    """The head of the packaged migrations read from their ``revision`` / ``down_revision``
+    lines, without importing alembic (whose import costs a CLI command ~0.5 s); None when
+    the files do not give exactly one head plainly (then only alembic can tell).
+    ``head_revision`` is the authority; a test checks the two agree."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        fields = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        try:
+            revision = ast.literal_eval(fields["revision"])
+            parent = ast.literal_eval(fields.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str) or not isinstance(parent, str | None):
+            return None  # a merge (tuple of parents) or anything unusual
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_shipped_head(engine: Engine) -> bool:
+    """True when the database's one stored revision is :func:`shipped_head` (plain SQL). Any
+    doubt or error is False: :func:`ensure_schema` then asks alembic, which reports it."""
+    head = shipped_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DatabaseError:  # no such table, unreachable, damaged: alembic's path reports it
+        return False
+    return [tuple(r) for r in rows] == [(head,)]
 
 
 def unavailable(engine: Engine, exc: Exception) -> ServiceUnavailableError:

@@ -11,7 +11,6 @@ from rich.live import Live
 from rich.table import Table
 
 from embplat.cli.output import console, print_json, progress_bars
-from embplat.config import mask_url
 
 db_app = typer.Typer(no_args_is_help=True, help="Catalog schema (alembic).")
 jobs_app = typer.Typer(help="Recent jobs; resume one.")
@@ -29,6 +28,7 @@ def register(app: typer.Typer) -> None:
 def db_upgrade(ctx: typer.Context) -> None:
     """Run `alembic upgrade head` on the configured catalog."""
     from embplat.catalog.db import current_revision, make_engine, upgrade
+    from embplat.config import mask_url
 
     url = ctx.obj.settings.catalog_url
     engine = make_engine(url)
@@ -40,6 +40,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_current(ctx: typer.Context) -> None:
     """Print the catalog's schema revision and the newest one shipped."""
     from embplat.catalog.db import current_revision, head_revision, make_engine
+    from embplat.config import mask_url
 
     url = ctx.obj.settings.catalog_url
     console.print(f"{mask_url(url)}: {current_revision(make_engine(url))} (head {head_revision()})")
@@ -163,26 +164,32 @@ def jobs_table(rows: list[Any]) -> Table:
 
 def encoders() -> None:
     """Registered image encoders."""
-    from embplat.models import list_encoders
+    from embplat.models.registry import encoder_names
 
-    for name in list_encoders():
+    for name in encoder_names():
         console.print(name)
 
 
 def status(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Catalog and index at a glance: images per split, points in the active index."""
     from embplat.catalog import repo
+    from embplat.config import mask_url
 
     context = ctx.obj.context()
-    space = context.space()
+    # read from the catalog when it can; building the encoder (torch) only for a new space
+    found = context.active_index()
+    if found is None:
+        space = context.space()
+        found = (space.key, space.index, space.collection_id)
+    key, index, collection_id = found
     with context.sessions() as session:
         info = {
             "catalog": mask_url(ctx.obj.settings.catalog_url),
             "backend": context.backend,
-            "model": space.key,
-            "index": space.index.name,
-            "points": space.index.count(None),
-            "embedded": repo.count_embeddings(session=session, collection_id=space.collection_id),
+            "model": key,
+            "index": index.name,
+            "points": index.count(None),
+            "embedded": repo.count_embeddings(session=session, collection_id=collection_id),
             **{
                 f"images_{s}": repo.count_images(session=session, split=s)
                 for s in ("train", "valid", "test")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
-from sqlalchemy.exc import DatabaseError
 from typer.core import TyperGroup
 
 from embplat.cli.output import error_line
-from embplat.config import Settings, load_settings
 from embplat.errors import EmbplatError
-from embplat.pipelines.context import Context
+
+if TYPE_CHECKING:  # imported when used: `--help` must not pay for them (tests/cli/test_startup)
+    from sqlalchemy.exc import DatabaseError
+
+    from embplat.config import Settings
+    from embplat.pipelines.context import Context
 
 
 class _Group(TyperGroup):
@@ -24,9 +29,19 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except EmbplatError as exc:
+            _mark_failed(ctx)
             error_line(str(exc))
             raise typer.Exit(2) from None
-        except DatabaseError as exc:  # a catalog damaged past the pages the schema check reads
+        except OSError as exc:
+            if not _storage_error(exc):
+                raise
+            _mark_failed(ctx)
+            error_line(_storage_message(exc))
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            if not _database_error(exc):
+                raise
+            # a catalog damaged past the pages the schema check reads
             from embplat.catalog.db import catalog_failure
 
             url = ctx.obj.settings.catalog_url if isinstance(ctx.obj, State) else "the catalog"
@@ -35,6 +50,35 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             error_line("interrupted; everything committed so far is kept, re-run to resume")
             raise typer.Exit(130) from None
+
+
+def _database_error(exc: Exception) -> TypeGuard[DatabaseError]:
+    """An SQLAlchemy ``DatabaseError``, checked without importing SQLAlchemy: a command that
+    never imported it cannot have raised one."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.DatabaseError)
+
+
+def _mark_failed(ctx: Any) -> None:
+    """Tell the closing ``State`` the command already printed its error."""
+    if isinstance(ctx.obj, State):
+        ctx.obj.failed = True
+
+
+def _storage_message(exc: OSError) -> str:
+    return (
+        f"cannot write {exc.filename or 'the data home'}: {exc.strerror}; everything "
+        "committed so far is kept: fix it, then re-run (or `platform doctor`)"
+    )
+
+
+def _storage_error(exc: OSError) -> bool:
+    """A fault of the disk the user can fix (permissions, full or read-only file system)."""
+    return isinstance(exc, PermissionError) or exc.errno in {
+        errno.ENOSPC,
+        errno.EROFS,
+        errno.EDQUOT,
+    }
 
 
 app = typer.Typer(
@@ -52,6 +96,8 @@ class State:
     """What the callback builds once: settings, and the context on first use."""
 
     settings: Settings
+    #: set once the command failed and printed its error line
+    failed: bool = False
     _ctx: Context | None = field(default=None, repr=False)
 
     def context(self) -> Context:
@@ -63,9 +109,19 @@ class State:
         return self._ctx
 
     def close(self) -> None:
-        """Flush the index if it was opened."""
-        if self._ctx is not None:
-            self._ctx.close()
+        """Flush the index if it was opened; a failure is one line and exit code 2 (none
+        when the command already failed and said why)."""
+        if self._ctx is None:
+            return
+        context, self._ctx = self._ctx, None
+        try:
+            context.close()
+        except (EmbplatError, OSError) as exc:
+            if isinstance(exc, OSError) and not _storage_error(exc):
+                raise
+            if not self.failed:
+                error_line(_storage_message(exc) if isinstance(exc, OSError) else str(exc))
+            raise typer.Exit(2) from None
 
 
 @app.callback()
@@ -81,6 +137,8 @@ def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Settings precedence: these flags > environment (EMBPLAT_*) > .env > defaults."""
+    from embplat.config import load_settings
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

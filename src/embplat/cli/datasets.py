@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 
 from embplat.cli.output import console
-from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
 
 app = typer.Typer(no_args_is_help=True)
+
+#: ``embplat.ingest.fashion_mnist.DEFAULT_FMNIST_DIR``, repeated so that the help does not
+#: import numpy and Pillow (tests/cli/test_startup.py checks they agree).
+DEFAULT_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _names(value: str | None) -> list[str]:
@@ -34,6 +37,8 @@ def fashion_mnist(
     ] = DEFAULT_FMNIST_DIR,
 ) -> None:
     """Write Fashion-MNIST images as JPEGImages/<class>/<class>_<id>.jpg plus split files."""
+    from embplat.ingest.fashion_mnist import build_fashion_mnist
+
     if source not in ("train", "test"):
         raise typer.BadParameter(f"--source must be train or test, got {source!r}")
     root = build_fashion_mnist(

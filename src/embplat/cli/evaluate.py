@@ -10,7 +10,6 @@ from rich.table import Table
 
 from embplat.cli.output import best_rejection, console, print_json, progress_bars
 from embplat.cli.output import fmt_metric as _f
-from embplat.pipelines.evaluate import evaluate_split
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +64,8 @@ def evaluate_cmd(
     if model is not None or report is not None or held:
         _full(ctx, model, split, ref, k, weighted, report, projection, held, json_out)
         return
+    from embplat.pipelines.evaluate import evaluate_split
+
     with progress_bars(not json_out) as bars:
         m = evaluate_split(
             ctx.obj.context(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,9 @@ from rich.table import Table
 
 from embplat.cli.output import RichProgress, console, print_json, progress_bars, warn_line
 from embplat.errors import JobFailedError
-from embplat.pipelines.ingest import IngestResult, enrol_class, ingest_tree
+
+if TYPE_CHECKING:
+    from embplat.pipelines.ingest import IngestResult
 
 classes_app = typer.Typer(no_args_is_help=True, help="List classes, enrol or remove a class.")
 
@@ -54,6 +56,8 @@ def ingest(
     """Catalog every valid image under ROOT (idempotent) and embed it (active index and the
     trained models' indexes). The index follows the folder: rewritten files replace their
     image, moved files keep it under the new path, deleted files leave."""
+    from embplat.pipelines.ingest import ingest_tree
+
     context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
         result = ingest_tree(
@@ -136,6 +140,8 @@ def classes_add(
     With --zero-shot and no folder, the class gets only a label vector (its name's word
     vector) and becomes a candidate of `classify --space semantic` at once.
     """
+    from embplat.pipelines.ingest import enrol_class
+
     context = ctx.obj.context()
     if folder is None:
         _add_zero_shot(context, name, zero_shot, json_out)

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from embplat.cli.output import console, error_line, print_json, warn_line
 from embplat.errors import DataError
-from embplat.pipelines.query import (
-    Neighbour,
-    Prediction,
-    QueryFailure,
-    check_split,
-    classify,
-    search_by_image,
-)
+
+if TYPE_CHECKING:
+    from embplat.pipelines.query import Neighbour, Prediction, QueryFailure
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +52,8 @@ def classify_cmd(
     Exit status: 0 every image answered; 1 some images failed; 2 none could be answered, or
     a usage error.
     """
+    from embplat.pipelines.query import classify
+
     context = ctx.obj.context()
     failures: list[QueryFailure] = []
     answers: list[Any]
@@ -102,6 +99,7 @@ def search_cmd(
 ) -> None:
     """Nearest images to a query image or text, or (--labels) the labels nearest an image."""
     from embplat.pipelines import semantic
+    from embplat.pipelines.query import check_split, search_by_image
 
     check_split(split)
     context = ctx.obj.context()
@@ -151,6 +149,8 @@ def _in_input_order(
 
 def _print_answers(answers: list[Any], show: int) -> None:
     """Human output: kNN predictions (with their notes) or zero-shot label predictions."""
+    from embplat.pipelines.query import Prediction
+
     for note in answers[0].notes if answers and isinstance(answers[0], Prediction) else []:
         warn_line(note)
     for answer in answers:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embplat.retrieval import Filter, VectorIndex
+from embplat.retrieval import Filter, IdPositions, VectorIndex, search_arrays
 
 
 @dataclass(frozen=True)
@@ -101,25 +101,48 @@ def index_neighbours(
     flt: Filter | None = None,
     query_ids: Sequence[str] | None = None,
     chunk: int = 256,
+    positions: IdPositions | None = None,
 ) -> Neighbours:
     """Neighbours as the index returns them (ANN for nmslib/Qdrant), as reference positions.
 
+    Searched through :func:`~embplat.retrieval.search_arrays`: no object per (query,
+    neighbour) pair.
+
     Args:
-        reference_ids: point ids of the references; hits outside them become -1.
+        reference_ids: point ids of the references; hits outside them become -1 (their
+            scores are kept).
         query_ids: when the queries are indexed points too, each is left out of its own hits.
+        positions: ``IdPositions(reference_ids, extra=query_ids or ())`` to reuse across
+            calls (a chunked caller); built here when None.
     """
-    pos = {pid: i for i, pid in enumerate(reference_ids)}
     extra = int(query_ids is not None)
+    mapper = positions or IdPositions(reference_ids, extra=query_ids or ())
+    own = mapper.of(query_ids) if query_ids is not None else None
     idx = np.full((len(queries), k), -1, dtype=np.int64)
     scores = np.zeros((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
-        results = index.search(queries[start : start + chunk], k + extra, flt)
-        for row, hits in enumerate(results, start=start):
-            own = query_ids[row] if query_ids is not None else None
-            kept = [h for h in hits if h.id != own][:k]
-            idx[row, : len(kept)] = [pos.get(h.id, -1) for h in kept]
-            scores[row, : len(kept)] = [h.score for h in kept]
+        found = search_arrays(index, queries[start : start + chunk], k + extra, flt)
+        pos, sc = mapper(found), found.scores
+        if own is not None:
+            pos, sc = _drop_own(pos, sc, own[start : start + len(pos)], found.rows < 0)
+        width = min(k, pos.shape[1])
+        pos, sc = pos[:, :width], sc[:, :width]
+        idx[start : start + len(pos), :width] = np.where(pos < mapper.size, pos, -1)
+        scores[start : start + len(pos), :width] = sc
     return Neighbours(idx, scores)
+
+
+def _drop_own(
+    pos: np.ndarray, scores: np.ndarray, own: np.ndarray, padding: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, K) positions and scores without each query's own position ``own`` (Q,), the
+    rest moved up in order; freed and padded places become -1 / 0.0."""
+    drop = ((pos == own[:, None]) & (own[:, None] >= 0)) | padding
+    order = np.argsort(drop, axis=1, kind="stable")  # kept hits first, in their order
+    pos = np.take_along_axis(pos, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    gone = np.take_along_axis(drop, order, axis=1)
+    return np.where(gone, -1, pos), np.where(gone, 0.0, scores).astype(np.float32)
 
 
 def ann_agreement(exact: Neighbours, ann: Neighbours, k: int = 10) -> dict[str, float]:

@@ -9,20 +9,16 @@ deterministic point ids, so nothing is duplicated or lost.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from sqlalchemy.orm import Session, sessionmaker
-from torch.utils.data import DataLoader, Dataset
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Image
-from embplat.errors import DataError
-from embplat.ingest.images import load_rgb
+from embplat.ingest.decode import BatchDecoder, prefetched
 from embplat.models.encoders import ImageEncoder
 from embplat.retrieval import VectorIndex, point_id
 
@@ -38,30 +34,6 @@ class EmbedReport:
     done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     queued: int = 0
-
-
-class _ImageFiles(Dataset):
-    """(image id, path) → (image id, tensor or error string); errors never stop a batch."""
-
-    def __init__(self, rows: Sequence[tuple[int, str]], encoder: ImageEncoder, max_pixels: int):
-        self.rows, self.encoder, self.max_pixels = list(rows), encoder, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | str]:
-        image_id, path = self.rows[i]
-        try:
-            return image_id, self.encoder.transform(load_rgb(path, max_pixels=self.max_pixels))
-        except DataError as exc:
-            return image_id, str(exc)
-
-
-def _collate(items: list[tuple[int, Any]]) -> tuple[list[int], torch.Tensor | None, list]:
-    ok = [(i, t) for i, t in items if isinstance(t, torch.Tensor)]
-    bad = [(i, t) for i, t in items if not isinstance(t, torch.Tensor)]
-    batch = torch.stack([t for _, t in ok]) if ok else None
-    return [i for i, _ in ok], batch, bad
 
 
 def payload_for(image: Image, model_key: str) -> dict[str, Any]:
@@ -85,7 +57,7 @@ def embed_images(
     index: VectorIndex,
     collection_id: int,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int = 1,
     commit_every: int = 256,
     max_pixels: int = 40_000_000,
     progress: Progress | None = None,
@@ -94,6 +66,9 @@ def embed_images(
 
     Args:
         image_ids: catalog ids; ids already recorded for this collection are skipped.
+        batch_size: images per forward pass.
+        num_workers: decode threads working ahead of the forward pass (Pillow and the
+            resize release the GIL); 0 decodes each batch in this thread, then runs it.
         commit_every: images per durable unit (index flush, then catalog commit).
         progress: called with the number of images handled after each mini-batch.
 
@@ -133,21 +108,9 @@ def _batches(
     num_workers: int,
     max_pixels: int,
 ) -> Iterator[tuple[list[int], Any, list[tuple[int, str]]]]:
+    """Decode batches on ``num_workers`` threads while the encoder runs the previous one."""
     rows = [(i, img.path) for i, img in images.items()]
-    loader = DataLoader(
-        _ImageFiles(rows, encoder, max_pixels),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=_loader_workers(num_workers, len(rows), batch_size),
-        collate_fn=_collate,
-    )
-    for ids, batch, bad in loader:
-        yield ids, (encoder.encode_images(batch) if batch is not None else None), bad
-
-
-def _loader_workers(requested: int, n_rows: int, batch_size: int) -> int:
-    """Decode in worker processes only when it pays off and is allowed: a Celery prefork
-    child is a daemon process, which may not start children of its own."""
-    if n_rows <= batch_size or multiprocessing.current_process().daemon:
-        return 0
-    return requested
+    chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+    decoder = BatchDecoder(encoder, max_pixels)
+    for ids, batch, bad in prefetched(decoder, chunks, num_workers):
+        yield ids, (decoder.encode(batch) if batch is not None else None), bad

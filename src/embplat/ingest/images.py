@@ -99,6 +99,7 @@ def load_rgb(
     max_pixels: int,
     max_aspect: float = MAX_ASPECT,
     resize_side: int | None = None,
+    draft_side: int | None = None,
 ) -> Image.Image:
     """Decode an image, apply its EXIF orientation and convert it to 8-bit RGB.
 
@@ -108,6 +109,9 @@ def load_rgb(
             ``resize_side`` also the largest accepted size after the encoder's resize.
         max_aspect: Largest accepted long side / short side, checked before decoding.
         resize_side: The side the encoder scales the short side to (its ``image_size``).
+        draft_side: The side the caller will scale the short side down to: a JPEG at least
+            twice as large on both sides is decoded at 1/2, 1/4 or 1/8 scale by libjpeg
+            (``Image.draft``), never below this side. The size checks use the full header size.
 
     Returns:
         A loaded ``"RGB"`` image of shape (H, W, 3) uint8 once passed to ``np.asarray``.
@@ -119,7 +123,8 @@ def load_rgb(
         data, label = bytes(path_or_bytes), "<image bytes>"
     else:
         data, label = _read_bytes(Path(path_or_bytes)), str(path_or_bytes)
-    with _decoded(data, label, _Limits(max_pixels, max_aspect, resize_side)) as img:
+    limits = _Limits(max_pixels, max_aspect, resize_side)
+    with _decoded(data, label, limits, draft_side=draft_side) as img:
         try:
             upright = ImageOps.exif_transpose(img)
             return to_rgb(upright)
@@ -229,33 +234,30 @@ class _Limits:
 
 
 @contextmanager
-def _decoded(data: bytes, label: str, limits: _Limits) -> Iterator[Image.Image]:
+def _decoded(
+    data: bytes, label: str, limits: _Limits, *, draft_side: int | None = None
+) -> Iterator[Image.Image]:
     """Open ``data`` with Pillow, check its size, fully decode it, and close it afterwards."""
     _keep_truncation_strict()
-    img = _open_and_load(data, label, limits)
+    img = _open_and_load(data, label, limits, draft_side)
     try:
         yield img
     finally:
         img.close()
 
 
-def _open_and_load(data: bytes, label: str, limits: _Limits) -> Image.Image:
-    """Open from bytes, reject oversized or elongated headers, then decode every pixel."""
-    try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise DataError(
-            f"{label}: not an image Pillow can read (wrong extension or unsupported format); "
-            "remove it or convert it to JPEG/PNG"
-        ) from exc
-    except _BOMB_ERRORS as exc:
-        raise _bomb_error(label, exc) from exc
-    except _DECODE_ERRORS as exc:
-        raise DataError(
-            f"{label}: truncated or corrupt image header ({exc}); re-download or re-export it"
-        ) from exc
+def _open_and_load(
+    data: bytes, label: str, limits: _Limits, draft_side: int | None = None
+) -> Image.Image:
+    """Open from bytes, reject oversized or elongated headers, then decode every pixel
+    (of a JPEG much larger than ``draft_side``: at a reduced DCT scale)."""
+    img = _open(data, label)
     try:
         limits.check(label, *img.size)
+        if draft_side and img.format == "JPEG" and min(img.size) >= 2 * draft_side:
+            # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, keeping both sides >=
+            # draft_side; the mode is left alone (CMYK and L still convert in to_rgb).
+            img.draft(img.mode, (draft_side, draft_side))
         img.load()
     except _BOMB_ERRORS as exc:
         img.close()
@@ -269,6 +271,53 @@ def _open_and_load(data: bytes, label: str, limits: _Limits) -> Image.Image:
     except DataError:
         img.close()
         raise
+    return img
+
+
+def gpu_decodable(
+    data: bytes,
+    label: str,
+    *,
+    max_pixels: int,
+    max_aspect: float = MAX_ASPECT,
+    resize_side: int | None = None,
+) -> bool:
+    """Whether a GPU JPEG decoder (nvJPEG) yields what :func:`load_rgb` would: a baseline
+    RGB or grey JPEG without EXIF rotation. Reads the header only.
+
+    Raises:
+        DataError: As :func:`load_rgb` for the header: not an image, too large (also after
+            the resize to ``resize_side``), too elongated.
+    """
+    _keep_truncation_strict()
+    img = _open(data, label)
+    try:
+        _Limits(max_pixels, max_aspect, resize_side).check(label, *img.size)
+        return (
+            img.format == "JPEG"
+            and img.mode in {"RGB", "L"}
+            and not img.info.get("progressive")
+            and _orientation(img) == 1
+        )
+    finally:
+        img.close()
+
+
+def _open(data: bytes, label: str) -> Image.Image:
+    """Open ``data`` lazily (header only), errors as ``DataError`` naming ``label``."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise DataError(
+            f"{label}: not an image Pillow can read (wrong extension or unsupported format); "
+            "remove it or convert it to JPEG/PNG"
+        ) from exc
+    except _BOMB_ERRORS as exc:
+        raise _bomb_error(label, exc) from exc
+    except _DECODE_ERRORS as exc:
+        raise DataError(
+            f"{label}: truncated or corrupt image header ({exc}); re-download or re-export it"
+        ) from exc
     return img
 
 

@@ -1,18 +1,18 @@
-"""Image encoders: the ``ImageEncoder`` protocol, a torch implementation, and a registry.
+"""Image encoders: a torch implementation of the ``ImageEncoder`` protocol, and a registry.
 
-The registry mirrors torchvision's ``register_model`` / ``get_model`` / ``list_models``.
-Backbones live in their own modules (``efficientnet``, ``torchvision_backbones``, ``tiny``)
-and register themselves when ``embplat.models`` is imported.
+The protocol, the registry itself and model keys live in the torch-free
+``embplat.models.registry`` (re-exported here). The registry mirrors torchvision's
+``register_model`` / ``get_model`` / ``list_models``. The built-in backbones live in
+``embplat.models.backbones`` and register themselves when it is imported (``list_encoders``
+and ``get_backbone`` do).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,28 +21,18 @@ from torch import nn
 from torchvision import transforms as T
 
 from embplat.errors import ConfigError
+from embplat.models.registry import (  # noqa: F401  (re-exported: the torch-free half)
+    _REGISTRY,
+    Factory,
+    ImageEncoder,
+    model_key,
+    register_encoder,
+)
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@runtime_checkable
-class ImageEncoder(Protocol):
-    """Maps a batch of preprocessed images to L2-normalised float32 vectors."""
-
-    name: str
-    key: str
-    dim: int
-    image_size: int
-    weights: str
-
-    def transform(self, image: Image.Image) -> torch.Tensor:
-        """One RGB PIL image → (3, S, S) float tensor ready for ``encode_images``."""
-
-    def encode_images(self, batch: torch.Tensor) -> np.ndarray:
-        """(B, 3, S, S) → (B, dim) float32, rows of unit length."""
 
 
 @dataclass(frozen=True)
@@ -58,60 +48,107 @@ class Backbone:
 
 
 class TorchImageEncoder:
-    """An ``ImageEncoder`` over any feature-extracting torch module."""
+    """An ``ImageEncoder`` over any feature-extracting torch module.
 
-    def __init__(self, name: str, backbone: Backbone, *, image_size: int | None, device: str):
+    On CUDA the module runs in ``channels_last`` memory format under autocast (``amp``:
+    bfloat16 where supported, else float16), and batches travel host→device as uint8 from
+    pinned memory; on CPU it runs exactly as built, in float32.
+
+    ``jpeg_draft`` and ``gpu_decode`` say how files are fed to it (read by
+    ``embplat.ingest.decode``): JPEGs much larger than the input side decoded at reduced DCT
+    scale, and baseline JPEGs decoded by nvJPEG when the device is CUDA.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backbone: Backbone,
+        *,
+        image_size: int | None,
+        device: str,
+        amp: bool = True,
+        jpeg_draft: bool = True,
+        gpu_decode: bool = True,
+    ):
         self.name = name
         self.dim = backbone.dim
         self.weights = backbone.weights
         self.image_size = image_size or backbone.default_size
         self.device = resolve_device(device)
         self.module = backbone.module.to(self.device).eval()
+        self.amp_dtype: torch.dtype | None = None
+        self.jpeg_draft, self.gpu_decode = jpeg_draft, gpu_decode
+        if self.device.type == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            if amp:
+                bf16 = torch.cuda.is_bf16_supported()
+                self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
         self.key = model_key(name, self.weights, self.image_size, backbone.default_size)
+        self._mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._geometry = T.Compose([T.Resize(self.image_size), T.CenterCrop(self.image_size)])
         self._transform = T.Compose(
-            [
-                T.Resize(self.image_size),
-                T.CenterCrop(self.image_size),
-                T.ToTensor(),
-                T.Normalize(backbone.mean, backbone.std),
-            ]
+            [self._geometry, T.ToTensor(), T.Normalize(backbone.mean, backbone.std)]
         )
 
     def transform(self, image: Image.Image) -> torch.Tensor:
         """One RGB PIL image → (3, S, S) normalised tensor."""
         return self._transform(image)
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """One RGB PIL image → (3, S, S) uint8 tensor: resized and cropped, not normalised.
+
+        ``encode_uint8(torch.stack(...))`` of these gives the same vectors as
+        ``encode_images`` of :meth:`transform`'s output, with a quarter of the memory and
+        no per-image torch arithmetic (which a decode thread would run on the intra-op pool).
+        """
+        pixels = np.asarray(self._geometry(image), dtype=np.uint8)
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 → float32 on the encoder's device, normalised exactly as
+        ``ToTensor`` + ``Normalize`` do (same operations in the same order)."""
+        x = batch.to(self.device, non_blocking=True).to(torch.float32).div(255)
+        return x.sub_(self._mean.to(x.device)).div_(self._std.to(x.device))
+
+    @torch.inference_mode()
+    def encode_uint8(self, batch: torch.Tensor) -> np.ndarray:
+        """(B, 3, S, S) uint8 from :meth:`prepare` → (B, dim) float32 unit vectors."""
+        return self.encode_images(self.normalize(batch))
+
     @torch.inference_mode()
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) → (B, dim) float32 unit vectors."""
-        feats = self.module(batch.to(self.device, non_blocking=True))
+        x = batch.to(self.device, non_blocking=True)
+        if self.device.type != "cuda":
+            feats = self.module(x)
+        else:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                "cuda", dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                feats = self.module(x)
         feats = torch.nn.functional.normalize(feats.float(), dim=1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
 
 
-Factory = Callable[[str | None], Backbone]
-_REGISTRY: dict[str, Factory] = {}
-
-
-def register_encoder(name: str) -> Callable[[Factory], Factory]:
-    """Decorator registering ``factory(weights) -> Backbone`` under ``name``."""
-
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
 def list_encoders() -> list[str]:
     """Names of all registered encoders."""
-    import embplat.models  # noqa: F401  (registers the built-in backbones)
+    import embplat.models.backbones  # noqa: F401  (registers the built-in backbones)
 
     return sorted(_REGISTRY)
 
 
 def get_encoder(
-    name: str, *, weights: str | None = None, image_size: int | None = None, device: str = "auto"
+    name: str,
+    *,
+    weights: str | None = None,
+    image_size: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    amp: bool = True,
+    jpeg_draft: bool = True,
+    gpu_decode: bool = True,
 ) -> TorchImageEncoder:
     """Build a registered encoder.
 
@@ -121,13 +158,50 @@ def get_encoder(
             state dict, ``random`` (seeded), or None for the backbone's default.
         image_size: square input side; None uses the backbone's native size.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
+        threads: torch intra-op threads for this process (see :func:`set_torch_threads`);
+            None leaves torch's setting alone.
+        amp: on CUDA, run the forward under autocast (bfloat16/float16); ignored on CPU.
+        jpeg_draft: decode JPEGs at least twice the input side at reduced DCT scale.
+        gpu_decode: on CUDA, decode batches of baseline JPEGs with nvJPEG.
 
     Raises:
         ConfigError: unknown name or unusable weights; the message lists the choices.
     """
+    if threads is not None:
+        set_torch_threads(threads)
     return TorchImageEncoder(
-        name, get_backbone(name, weights), image_size=image_size, device=device
+        name,
+        get_backbone(name, weights),
+        image_size=image_size,
+        device=device,
+        amp=amp,
+        jpeg_draft=jpeg_draft,
+        gpu_decode=gpu_decode,
     )
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so ``taskset`` and cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_torch_threads(decode_threads: int, cores: int | None = None) -> int:
+    """Intra-op threads that leave one core per decode thread: ``cores - decode_threads``,
+    at least 1. Torch's own default (every core) makes its OpenMP workers spin against the
+    decode threads; on a loaded 2-core machine that made ingest 7x slower than 1 thread."""
+    return max(1, (cores or usable_cores()) - max(0, decode_threads))
+
+
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op thread count for the whole process (once; later calls with
+    the same value do nothing, so building several encoders is free)."""
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        log.debug("torch intra-op threads: %d → %d", torch.get_num_threads(), threads)
+        torch.set_num_threads(threads)
 
 
 def get_backbone(name: str, weights: str | None = None) -> Backbone:
@@ -173,13 +247,3 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ConfigError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     return state
-
-
-def model_key(name: str, weights: str, image_size: int, default_size: int) -> str:
-    """Stable identity of (encoder, weights, input size): embeddings differ when any does."""
-    key = name
-    if image_size != default_size:
-        key += f"-{image_size}px"
-    if weights not in {"imagenet", "default"}:
-        key += "-" + re.sub(r"[^a-z0-9]+", "_", Path(weights).stem.lower()).strip("_")
-    return key

@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
+from embplat.catalog.models import Collection
 from embplat.errors import ConfigError
-from embplat.models.encoders import TorchImageEncoder
 from embplat.retrieval import VectorIndex, collection_name
+
+if TYPE_CHECKING:
+    from embplat.models.registry import ImageEncoder
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class Dispatcher(Protocol):
 class Space:
     """An opened embedding space: the encoder, its index, and their catalog rows."""
 
-    encoder: TorchImageEncoder
+    encoder: ImageEncoder
     index: VectorIndex
     model_id: int
     collection_id: int
@@ -72,8 +76,11 @@ class Context:
 
     sessions: sessionmaker[Session]
     open_index: Callable[[str, int], VectorIndex]
-    make_encoder: Callable[[], TorchImageEncoder]
+    make_encoder: Callable[[], ImageEncoder]
     backend: str
+    #: The active encoder's model key when known without building it (a built-in encoder,
+    #: ``embplat.models.registry.builtin_key``); None: only building it tells.
+    encoder_key: str | None = None
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
     #: Sends an embedding job's batches to workers (server mode); None runs them in-process.
@@ -85,10 +92,10 @@ class Context:
     index_root: Path | None = None
     _space: Space | None = field(default=None, repr=False)
     _trained: dict[str, Space] = field(default_factory=dict, repr=False)
-    _rows: tuple[TorchImageEncoder, int, int] | None = field(default=None, repr=False)
+    _rows: tuple[ImageEncoder, int, int] | None = field(default=None, repr=False)
     _indexes: dict[str, VectorIndex] = field(default_factory=dict, repr=False)
 
-    def registered(self) -> tuple[TorchImageEncoder, int, int]:
+    def registered(self) -> tuple[ImageEncoder, int, int]:
         """The active encoder with its model and collection ids, without opening the index."""
         if self._rows is None:
             encoder = self.make_encoder()
@@ -146,6 +153,23 @@ class Context:
         if name not in self._indexes:
             self._indexes[name] = self.open_index(name, dim)
         return self._indexes[name]
+
+    def active_index(self) -> tuple[str, VectorIndex, int] | None:
+        """The active encoder's (model key, index, collection id) read from the catalog,
+        without building the encoder (``platform status`` must not load torch); None when
+        that needs the encoder: its key is not known in advance or its collection is not
+        registered yet (then use :meth:`space`, which registers it)."""
+        if self._space is not None:
+            return self._space.key, self._space.index, self._space.collection_id
+        if self.encoder_key is None:
+            return None
+        name = collection_name(self.encoder_key)
+        with self.sessions() as session:
+            coll = session.scalar(select(Collection).where(Collection.name == name))
+            if coll is None:
+                return None
+            coll_id, dim = coll.id, coll.dim
+        return self.encoder_key, self.index(name, dim), coll_id
 
     def space(self, model: str | None = None) -> Space:
         """The active encoder and its index, registered in the catalog on first use.
@@ -220,5 +244,5 @@ def _trained_space(ctx: Context, name: str) -> Space:
     return Space(encoder, ctx.index(collection_name(name), encoder.dim), model_id, coll_id)
 
 
-def _encoder_config(encoder: TorchImageEncoder) -> dict[str, Any]:
+def _encoder_config(encoder: ImageEncoder) -> dict[str, Any]:
     return {"encoder": encoder.name, "weights": encoder.weights, "image_size": encoder.image_size}

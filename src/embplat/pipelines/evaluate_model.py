@@ -109,7 +109,7 @@ def split_vectors(
         vectors, payloads = space.index.get(ids[start : start + chunk])
         parts.append(np.asarray(vectors, dtype=np.float32))
         paths += [str(p.get("path", "")) for p in payloads]
-    dim = space.encoder.dim
+    dim = space.index.dim
     vectors = np.concatenate(parts) if parts else np.empty((0, dim), dtype=np.float32)
     return SplitVectors(ids, [r[2] for r in rows], paths, vectors)
 

@@ -308,7 +308,8 @@ def _embed_pending(
     with ctx.sessions() as session:
         coll = session.get(Collection, collection_id)
     assert coll is not None
-    forget_lost_points(ctx, coll)  # a deleted or reverted index folder is embedded again
+    if ctx.dispatch is None:  # in server mode the workers own the index (`doctor` checks it)
+        forget_lost_points(ctx, coll)  # a deleted or reverted index folder is embedded again
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=collection_id)
     seqs = plan_batches(

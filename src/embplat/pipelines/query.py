@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from embplat.errors import DataError, IndexEmptyError
 from embplat.evaluation.open_set import open_set_decision
-from embplat.ingest.images import load_rgb
 from embplat.pipelines.context import Context, Space
 from embplat.retrieval import Filter, Hit
 from embplat.retrieval.knn import knn_vote
@@ -96,44 +94,68 @@ def check_split(split: str | None) -> None:
         raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
-def embed_query_images(space: Space, paths: Sequence[Path], *, max_pixels: int) -> np.ndarray:
+def embed_query_images(
+    space: Space,
+    paths: Sequence[Path],
+    *,
+    max_pixels: int,
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> np.ndarray:
     """Encode query files → (N, dim). Raises DataError naming a missing or unreadable file."""
     require_files(paths)
-    _, vectors, failures = embed_each(space, paths, max_pixels=max_pixels)
+    _, vectors, failures = embed_each(
+        space, paths, max_pixels=max_pixels, batch_size=batch_size, num_workers=num_workers
+    )
     if failures:
         raise DataError(str(failures[0]))
     return vectors
 
 
 def embed_each(
-    space: Space, paths: Sequence[Path], *, max_pixels: int
+    space: Space,
+    paths: Sequence[Path],
+    *,
+    max_pixels: int,
+    batch_size: int = 32,
+    num_workers: int = 0,
 ) -> tuple[list[Path], np.ndarray, list[QueryFailure]]:
     """Encode the readable query files; the others become failures instead of errors.
 
-    Images are checked against the encoder's resize (``resize_side``) before decoding, so an
-    extreme aspect ratio is refused instead of being scaled up to gigapixels.
+    Images go through the encoder ``batch_size`` at a time (decoded by ``num_workers``
+    threads ahead of the forward pass, as ingest does), so memory stays bounded however
+    many paths are given. They are checked against the encoder's resize (``resize_side``)
+    before decoding, so an extreme aspect ratio is refused instead of being scaled up to
+    gigapixels.
 
     Returns:
-        The encoded paths, their (len(kept), dim) vectors, and one failure per other path.
+        The encoded paths (in the given order), their (len(kept), dim) vectors, and one
+        failure per other path (in the given order).
     """
-    kept: list[Path] = []
-    tensors: list[torch.Tensor] = []
-    failures: list[QueryFailure] = []
-    side = space.encoder.image_size
-    for path in paths:
-        if not Path(path).is_file():
-            failures.append(QueryFailure(str(path), "does not exist"))
-            continue
-        try:
-            image = load_rgb(path, max_pixels=max_pixels, resize_side=side)
-        except DataError as exc:
-            failures.append(QueryFailure.from_error(Path(path), exc))
-            continue
-        kept.append(Path(path))
-        tensors.append(space.encoder.transform(image))
-    if not tensors:
-        return kept, np.empty((0, space.encoder.dim), np.float32), failures
-    return kept, space.encoder.encode_images(torch.stack(tensors)), failures
+    from embplat.ingest.decode import BatchDecoder, prefetched
+
+    failed: list[tuple[int, QueryFailure]] = []
+    rows: list[tuple[int, str]] = []
+    for n, path in enumerate(paths):
+        if Path(path).is_file():
+            rows.append((n, str(Path(path))))
+        else:
+            failed.append((n, QueryFailure(str(path), "does not exist")))
+    decoder = BatchDecoder(space.encoder, max_pixels, check_resize=True)
+    chunks = [rows[s : s + max(1, batch_size)] for s in range(0, len(rows), max(1, batch_size))]
+    order: list[int] = []
+    parts: list[np.ndarray] = []
+    for ids, batch, bad in prefetched(decoder, chunks, num_workers):
+        failed.extend((n, QueryFailure.from_error(Path(paths[n]), DataError(m))) for n, m in bad)
+        if batch is not None:
+            order.extend(ids)
+            parts.append(decoder.encode(batch))
+    failures = [f for _, f in sorted(failed, key=lambda item: item[0])]
+    if not parts:
+        return [], np.empty((0, space.encoder.dim), np.float32), failures
+    rank = np.argsort(np.asarray(order), kind="stable")
+    kept = [Path(paths[order[i]]) for i in rank]
+    return kept, np.concatenate(parts)[rank], failures
 
 
 def require_files(paths: Sequence[Path]) -> None:
@@ -160,6 +182,16 @@ def require_some_file(paths: Sequence[Path]) -> None:
 def _checked_k(
     space: Space, k: int, flt: Filter, user_filter: Filter | None = None
 ) -> tuple[int, list[str]]:
+    """``k`` capped at the images matching ``flt``, with a note when it was capped.
+
+    The one count of a query call: the index's ``search`` does not count again (the Qdrant
+    backend counts only when a search comes back empty), so classifying a batch of images
+    costs one count, however many images it holds.
+
+    Raises:
+        DataError: ``k`` < 1, or ``user_filter`` matches no image of a non-empty index.
+        IndexEmptyError: no image matches ``flt`` (nothing enrolled yet).
+    """
     if k < 1:
         raise DataError(f"--k must be at least 1, got {k}")
     available = space.index.count(flt)
@@ -211,7 +243,13 @@ def classify(
     space = ctx.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
-    kept, queries, failed = embed_each(space, paths, max_pixels=ctx.ingest.max_pixels)
+    kept, queries, failed = embed_each(
+        space,
+        paths,
+        max_pixels=ctx.ingest.max_pixels,
+        batch_size=ctx.embed.batch_size,
+        num_workers=ctx.embed.num_workers,
+    )
     if failed and failures is None:
         raise DataError(str(failed[0]))
     if failures is not None:

@@ -23,9 +23,13 @@ Filter = Mapping[str, Any]
 _NAMESPACE = uuid.UUID("5b7f3d0e-8a51-4c2e-9a55-1f0e6d2b9c41")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
-    """One search result: point id, cosine similarity, and the point's payload."""
+    """One search result: point id, cosine similarity, and the point's payload.
+
+    In-process backends hand out their stored payload dict, not a copy: treat it as
+    read-only (``dict(hit.payload)`` before changing it).
+    """
 
     id: str
     score: float
@@ -199,14 +203,28 @@ def filter_mask(payloads: Sequence[Mapping[str, Any]], flt: Filter | None) -> np
     return np.fromiter((matches(p, flt) for p in payloads), dtype=bool, count=len(payloads))
 
 
-def make_hits(
+_new_object = object.__new__
+# the slot descriptors set fields without the frozen class's __setattr__
+_set_id, _set_score, _set_payload = (vars(Hit)[f].__set__ for f in ("id", "score", "payload"))
+
+
+def _hit(pid: str, score: float, payload: dict[str, Any]) -> Hit:
+    """``Hit(pid, score, payload)`` without the frozen dataclass's slow ``__init__``."""
+    hit = _new_object(Hit)
+    _set_id(hit, pid)
+    _set_score(hit, score)
+    _set_payload(hit, payload)
+    return hit
+
+
+def make_hit_lists(
     ids: Sequence[str], payloads: Sequence[dict[str, Any]], rows: np.ndarray, scores: np.ndarray
-) -> list[Hit]:
-    """Hits of one query: (K,) ``rows`` into ``ids``/``payloads`` with their (K,) ``scores``."""
-    # positional arguments: this loop is most of the platform's per-query overhead
+) -> list[list[Hit]]:
+    """Hits of Q queries: (Q, K) ``rows`` into ``ids``/``payloads`` (-1 = none) and scores."""
+    # one tolist() per batch and no per-hit copies: this loop is most of the per-query cost
     return [
-        Hit(ids[r], v, payloads[r].copy())
-        for r, v in zip(rows.tolist(), scores.tolist(), strict=True)
+        [_hit(ids[r], v, payloads[r]) for r, v in zip(row, vals, strict=True) if r >= 0]
+        for row, vals in zip(rows.tolist(), scores.tolist(), strict=True)
     ]
 
 
@@ -289,16 +307,6 @@ def append_rows(buf: np.ndarray, n: int, rows: np.ndarray) -> np.ndarray:
         buf = grown
     buf[n:need] = rows
     return buf
-
-
-def merge_top_k(
-    g_slots: np.ndarray, g_scores: np.ndarray, b_slots: np.ndarray, b_scores: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` of two (slots, scores) result lists, by score then slot (insertion order)."""
-    slots = np.concatenate([g_slots, b_slots])
-    scores = np.concatenate([g_scores, b_scores])
-    order = np.lexsort((slots, -scores))[:k]
-    return slots[order], scores[order]
 
 
 def filter_key(flt: Filter) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from embplat.errors import IndexDamagedError
+from embplat.retrieval.arrays import SearchArrays
 from embplat.retrieval.base import (
     Filter,
     Hit,
@@ -17,7 +18,7 @@ from embplat.retrieval.base import (
     exact_top_k,
     filter_mask,
     lookup,
-    make_hits,
+    make_hit_lists,
     prepare_search,
     prepare_upsert,
 )
@@ -100,6 +101,20 @@ class ExactIndex:
     def search(self, queries: np.ndarray, k: int, filter: Filter | None = None) -> list[list[Hit]]:
         """For each row of ``queries`` (Q, dim), up to ``k`` hits, best first.
 
+        Hit payloads are the stored dicts (read-only, see :class:`~embplat.retrieval.Hit`).
+
+        Raises:
+            IndexEmptyError: the index holds no points.
+            DataError: bad query shape/values or ``k`` < 1.
+        """
+        found = self.search_arrays(queries, k, filter)
+        return make_hit_lists(self._ids, self._payloads, found.rows, found.scores)
+
+    def search_arrays(
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> SearchArrays:
+        """:meth:`search` as (Q, K) rows into this index's ids, and scores.
+
         Raises:
             IndexEmptyError: the index holds no points.
             DataError: bad query shape/values or ``k`` < 1.
@@ -108,12 +123,7 @@ class ExactIndex:
         rows = None if not filter else np.flatnonzero(filter_mask(self._payloads, filter))
         matrix = self._vectors if rows is None else self._vectors[rows]
         cols, scores = exact_top_k(q, matrix, k)
-        if rows is not None:
-            cols = rows[cols]
-        return [
-            make_hits(self._ids, self._payloads, row_cols, row_scores)
-            for row_cols, row_scores in zip(cols, scores, strict=True)
-        ]
+        return SearchArrays(cols if rows is None else rows[cols], scores, self._ids)
 
     def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Vectors (N, dim) and payloads of ``ids``, in the order asked.

@@ -7,7 +7,7 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +48,10 @@ def open_index(
     buffer_limit: int = 2048,
     upload_batch: int = 128,
     lock_timeout: float = 600.0,
+    qdrant_prefer_grpc: bool = False,
+    qdrant_grpc_port: int = 6334,
+    qdrant_parallel: int = 1,
+    qdrant_max_retries: int = 3,
 ) -> VectorIndex:
     """Open (creating when missing) the index ``name`` of ``dim``-d vectors.
 
@@ -67,6 +71,10 @@ def open_index(
         upload_batch: Qdrant points per upsert request.
         lock_timeout: exact/nmslib: seconds a write waits for another process writing the
             same index (then BusyError); 0 fails at once.
+        qdrant_prefer_grpc: talk to the server over gRPC (faster uploads) instead of REST.
+        qdrant_grpc_port: the server's gRPC port.
+        qdrant_parallel: upload processes against a server (local mode uses 1).
+        qdrant_max_retries: retries of a failed upload request.
 
     Raises:
         ConfigError: unknown backend, or ``qdrant`` with neither URL nor path.
@@ -89,7 +97,16 @@ def open_index(
             lock_timeout=lock_timeout,
         )
     if backend == "qdrant":
-        return _open_qdrant(name, dim, qdrant_url, qdrant_api_key, qdrant_path, upload_batch)
+        remote = _QdrantRemote(qdrant_url, qdrant_api_key, qdrant_prefer_grpc, qdrant_grpc_port)
+        return _open_qdrant(
+            name,
+            dim,
+            remote,
+            qdrant_path,
+            upload_batch=upload_batch,
+            parallel=qdrant_parallel,
+            max_retries=qdrant_max_retries,
+        )
     raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -156,21 +173,38 @@ def _check_backend(backend: str) -> None:
         raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
+class _QdrantRemote(NamedTuple):
+    """How to reach a Qdrant server (``url`` None: use local mode)."""
+
+    url: str | None
+    api_key: str | None
+    prefer_grpc: bool
+    grpc_port: int
+
+
 def _open_qdrant(
     name: str,
     dim: int,
-    url: str | None,
-    api_key: str | None,
+    remote: _QdrantRemote,
     path: Path | None,
+    *,
     upload_batch: int,
+    parallel: int,
+    max_retries: int,
 ) -> VectorIndex:
     from qdrant_client import QdrantClient
     from qdrant_client.http.exceptions import ResponseHandlingException
 
     from embplat.retrieval.qdrant_index import QdrantIndex
 
+    url = remote.url
     if url:
-        client = QdrantClient(url=url, api_key=api_key)
+        client = QdrantClient(
+            url=url,
+            api_key=remote.api_key,
+            prefer_grpc=remote.prefer_grpc,
+            grpc_port=remote.grpc_port,
+        )
     elif path is not None:
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
@@ -186,12 +220,28 @@ def _open_qdrant(
             "(EMBPLAT_QDRANT_PATH)"
         )
     try:
-        return QdrantIndex(name, dim, client, upload_batch=upload_batch, owns_client=True)
-    except ResponseHandlingException as exc:
+        return QdrantIndex(
+            name,
+            dim,
+            client,
+            upload_batch=upload_batch,
+            owns_client=True,
+            parallel=parallel,
+            max_retries=max_retries,
+        )
+    except BaseException as exc:
         client.close()
-        raise ServiceUnavailableError(
-            f"Qdrant at {url} did not answer ({exc}); start it or unset EMBPLAT_QDRANT_URL"
-        ) from exc
-    except BaseException:
-        client.close()
+        if isinstance(exc, ResponseHandlingException) or _grpc_unavailable(exc):
+            port = f" (gRPC port {remote.grpc_port})" if remote.prefer_grpc else ""
+            raise ServiceUnavailableError(
+                f"Qdrant at {url}{port} did not answer ({exc}); start it or unset "
+                "EMBPLAT_QDRANT_URL"
+            ) from exc
         raise
+
+
+def _grpc_unavailable(exc: BaseException) -> bool:
+    """True for a gRPC call that found no server (``prefer_grpc`` clients)."""
+    import grpc
+
+    return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE

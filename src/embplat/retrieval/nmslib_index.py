@@ -11,29 +11,27 @@ lock from a handle's first write until its :meth:`NmslibIndex.flush`.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embplat.retrieval.arrays import SearchArrays
 from embplat.retrieval.base import (
     Filter,
     Hit,
     append_rows,
-    exact_top_k,
     filter_key,
-    filter_mask,
     lookup,
-    make_hits,
-    merge_top_k,
+    make_hit_lists,
     prepare_search,
     prepare_upsert,
 )
+from embplat.retrieval.columns import PayloadColumns
 from embplat.retrieval.files import Snapshot
+from embplat.retrieval.nmslib_search import Found, exact_slots, graph_top_k, merge, pipelined
 from embplat.retrieval.nmslib_store import NmslibStore
 
 logger = logging.getLogger(__name__)
@@ -94,6 +92,7 @@ class NmslibIndex:
         self.buffer_limit, self.num_threads = buffer_limit, num_threads
         self._deferred = False  # automatic rebuilds held by defer_indexing()
         self._masks: dict[Any, np.ndarray] = {}
+        self._columns = PayloadColumns()  # coded payload fields, for vectorised filters
         self._store = NmslibStore(self.path, name, dim, m, ef_construction, lock_timeout)
         self._buf, self._alive = np.empty((0, dim), np.float32), np.empty(0, bool)
         self._n = self._built = 0
@@ -145,6 +144,7 @@ class NmslibIndex:
         self._graph = self._build_graph(self._buf) if self._n else None
         self._store.renumbered()
         self._masks.clear()
+        self._columns.clear()
         elapsed = time.perf_counter() - start
         logger.info("built HNSW graph of %r over %d points in %.1fs", self.name, self._n, elapsed)
 
@@ -167,31 +167,30 @@ class NmslibIndex:
     def search(self, queries: np.ndarray, k: int, filter: Filter | None = None) -> list[list[Hit]]:
         """For each row of ``queries`` (Q, dim), up to ``k`` hits, best first.
 
+        Hit payloads are the stored dicts (read-only, see :class:`~embplat.retrieval.Hit`).
+
         Raises:
             IndexEmptyError: the index holds no points.
             DataError: bad query shape/values or ``k`` < 1.
         """
         q = prepare_search(queries, k, self.dim, name=self.name, size=len(self._slot_of))
-        allowed = self._allowed(filter)
-        n_graph = int(allowed[: self._built].sum())
-        n_allowed = n_graph + int(allowed[self._built :].sum())
-        if self._graph is None or n_allowed <= k or n_graph < _SELECTIVE_FRACTION * self._built:
-            slots = np.flatnonzero(allowed)
-            cols, scores = exact_top_k(q, self._buf[slots], k)
-            return [self._hits(slots[c], s) for c, s in zip(cols, scores, strict=True)]
-        buffer = np.flatnonzero(allowed[self._built :]) + self._built
+        hits: list[list[Hit]] = []
+        for slots, scores in pipelined(q, self._searcher(k, filter), _PIPELINE_CHUNK):
+            hits += make_hit_lists(self._slot_ids, self._slot_payloads, slots, scores)
+        return hits
 
-        def graph_and_buffer(chunk: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-            found = self._graph_search(chunk, k, allowed, n_graph)
-            if not buffer.size:
-                return found
-            cols, scores = exact_top_k(chunk, self._buf[buffer], k)
-            return [
-                merge_top_k(gs, gv, buffer[c], s, k)
-                for (gs, gv), c, s in zip(found, cols, scores, strict=True)
-            ]
+    def search_arrays(
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
+    ) -> SearchArrays:
+        """:meth:`search` as (Q, K) slots into :meth:`ids`-like slot ids, and scores.
 
-        return self._pipelined(q, graph_and_buffer)
+        Raises:
+            IndexEmptyError: the index holds no points.
+            DataError: bad query shape/values or ``k`` < 1.
+        """
+        q = prepare_search(queries, k, self.dim, name=self.name, size=len(self._slot_of))
+        slots, scores = self._searcher(k, filter)(q)
+        return SearchArrays(slots, scores, self._slot_ids)
 
     def get(self, ids: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Vectors (N, dim) and payloads of ``ids``, in the order asked.
@@ -289,62 +288,30 @@ class NmslibIndex:
         key = filter_key(flt)
         mask = self._masks.get(key) if key is not None else None
         if mask is None:
-            mask = self._alive[: self._n] & filter_mask(self._slot_payloads, flt)
+            mask = self._alive[: self._n] & self._columns.mask(self._slot_payloads, flt)
             if key is not None:
                 if len(self._masks) >= _MAX_CACHED_MASKS:
                     self._masks.clear()
                 self._masks[key] = mask
         return mask
 
-    def _graph_search(
-        self, q: np.ndarray, k: int, allowed: np.ndarray, n_graph: int
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top ``k`` allowed graph slots per query, over-fetching (doubling) past the rest."""
-        built, want = self._built, min(k, n_graph)
-        share = n_graph / built
-        fetch = want if share == 1 else min(built, math.ceil(2 * want / share))
-        found: list[Any] = [None] * len(q)
-        todo, short = list(range(len(q))), list[int]()
-        while todo:
-            raw = self._graph.knnQueryBatch(q[todo], k=fetch, num_threads=self.num_threads)
-            retry: list[int] = []
-            for qi, (slots, dists) in zip(todo, raw, strict=True):
-                if share < 1:
-                    keep = allowed[slots]
-                    slots, dists = slots[keep], dists[keep]
-                if len(slots) >= want:
-                    found[qi] = (slots[:want], 1.0 - dists[:want])
-                else:
-                    (short if fetch >= built else retry).append(qi)
-            todo, fetch = retry, min(built, fetch * 2)
-        if short:  # HNSW may return fewer than all points even when asked for all of them
-            slots = np.flatnonzero(allowed[:built])
-            cols, scores = exact_top_k(q[short], self._buf[slots], want)
-            for qi, c, s in zip(short, cols, scores, strict=True):
-                found[qi] = (slots[c], s)
-        return found
+    def _searcher(self, k: int, flt: Filter | None) -> Callable[[np.ndarray], Found]:
+        """A function of (Q, dim) unit queries returning their (Q, K) slots and scores."""
+        allowed = self._allowed(flt)
+        built = self._built
+        n_graph = int(allowed[:built].sum())
+        n_allowed = n_graph + int(allowed[built:].sum())
+        if self._graph is None or n_allowed <= k or n_graph < _SELECTIVE_FRACTION * built:
+            slots = np.flatnonzero(allowed)
+            return lambda q: exact_slots(q, self._buf, slots, k)
+        buffer = np.flatnonzero(allowed[built:]) + built
+        graph, threads = self._graph, self.num_threads
 
-    def _pipelined(
-        self, q: np.ndarray, search: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]
-    ) -> list[list[Hit]]:
-        """Hits of ``search`` over ``q``; large batches go in chunks, searching chunk i+1 (nmslib
-        releases the GIL) while the Hit objects of chunk i are built, which hides most of the
-        Python cost on machines with many cores.
-        """
-        if len(q) <= _PIPELINE_CHUNK:
-            return [self._hits(slots, scores) for slots, scores in search(q)]
-        hits: list[list[Hit]] = []
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(search, q[:_PIPELINE_CHUNK])
-            for start in range(_PIPELINE_CHUNK, len(q) + _PIPELINE_CHUNK, _PIPELINE_CHUNK):
-                found = pending.result()
-                if start < len(q):
-                    pending = pool.submit(search, q[start : start + _PIPELINE_CHUNK])
-                hits.extend(self._hits(slots, scores) for slots, scores in found)
-        return hits
+        def graph_and_buffer(q: np.ndarray) -> Found:
+            found = graph_top_k(graph, self._buf, q, k, allowed, n_graph, built, threads)
+            return merge(found, exact_slots(q, self._buf, buffer, k), k) if buffer.size else found
 
-    def _hits(self, slots: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        return make_hits(self._slot_ids, self._slot_payloads, slots, scores)
+        return graph_and_buffer
 
     def _restore(self, base: Snapshot) -> None:
         """Take the slots of a base file as they are (tombstones included)."""
@@ -359,6 +326,7 @@ class NmslibIndex:
                 self._alive[old] = False
             self._slot_of[self._slot_ids[slot]] = slot
         self._masks.clear()
+        self._columns.clear()
 
     def _load(self) -> None:
         base, ops = self._store.load()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from embplat.catalog.db import ensure_schema, make_engine, session_factory
 from embplat.config import Settings
-from embplat.models.encoders import TorchImageEncoder, get_encoder
+from embplat.models.registry import builtin_key
 from embplat.pipelines.context import Context, EmbedOptions, IngestOptions
 from embplat.retrieval import VectorIndex, open_index
+
+if TYPE_CHECKING:
+    from embplat.models.encoders import TorchImageEncoder
 
 
 def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
@@ -43,13 +47,29 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
             ef_construction=ix.ef_construction,
             ef_search=ix.ef_search,
             buffer_limit=ix.buffer_limit,
+            lock_timeout=ix.lock_timeout,
             upload_batch=q.upload_batch,
+            qdrant_prefer_grpc=q.prefer_grpc,
+            qdrant_grpc_port=q.grpc_port,
+            qdrant_parallel=q.parallel,
+            qdrant_max_retries=q.max_retries,
         )
 
     @functools.cache
     def encoder() -> TorchImageEncoder:
+        from embplat.models.encoders import default_torch_threads, get_encoder
+
         e = settings.embed
-        return get_encoder(e.encoder, weights=e.weights, image_size=e.image_size, device=e.device)
+        return get_encoder(
+            e.encoder,
+            weights=e.weights,
+            image_size=e.image_size,
+            device=e.device,
+            threads=e.threads or default_torch_threads(e.num_workers),
+            amp=e.amp,
+            jpeg_draft=e.jpeg_draft,
+            gpu_decode=e.gpu_decode,
+        )
 
     sessions = session_factory(engine)
     dispatcher = None
@@ -67,8 +87,12 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         sessions=sessions,
         open_index=opener,
         make_encoder=encoder,
+        encoder_key=builtin_key(
+            settings.embed.encoder, settings.embed.weights, settings.embed.image_size
+        ),
         backend=backend,
         home=settings.home,
+        index_root=settings.home / "index",
         device=settings.embed.device,
         embed=EmbedOptions(
             batch_size=settings.embed.batch_size,

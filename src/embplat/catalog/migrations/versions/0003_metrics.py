@@ -35,7 +35,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_metrics_model_id"), ["model_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("metrics", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_metrics_model_id"))

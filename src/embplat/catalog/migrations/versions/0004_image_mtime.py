@@ -21,8 +21,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("mtime_ns", sa.BigInteger(), nullable=True))
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_column("mtime_ns")
-

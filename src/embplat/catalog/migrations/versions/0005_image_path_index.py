@@ -20,8 +20,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_images_path"), ["path"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_images_path"))
-
