@@ -112,6 +112,29 @@ def embed_query_images(
     return vectors
 
 
+def embed_answerable(
+    ctx: Context, space: Space, paths: Sequence[Path], failures: list[QueryFailure] | None
+) -> tuple[list[Path], np.ndarray]:
+    """:func:`embed_each` with the context's batching; bad files go to ``failures`` (the
+    caller answers the rest), or, when it is None, the first one raises.
+
+    Raises:
+        DataError: a file cannot be read and ``failures`` is None.
+    """
+    kept, queries, failed = embed_each(
+        space,
+        paths,
+        max_pixels=ctx.ingest.max_pixels,
+        batch_size=ctx.embed.batch_size,
+        num_workers=ctx.embed.num_workers,
+    )
+    if failed and failures is None:
+        raise DataError(str(failed[0]))
+    if failures is not None:
+        failures.extend(failed)
+    return kept, queries
+
+
 def embed_each(
     space: Space,
     paths: Sequence[Path],
@@ -243,17 +266,7 @@ def classify(
     space = ctx.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
-    kept, queries, failed = embed_each(
-        space,
-        paths,
-        max_pixels=ctx.ingest.max_pixels,
-        batch_size=ctx.embed.batch_size,
-        num_workers=ctx.embed.num_workers,
-    )
-    if failed and failures is None:
-        raise DataError(str(failed[0]))
-    if failures is not None:
-        failures.extend(failed)
+    kept, queries = embed_answerable(ctx, space, paths, failures)
     if not kept:
         return []
     out = []

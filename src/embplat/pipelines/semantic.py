@@ -31,7 +31,7 @@ from embplat.pipelines.context import Context, Space
 from embplat.pipelines.query import (
     Neighbour,
     QueryFailure,
-    embed_each,
+    embed_answerable,
     require_files,
     require_some_file,
 )
@@ -206,11 +206,7 @@ def label_images(
             f"model {name} has no label vectors{' of role ' + '/'.join(roles) if roles else ''}: "
             "add classes with `platform ingest` or `platform classes add NAME --zero-shot`"
         )
-    kept, queries, failed = embed_each(space, paths, max_pixels=ctx.ingest.max_pixels)
-    if failed and failures is None:
-        raise DataError(str(failed[0]))
-    if failures is not None:
-        failures.extend(failed)
+    kept, queries = embed_answerable(ctx, space, paths, failures)
     if not kept:
         return []
     out = []
