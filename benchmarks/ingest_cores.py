@@ -7,7 +7,7 @@ batch of 32 files, Pillow decode + the encoder's transform, ``torch.stack``, ``m
 Both use EfficientNet-Lite0 (bundled ImageNet weights) on Fashion-MNIST JPEGs.
 
 "1 thread" = torch intra-op threads 1 and no decode thread for both. "2 threads" = the
-platform's defaults on two cores (1 decode thread, ``EMBPLAT_EMBED_THREADS`` = 2 - 1 = 1)
+platform's defaults on two cores (1 decode thread, ``EMBPLAT_EMBED_THREADS`` default 2)
 against the bare loop with torch's 2 intra-op threads. Runs alternate, best of ``--rounds``.
 Target: bare / platform >= 0.9 at N=3200, 64 px.
 
@@ -103,7 +103,7 @@ def platform_seconds(
 
 def bench(n_images: int, size: int, rounds: int) -> list[tuple[str, str]]:
     """Rows of the result table for one input size, 1 and 2 thread budgets."""
-    from embplat.models.encoders import get_encoder, set_torch_threads
+    from embplat.models.encoders import default_torch_threads, get_encoder, set_torch_threads
 
     rows = []
     encoder = get_encoder("efficientnet_lite0", image_size=size, device="cpu")
@@ -112,7 +112,7 @@ def bench(n_images: int, size: int, rounds: int) -> list[tuple[str, str]]:
         sessions, ids, paths = catalog_tree(tmp, n_images)
         for budget in (1, 2):
             workers, bare_threads = (0, 1) if budget == 1 else (1, 2)
-            platform_threads = max(1, budget - workers)
+            platform_threads = default_torch_threads(workers, cores=budget)
             set_torch_threads(bare_threads)
             bare_seconds(encoder, paths[:BATCH])  # warm-up
             bare, plat = [], []

@@ -38,10 +38,12 @@ def test_thread_setting_is_applied_when_the_encoder_is_built(tmp_path) -> None:
     assert _threads_after_build(tmp_path, {"EMBPLAT_EMBED_THREADS": "3"}) == 3
 
 
-def test_default_threads_leave_a_core_per_decode_thread(tmp_path) -> None:
+def test_default_threads_leave_a_core_per_decode_thread_but_keep_two(tmp_path) -> None:
     env = {"EMBPLAT_EMBED_NUM_WORKERS": "1"}
     env.pop("EMBPLAT_EMBED_THREADS", None)
     assert _threads_after_build(tmp_path, env) == default_torch_threads(1)
-    assert default_torch_threads(1, cores=2) == 1
+    assert default_torch_threads(1, cores=2) == 2
+    assert default_torch_threads(0, cores=1) == 1
+    assert default_torch_threads(1, cores=1) == 1
     assert default_torch_threads(2, cores=16) == 14
-    assert default_torch_threads(8, cores=4) == 1
+    assert default_torch_threads(8, cores=4) == 2
