@@ -36,6 +36,7 @@ demo: sample-data
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classify data/queries/JPEGImages/bag/bag_00051.jpg --k 10
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) evaluate --split valid --k 10
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classes list
+	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) doctor
 
 test: install
 	scripts/services.sh up
