@@ -107,6 +107,10 @@ def test_classify_answers_good_images_and_reports_bad_ones(ingested: Path, tmp_p
 def test_search_filters_are_checked(ingested: Path) -> None:
     line = one_error_line(invoke("search", "--image", "x.jpg", "--split", "bogus"))
     assert line == "error: --split must be one of train, valid, test, got 'bogus'"
+    line = one_error_line(invoke("evaluate", "--split", "bogus"))
+    assert line == "error: --split must be one of train, valid, test, got 'bogus'"
+    line = one_error_line(invoke("evaluate", "--reference", "trian"))
+    assert line == "error: --reference must be one of train, valid, test, got 'trian'"
     assert invoke("ingest", str(ingested)).exit_code == 0
     query = str(ingested / "cats" / "cats_1.bmp")
     r = invoke("search", "--image", query, "--class", "nope")
