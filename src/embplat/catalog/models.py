@@ -38,6 +38,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(when: datetime) -> datetime:
+    """A catalog time as timezone-aware UTC: SQLite hands back naive datetimes for
+    timezone-aware columns (PostgreSQL keeps the zone)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     """Declarative base with a naming convention so migrations are stable across dialects."""
 

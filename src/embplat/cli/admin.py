@@ -63,22 +63,18 @@ def jobs(
     if not watch:
         console.print(jobs_table(_recent(sessions, limit)))
         return
+    from embplat.pipelines.jobs import ACTIVE, interrupt_dead_jobs
+
     local = not ctx.obj.settings.server_mode
     with Live(jobs_table(_recent(sessions, limit)), console=console, refresh_per_second=2) as live:
         while True:
             if local:  # a job whose process is killed while we watch ends too
-                from embplat.pipelines.jobs import interrupt_dead_jobs
-
                 interrupt_dead_jobs(sessions)
             rows = _recent(sessions, limit)
             live.update(jobs_table(rows))
             if not any(j.state in ACTIVE for j in rows):
                 break
             time.sleep(1.0)
-
-
-#: States of jobs still being worked on: `--watch` returns once none is left.
-ACTIVE = frozenset({"running", "queued"})
 
 
 @jobs_app.command("resume")
@@ -139,10 +135,10 @@ def job_dict(j: Any) -> dict[str, Any]:
 def _rate(j: Any) -> float:
     if not j.started_at or not j.done:
         return 0.0
-    end = j.finished_at or datetime.now(UTC)
-    start = j.started_at if j.started_at.tzinfo else j.started_at.replace(tzinfo=UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    return j.done / max((end - start).total_seconds(), 1e-3)
+    from embplat.catalog.models import as_utc
+
+    end = as_utc(j.finished_at or datetime.now(UTC))
+    return j.done / max((end - as_utc(j.started_at)).total_seconds(), 1e-3)
 
 
 def jobs_table(rows: list[Any]) -> Table:

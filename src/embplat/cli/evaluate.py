@@ -10,7 +10,6 @@ from rich.table import Table
 
 from embplat.cli.output import best_rejection, console, print_json, progress_bars
 from embplat.cli.output import fmt_metric as _f
-from embplat.errors import DataError
 
 
 def register(app: typer.Typer) -> None:
@@ -60,11 +59,10 @@ def evaluate_cmd(
     if zero_shot:
         _zero_shot(ctx, model, calibrate, plots, json_out)
         return
-    from embplat.pipelines.query import SPLITS
+    from embplat.pipelines.query import check_split
 
-    for flag, value in (("--split", split), ("--reference", reference)):
-        if value is not None and value not in SPLITS:
-            raise DataError(f"{flag} must be one of {', '.join(SPLITS)}, got {value!r}")
+    check_split(split)
+    check_split(reference, "--reference")
     ref = reference or ("test" if split == "test" else "train")
     held = [c.strip() for c in (unknown or "").split(",") if c.strip()]
     if model is not None or report is not None or held:

@@ -37,11 +37,9 @@ from embplat.pipelines.doctor_checks import (
     check_points,
     open_checked,
 )
+from embplat.pipelines.sync import mostly_gone
 
 log = logging.getLogger(__name__)
-
-#: Above this share of the catalog missing on disk, files are not removed automatically.
-_MISSING_GUARD = 0.5
 
 
 def run_doctor(
@@ -132,7 +130,7 @@ def _check_files(ctx: Context, report: DoctorReport, repair: bool) -> None:
     report.findings.append(finding)
     if not repair:
         return
-    if len(gone) > _MISSING_GUARD * len(rows):
+    if mostly_gone(len(gone), len(rows)):
         finding.message = (
             f"{len(gone)} of {len(rows)} cataloged files are gone, which looks like an "
             "unmounted or moved folder: not removed. Re-ingest from the new place (paths are "

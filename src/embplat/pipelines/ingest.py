@@ -305,10 +305,10 @@ def _embed_pending(
     them to workers and leaves the job running (``platform jobs`` follows it).
     """
     collection_id = ctx.collection_id(model)
-    with ctx.sessions() as session:
-        coll = session.get(Collection, collection_id)
-    assert coll is not None
     if ctx.dispatch is None:  # in server mode the workers own the index (`doctor` checks it)
+        with ctx.sessions() as session:
+            coll = session.get(Collection, collection_id)
+        assert coll is not None
         forget_lost_points(ctx, coll)  # a deleted or reverted index folder is embedded again
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=collection_id)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.catalog.models import Job, utcnow
+from embplat.catalog.models import Job, as_utc, utcnow
 from embplat.errors import ConfigError
 from embplat.pipelines.context import Context
 from embplat.workers.runner import RUNNER_KEY, runner_alive, this_runner
@@ -84,14 +84,7 @@ def stale_worker_jobs(sessions: sessionmaker[Session], *, older_than: float) -> 
             .where(JobBatch.job_id.in_(worker_jobs))
             .group_by(JobBatch.job_id)
         ).all()
-    return sorted(job_id for job_id, last in latest if _aware(last) < cutoff)
-
-
-def _aware(when: Any) -> Any:
-    """SQLite returns naive datetimes for timezone-aware columns: read them as UTC."""
-    from datetime import UTC
-
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    return sorted(job_id for job_id, last in latest if as_utc(last) < cutoff)
 
 
 def claim_job(sessions: sessionmaker[Session], job_id: int, *, here: bool) -> None:

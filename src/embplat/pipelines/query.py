@@ -88,10 +88,11 @@ class QueryFailure:
         return cls(str(path), message.removeprefix(prefix))
 
 
-def check_split(split: str | None) -> None:
-    """Refuse a split name the catalog never uses. Raises DataError listing the valid ones."""
+def check_split(split: str | None, flag: str = "--split") -> None:
+    """Refuse a split name the catalog never uses. Raises DataError naming ``flag`` and
+    listing the valid ones."""
     if split is not None and split not in SPLITS:
-        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise DataError(f"{flag} must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
 def embed_query_images(

@@ -156,6 +156,12 @@ def _accident(root: Path, gone: int, before: int) -> str | None:
         return "the folder is missing (unmounted?)"
     if not any(root.iterdir()):
         return "the folder is empty (unmounted?)"
-    if 2 * gone > before:
+    if mostly_gone(gone, before):
         return "that is more than half of them"
     return None
+
+
+def mostly_gone(gone: int, total: int) -> bool:
+    """More than half of ``total`` cataloged files gone at once: an unmounted or moved
+    folder far more often than a deliberate deletion, so nothing is removed automatically."""
+    return 2 * gone > total

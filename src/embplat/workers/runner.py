@@ -28,17 +28,22 @@ log = logging.getLogger(__name__)
 RUNNER_KEY = "runner"
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """Fields 3.. of ``/proc/<pid>/stat`` (state first), or [] where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    return stat.rsplit(")", 1)[-1].split()
+
+
 def process_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux ``/proc``), or None.
 
     Together with the pid it names one process: a pid reused later has another start time.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = stat.rsplit(")", 1)[-1].split()
+    fields = _stat_fields(pid)
     try:
         return int(fields[19])  # field 22 of proc(5): starttime
     except (IndexError, ValueError):
@@ -75,12 +80,8 @@ def runner_alive(runner: Mapping[str, Any]) -> bool | None:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    parts = stat.rsplit(")", 1)[-1].split()
-    return bool(parts) and parts[0] in {"Z", "X"}
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in {"Z", "X"}
 
 
 @dataclass
