@@ -88,8 +88,8 @@ class Context:
     #: Data home (checkpoints, plots, active word vectors); device trained models run on.
     home: Path = Path(".embplat")
     device: str = "auto"
-    #: Folder of the file-based indexes (nmslib, exact); None = ``home / "index"``.
-    index_root: Path | None = None
+    #: Folder of the file-based indexes (nmslib, exact), as ``open_index`` was given it.
+    index_root: Path = Path(".embplat/index")
     _space: Space | None = field(default=None, repr=False)
     _trained: dict[str, Space] = field(default_factory=dict, repr=False)
     _rows: tuple[ImageEncoder, int, int] | None = field(default=None, repr=False)

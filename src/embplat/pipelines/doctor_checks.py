@@ -96,7 +96,7 @@ def open_checked(
             return None
     from embplat.retrieval.factory import quarantine_index, salvage_points
 
-    moved = quarantine_index(ctx.backend, name=coll.name, root=ctx.index_root or ctx.home / "index")
+    moved = quarantine_index(ctx.backend, name=coll.name, root=ctx.index_root)
     ids, vectors, payloads = (
         salvage_points(ctx.backend, path=moved, dim=coll.dim)
         if moved is not None

@@ -32,6 +32,7 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
     engine = make_engine(settings.catalog_url)
     ensure_schema(engine, auto_upgrade=engine.dialect.name == "sqlite")
     backend = settings.index_backend
+    index_root = settings.home / "index"
 
     def opener(name: str, dim: int) -> VectorIndex:
         q, ix = settings.qdrant, settings.index
@@ -39,7 +40,7 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
             backend,
             name=name,
             dim=dim,
-            root=settings.home / "index",
+            root=index_root,
             qdrant_url=q.url,
             qdrant_api_key=q.api_key,
             qdrant_path=settings.qdrant_path,
@@ -92,7 +93,7 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         ),
         backend=backend,
         home=settings.home,
-        index_root=settings.home / "index",
+        index_root=index_root,
         device=settings.embed.device,
         embed=EmbedOptions(
             batch_size=settings.embed.batch_size,
