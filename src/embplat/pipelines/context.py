@@ -6,7 +6,7 @@ workers share it), so nothing below reads configuration itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +21,7 @@ from embplat.errors import ConfigError
 from embplat.retrieval import VectorIndex, collection_name
 
 if TYPE_CHECKING:
+    from embplat.ingest.embedding import EmbedReport
     from embplat.models.registry import ImageEncoder
 
 
@@ -206,6 +207,29 @@ class Context:
             collection_id=space.collection_id,
             batch_size=self.embed.batch_size,
             num_workers=self.embed.num_workers,
+            max_pixels=self.ingest.max_pixels,
+            progress=progress,
+        )
+
+    def embed_into(
+        self,
+        space: Space,
+        image_ids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+    ) -> EmbedReport:
+        """Embed the given cataloged images (those the space lacks) into ``space`` here, in
+        this process, with this context's batching and limits."""
+        from embplat.ingest.embedding import embed_images
+
+        return embed_images(
+            image_ids,
+            sessions=self.sessions,
+            encoder=space.encoder,
+            index=space.index,
+            collection_id=space.collection_id,
+            batch_size=self.embed.batch_size,
+            num_workers=self.embed.num_workers,
+            commit_every=self.embed.commit_every,
             max_pixels=self.ingest.max_pixels,
             progress=progress,
         )

@@ -27,7 +27,6 @@ from pathlib import Path
 from embplat.catalog import audit, repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Collection
-from embplat.ingest.embedding import embed_images
 from embplat.pipelines.context import Context
 from embplat.pipelines.doctor_checks import (
     DoctorReport,
@@ -207,17 +206,7 @@ def _reembed(
     space.index.flush()
     with transaction(ctx.sessions) as session:
         audit.forget_points(session=session, collection_id=coll.id, point_ids=pids)
-    out = embed_images(
-        sorted({recorded[pid] for pid in pids}),
-        sessions=ctx.sessions,
-        encoder=space.encoder,
-        index=space.index,
-        collection_id=coll.id,
-        batch_size=ctx.embed.batch_size,
-        num_workers=ctx.embed.num_workers,
-        commit_every=ctx.embed.commit_every,
-        max_pixels=ctx.ingest.max_pixels,
-    )
+    out = ctx.embed_into(space, sorted({recorded[pid] for pid in pids}))
     log.info("re-embedded %d images into %s", out.done, coll.name)
     if out.failed:
         report.findings.append(

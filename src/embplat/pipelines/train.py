@@ -24,7 +24,6 @@ import torch
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.ingest.embedding import embed_images
 from embplat.models.encoders import Backbone, get_backbone, resolve_device
 from embplat.models.recipes import ClassifierRecipe, TrainConfig, make_config
 from embplat.models.training import (
@@ -232,18 +231,7 @@ def embed_catalog(ctx: Context, model: str, progress: ProgressSink | None = None
     if not pending:
         return 0
     advance = (progress or NoProgress()).task(f"embedding with {model}", len(pending))
-    report = embed_images(
-        pending,
-        sessions=ctx.sessions,
-        encoder=space.encoder,
-        index=space.index,
-        collection_id=space.collection_id,
-        batch_size=ctx.embed.batch_size,
-        num_workers=ctx.embed.num_workers,
-        commit_every=ctx.embed.commit_every,
-        max_pixels=ctx.ingest.max_pixels,
-        progress=advance,
-    )
+    report = ctx.embed_into(space, pending, progress=advance)
     for path, reason in report.failed:
         log.warning("not embedded %s: %s", path, reason)
     return report.done
