@@ -34,7 +34,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from embplat.retrieval import point_id
-from embplat.retrieval.base import l2_normalize, prepare_upsert
+from embplat.retrieval.base import l2_normalize
+from embplat.retrieval.helpers import prepare_upsert
 from embplat.retrieval.qdrant_index import QdrantIndex, to_qdrant_filter
 
 FILTER: dict[str, Any] = {"kind": "image", "split": "train"}

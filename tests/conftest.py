@@ -15,12 +15,14 @@ import uuid
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
+from embplat.jobs.runner import EMBED_BATCH, TRAIN, JobRunner, Submitted, Task
 
 FMNIST_FILES = [
     DEFAULT_FMNIST_DIR / f"{prefix}-{kind}-ubyte.gz"
@@ -196,24 +198,48 @@ def fmnist_queries(tmp_path_factory, fmnist_root):
     return build_fashion_mnist(out, per_class=3, source="test")
 
 
-class RecordingDispatcher:
-    """Stands in for the Celery dispatcher: records the batches it is handed
-    (``sent``: (job id, seqs) pairs) so a test can run them as a worker would."""
+class RecordingRunner(JobRunner):
+    """Stands in for the Celery job runner (server mode without a broker): records the
+    tasks submitted (``tasks``) so a test can run them as a worker would."""
+
+    in_process = False
 
     def __init__(self) -> None:
-        self.sent: list[tuple[int, list[int]]] = []
+        super().__init__(None)  # type: ignore[arg-type]  # set by `attach`
+        self.tasks: list[Task] = []
+        self.submits: list[list[Task]] = []
 
-    def check(self) -> None:
-        """The broker always answers."""
+    def attach(self, ctx: Any) -> RecordingRunner:
+        """Become ``ctx``'s runner (jobs recorded in its catalog)."""
+        self.sessions = ctx.sessions
+        ctx.runner = self
+        return self
 
-    def send(self, job_id: int, seqs) -> None:
-        self.sent.append((job_id, list(seqs)))
+    def submit(self, tasks):
+        self.tasks.extend(tasks)
+        self.submits.append(list(tasks))
+        first = len(self.tasks) - len(tasks) + 1
+        return Submitted(queued=[f"task-{first + i}" for i in range(len(tasks))])
+
+    @property
+    def sent(self) -> list[tuple[int, list[int]]]:
+        """(job id, batch seqs) of each submit of embedding batches."""
+        return [
+            (batch[0].args[0], [t.args[1] for t in batch])
+            for batch in self.submits
+            if batch and batch[0].name == EMBED_BATCH
+        ]
+
+    @property
+    def trainings(self) -> list[tuple[str, dict[str, Any]]]:
+        """(recipe, config) of each training submitted."""
+        return [t.args for t in self.tasks if t.name == TRAIN]
 
 
 @pytest.fixture
-def workers() -> RecordingDispatcher:
-    """A fresh :class:`RecordingDispatcher` (server mode without a broker)."""
-    return RecordingDispatcher()
+def workers() -> RecordingRunner:
+    """A fresh :class:`RecordingRunner`; ``workers.attach(ctx)`` puts ``ctx`` in server mode."""
+    return RecordingRunner()
 
 
 # --- services: PostgreSQL and Redis on loopback (scripts/services.sh starts them) -----------

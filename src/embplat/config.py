@@ -2,19 +2,21 @@
 
 Each group reads its own environment prefix, so the variables read naturally
 (``EMBPLAT_CATALOG_URL``, ``EMBPLAT_QDRANT_URL``, ``EMBPLAT_BROKER_URL``) while the object
-stays nested. Precedence: CLI flag > environment > ``.env`` > defaults.
+stays nested. Each index backend's options (``embplat.retrieval.backends``) are a section
+under ``index``: ``settings.index.nmslib.hnsw_m``, ``settings.index.qdrant.url``.
+Precedence: CLI flag > environment > ``.env`` > defaults.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embplat.errors import ConfigError
+from embplat.retrieval.backends import BACKENDS, ExactOptions, NmslibOptions, QdrantOptions
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -39,38 +41,48 @@ class CatalogSettings(BaseSettings):
         return v
 
 
-class IndexSettings(BaseSettings):
-    """Vector index backend and its HNSW parameters."""
+class ExactSettings(BaseSettings, ExactOptions):
+    """The exact backend's options, read from ``EMBPLAT_INDEX_*``."""
 
     model_config = _group("EMBPLAT_INDEX_")
-    backend: Literal["auto", "nmslib", "exact", "qdrant"] = "auto"
-    hnsw_m: int = Field(16, ge=2, le=128)
-    ef_construction: int = Field(200, ge=8)
-    ef_search: int = Field(128, ge=8)
-    buffer_limit: int = Field(
-        2048, ge=0, description="vectors kept in the exact buffer before a rebuild"
-    )
-    lock_timeout: float = Field(
-        600.0, ge=0, description="seconds a write waits for another writer of an index folder"
-    )
 
 
-class QdrantSettings(BaseSettings):
-    """Qdrant server (url) or qdrant-client's embedded local mode (path)."""
+class NmslibSettings(BaseSettings, NmslibOptions):
+    """The nmslib backend's options, read from ``EMBPLAT_INDEX_*`` (``EMBPLAT_INDEX_HNSW_M``)."""
+
+    model_config = _group("EMBPLAT_INDEX_")
+
+
+class QdrantSettings(BaseSettings, QdrantOptions):
+    """The Qdrant backend's options, read from ``EMBPLAT_QDRANT_*``: a server (url) or
+    qdrant-client's embedded local mode (path)."""
 
     model_config = _group("EMBPLAT_QDRANT_")
-    url: str | None = None
-    api_key: str | None = None
-    path: Path | None = None
-    upload_batch: int = Field(128, ge=1, le=1024)
-    prefer_grpc: bool = Field(False, description="talk to the server over gRPC, not REST")
-    grpc_port: int = Field(6334, ge=1, le=65535, description="the server's gRPC port")
-    parallel: int = Field(
-        1, ge=1, le=64, description="upload processes against a server (local mode uses 1)"
-    )
-    max_retries: int = Field(
-        3, ge=0, le=20, description="retries of a failed upload request before it fails"
-    )
+
+
+class IndexSettings(BaseSettings):
+    """Which vector index backend, and each backend's own options (nested sections, one per
+    entry of ``embplat.retrieval.backends.BACKENDS``)."""
+
+    model_config = _group("EMBPLAT_INDEX_")
+    backend: str = "auto"
+    exact: ExactSettings = Field(default_factory=ExactSettings)
+    nmslib: NmslibSettings = Field(default_factory=NmslibSettings)
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v != "auto" and v not in BACKENDS:
+            raise ValueError(f"index backend {v!r} is not one of auto, {', '.join(BACKENDS)}")
+        return v
+
+    def options(self, backend: str) -> BaseModel:
+        """The options section of ``backend`` (a name in ``BACKENDS``)."""
+        section = getattr(self, backend, None)
+        if not isinstance(section, BACKENDS[backend].options):
+            raise ConfigError(f"index settings have no section for the {backend} backend")
+        return section
 
 
 class CelerySettings(BaseSettings):
@@ -164,7 +176,6 @@ class Settings(BaseSettings):
     home: Path = Path(".embplat")
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
-    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -177,9 +188,9 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path | None:
         """Local-mode Qdrant folder: the configured one, else one in the data home (no URL)."""
-        if self.qdrant.url:
+        if self.index.qdrant.url:
             return None
-        return self.qdrant.path or self.home / "qdrant"
+        return self.index.qdrant.path or self.home / "qdrant"
 
     @property
     def catalog_url(self) -> str:
@@ -191,7 +202,15 @@ class Settings(BaseSettings):
         """The concrete backend: ``auto`` is Qdrant when a Qdrant URL is set, else nmslib."""
         if self.index.backend != "auto":
             return self.index.backend
-        return "qdrant" if self.qdrant.url else "nmslib"
+        return "qdrant" if self.index.qdrant.url else "nmslib"
+
+    def index_options(self) -> BaseModel:
+        """The options of :attr:`index_backend`, Qdrant's local folder defaulted as in
+        :attr:`qdrant_path` (the data home may change after the sections are read)."""
+        options = self.index.options(self.index_backend)
+        if isinstance(options, QdrantOptions) and not options.url:
+            options = options.model_copy(update={"path": self.qdrant_path})
+        return options
 
     @property
     def server_mode(self) -> bool:

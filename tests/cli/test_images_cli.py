@@ -51,7 +51,7 @@ def _add_extra_collection(home):
     """Copy the active index's points into a second model's collection (as training would)."""
     ctx = _context(home)
     try:
-        space = ctx.space()
+        space = ctx.spaces.space()
         with transaction(ctx.sessions) as s:
             model = repo.ensure_model(
                 session=s, name=EXTRA, kind="metric", encoder="tiny_cnn", weights="test",
@@ -69,7 +69,7 @@ def _add_extra_collection(home):
             )
         pids = [r[3] for r in rows]
         vectors, payloads = space.index.get(pids)
-        ctx.index(collection_name(EXTRA), space.encoder.dim).upsert(pids, vectors, payloads)
+        ctx.spaces.index(collection_name(EXTRA), space.encoder.dim).upsert(pids, vectors, payloads)
     finally:
         ctx.close()
 
@@ -89,7 +89,7 @@ def _counts(home):
                 )
                 for name, (cid, _) in colls.items()
             }
-        points = {name: ctx.index(name, dim).count() for name, (_, dim) in colls.items()}
+        points = {name: ctx.spaces.index(name, dim).count() for name, (_, dim) in colls.items()}
     finally:
         ctx.close()
     return images, emb, points

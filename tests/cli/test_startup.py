@@ -144,12 +144,6 @@ def test_builtin_keys_match_the_built_encoders():
     assert builtin_key("no_such_encoder", None, None) is None
 
 
-def test_schema_shortcut_agrees_with_alembic():
-    from embplat.catalog.db import head_revision, shipped_head
-
-    assert shipped_head() == head_revision()
-
-
 def test_help_default_of_fashion_mnist_folder_is_the_library_one():
     from embplat.cli.datasets import DEFAULT_FMNIST_DIR as shown
     from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR

@@ -12,7 +12,7 @@ from embplat.retrieval.exact import ExactIndex
 
 
 class SpyIndex(ExactIndex):
-    """An exact index that also has the Qdrant-only hooks, recording their calls."""
+    """An exact index recording the lifecycle calls a job makes (exact's own are no-ops)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -122,6 +122,15 @@ def test_large_jobs_defer_indexing_until_the_last_batch(planned, monkeypatch):
     assert index.calls == ["defer", "defer", "defer", "restore", "alias:embplat_images"]
 
 
+def test_bulk_job_on_a_backend_with_nothing_to_defer(planned, monkeypatch):
+    """The lifecycle calls reach every backend; exact's defaults do nothing and succeed."""
+    monkeypatch.setattr(batches, "BULK_THRESHOLD", 10)
+    planned = _replanned(planned)
+    index = ExactIndex("c", 64)
+    outs = [_run(planned, index, seq) for seq in planned[4]]
+    assert outs[-1]["job_state"] == "succeeded" and index.count() == 30
+
+
 def test_failed_batch_fails_the_job_with_its_error(planned):
     sessions, _, _, job_id, _ = planned
     batches.mark_batch_failed(sessions=sessions, job_id=job_id, seq=1, error="disk full")
@@ -149,7 +158,7 @@ def test_bulk_is_decided_once_when_planned(planned, monkeypatch):
 
 
 def test_job_handle_keeps_a_total_it_did_not_set(planned):
-    from embplat.workers.runner import JobHandle
+    from embplat.jobs.runner import JobHandle
 
     sessions, _, _, job_id, _ = planned
     handle = JobHandle(job_id, sessions)
@@ -186,7 +195,7 @@ def test_large_local_ingest_leaves_nmslib_with_its_graph(tmp_path, fmnist_root, 
     monkeypatch.setattr(batches, "BULK_THRESHOLD", 50)
     ctx = build_context(load_settings())
     result = ingest_tree(ctx, fmnist_root)
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     assert result.embedded == 120 and index.count(None) == 120
     with ctx.sessions() as s:
         job = repo.get_job(session=s, job_id=result.job_id)

@@ -6,20 +6,26 @@ from PIL import Image
 from embplat.errors import ConfigError
 from embplat.models.checkpoints import load_checkpoint
 from embplat.models.encoders import IMAGENET_MEAN, IMAGENET_STD, get_encoder
+from embplat.models.heads import Head, HeadSpec
 from embplat.models.metric import (
     LOSSES,
-    EmbeddingHead,
-    EmbeddingModel,
     MetricConfig,
+    MinedLoss,
     build_loss,
-    build_optimizer,
     make_sampler,
     make_transforms,
-    seed_everything,
 )
-from embplat.models.metric_recipe import MetricRecipe, precision_at_1
-from embplat.models.training import ImageSamples, RecipeNet, Sample, TrainData, fit
-from embplat.pipelines.progress import NoProgress
+from embplat.models.recipes.metric import MetricRecipe, precision_at_1
+from embplat.models.training import (
+    ImageSamples,
+    Phase,
+    RecipeNet,
+    Sample,
+    TrainData,
+    _optimizer,
+    fit,
+)
+from embplat.progress import NoProgress
 
 N_CLASSES, PER_CLASS, FEATURES = 4, 8, 32
 
@@ -42,17 +48,16 @@ def _features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, labels
 
 
-def _train(cfg: MetricConfig, model, x, labels, steps: int) -> list[float]:
-    """A few full-batch steps (the product loop lives in models/training.py)."""
-    seed_everything(cfg.seed)
-    loss_fn, miner = build_loss(cfg, N_CLASSES)
-    opt = build_optimizer(cfg, model.parameters(), loss_fn)
+def _train(cfg: MetricConfig, head, x, labels, steps: int) -> list[float]:
+    """A few full-batch steps of ``head`` and the loss's own parameters (the product loop,
+    with its frozen-feature cache and schedules, is ``models.training.fit``)."""
+    torch.manual_seed(cfg.seed)
+    loss_fn = MinedLoss(*build_loss(cfg, N_CLASSES))
+    opt = torch.optim.Adam([*head.parameters(), *loss_fn.parameters()], lr=cfg.lr)
     history = []
-    model.train()
+    head.train()
     for _ in range(steps):
-        emb = model(x)
-        pairs = miner(emb, labels) if miner is not None else None
-        loss = loss_fn(emb, labels, pairs)
+        loss = loss_fn(head(x), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -63,7 +68,7 @@ def _train(cfg: MetricConfig, model, x, labels, steps: int) -> list[float]:
 def _leave_one_out_p1(model, x, labels) -> float:
     model.eval()
     with torch.no_grad():
-        emb = model(x)
+        emb = torch.nn.functional.normalize(model(x), dim=1)
     model.train()
     sims = emb @ emb.T
     sims.fill_diagonal_(-2.0)
@@ -82,7 +87,7 @@ def test_each_loss_falls_on_class_structured_features(loss, distance):
         loss=loss, distance=distance, dim=16, bn=True, optimizer="adam", lr=0.01, margin=margin
     )
     torch.manual_seed(0)
-    head = EmbeddingHead(FEATURES, cfg.dim, bn=cfg.bn)
+    head = Head(FEATURES, HeadSpec(cfg.dim, bn=cfg.bn))
     x, labels = _features()
     before = _leave_one_out_p1(head, x, labels)
     history = _train(cfg, head, x, labels, steps=30)
@@ -95,24 +100,25 @@ def test_each_loss_falls_on_class_structured_features(loss, distance):
 
 @pytest.mark.parametrize("loss", ["proxynca", "arcface", "subcenter-arcface"])
 def test_loss_parameters_are_optimised_and_saved(loss):
-    cfg = MetricConfig(loss=loss, dim=8)
+    cfg = MetricConfig(loss=loss, dim=8, loss_lr=0.05)
     loss_fn, miner = build_loss(cfg, N_CLASSES)
     assert miner is None
-    head = EmbeddingHead(FEATURES, cfg.dim)
-    opt = build_optimizer(cfg, head.parameters(), loss_fn)
-    assert len(opt.param_groups) == 2
+    recipe = MetricRecipe(cfg, N_CLASSES)
+    net = RecipeNet(torch.nn.Identity(), FEATURES, recipe)
+    opt, _ = _optimizer(net, cfg.loop_options("cpu"), Phase("frozen", 1, True), steps=10)
+    assert len(opt.param_groups) == 2  # head, then the loss's own parameters
     loss_group = opt.param_groups[1]
-    assert loss_group["lr"] == cfg.lr and loss_group["weight_decay"] == 0.0  # loss_lr None
-    (param,) = list(loss_fn.parameters())
+    assert loss_group["max_lr"] == 0.05 and loss_group["weight_decay"] == 0.0
+    (param,) = list(net.loss.parameters())
     assert param is loss_group["params"][0]
     expected_rows = N_CLASSES * (3 if loss == "subcenter-arcface" else 1)
     assert expected_rows in param.shape
     state = loss_fn.state_dict()
-    assert len(state) == 1 and torch.equal(next(iter(state.values())), param.detach())
+    assert len(state) == 1 and next(iter(state.values())).shape == param.shape
 
     before = param.detach().clone()
     x, labels = _features()
-    _train(cfg, head, x, labels, steps=2)
+    _train(cfg, Head(FEATURES, HeadSpec(cfg.dim)), x, labels, steps=2)
     # build_loss reseeds, so the same config initialises the same parameters
     again, _ = build_loss(cfg, N_CLASSES)
     assert torch.equal(next(iter(again.parameters())).detach(), before)
@@ -132,18 +138,9 @@ def test_triplet_miner_picks_easy_positive_semihard_negative():
     assert torch.equal(a, a2)
 
 
-def test_embedding_model_output_is_unit_length_at_inference():
-    model = EmbeddingModel(torch.nn.Flatten(), EmbeddingHead(12, 4, bn=True))
-    x = torch.randn(6, 3, 2, 2)
-    model.train()
-    assert not torch.allclose(model(x).norm(dim=1), torch.ones(6))
-    model.eval()
-    assert torch.allclose(model(x).norm(dim=1), torch.ones(6), atol=1e-6)
-
-
 def test_sampler_gives_m_per_class_batches():
     labels = np.repeat(np.arange(5), 6)
-    seed_everything(3)
+    np.random.seed(3)  # MPerClassSampler draws from NumPy's global generator
     sampler = make_sampler(labels, m=3, batch_size=9)
     order = list(sampler)
     assert len(order) == 27  # one pass ≈ the data, in whole batches
@@ -158,7 +155,6 @@ def test_config_validates_and_round_trips():
     cfg = MetricConfig(loss="proxynca", dim=64, scale=9.0, loss_lr=0.1, classes=("a", "b"))
     assert MetricConfig.from_dict(cfg.as_dict()) == cfg
     assert cfg.loop_options("cpu").loss_lr == 0.1
-    assert build_optimizer(cfg, [], build_loss(cfg, 2)[0]).param_groups[1]["lr"] == 0.1
     with pytest.raises(ConfigError, match="unknown loss"):
         MetricConfig(loss="contrastive")
     with pytest.raises(ConfigError, match="multiple of m_per_class"):

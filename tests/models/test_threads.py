@@ -15,7 +15,7 @@ opts = {{"embed.encoder": "tiny_cnn", "index.backend": "exact"}}
 s = load_settings(home=pathlib.Path({home!r}), **opts)
 s.catalog.url = None
 ctx = build_context(s)
-ctx.make_encoder()
+ctx.spaces.make_encoder()
 print(torch.get_num_threads())
 """
 

@@ -13,17 +13,12 @@ from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
 from embplat.ingest.images import load_rgb
 from embplat.models.checkpoints import load_checkpoint, load_trained_encoder
 from embplat.models.encoders import get_backbone
-from embplat.models.recipes import (
-    ClassifierRecipe,
-    CosineLoss,
-    DeviseConfig,
-    DeviseRecipe,
-    HingeRankLoss,
-    make_config,
-)
+from embplat.models.recipes import make_config
+from embplat.models.recipes.classifier import ClassifierRecipe
+from embplat.models.recipes.devise import CosineLoss, DeviseConfig, DeviseRecipe, HingeRankLoss
 from embplat.models.samples import ImageSamples, Sample, TrainData, eval_transform, train_transform
 from embplat.models.training import EpochResult, LoopOptions, Phase, RecipeNet, best_epoch, fit
-from embplat.pipelines.progress import NoProgress
+from embplat.progress import NoProgress
 
 CLASSES = ["trouser", "bag", "sneaker"]
 

@@ -88,7 +88,7 @@ def test_both_recipes_learn_and_record_their_lineage(trained):
 
 def test_trained_models_have_their_own_space_and_the_default_is_unchanged(trained):
     ctx, _, classifier, devise = trained
-    space = ctx.space(devise)
+    space = ctx.spaces.space(devise)
     assert space.key == devise and space.index.name == "embplat_devise_1"
     assert space.index.count({"kind": "image"}) == 96
     assert space.index.count({"kind": "label"}) >= 4
@@ -96,7 +96,10 @@ def test_trained_models_have_their_own_space_and_the_default_is_unchanged(traine
         [space.index.search(np.ones((1, 50)), 1, {"kind": "label"})[0][0].id]
     )
     assert payloads[0]["source"] == "glove-6B-50d" and payloads[0]["role"] in {"seen", "unseen"}
-    assert ctx.space().key == "tiny_cnn-random" and ctx.space(classifier).encoder.dim == 64
+    assert (
+        ctx.spaces.space().key == "tiny_cnn-random"
+        and ctx.spaces.space(classifier).encoder.dim == 64
+    )
 
 
 def test_zero_shot_classification_text_search_and_late_labels(trained):

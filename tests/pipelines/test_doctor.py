@@ -45,7 +45,7 @@ def _checks(report):
 
 def _agree(ctx, n=N_IMAGES):
     """Catalog and active index hold exactly ``n`` images, the same ids, no duplicates."""
-    space = ctx.space()
+    space = ctx.spaces.space()
     with ctx.sessions() as s:
         recorded = set(
             s.scalars(
@@ -87,7 +87,7 @@ def test_crash_between_index_flush_and_catalog_commit(home):
 
 def test_points_missing_from_the_index_are_embedded_again(home):
     ctx, _ = home
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     gone = index.ids()[:3]
     index.delete(gone)
     index.flush()
@@ -98,7 +98,7 @@ def test_points_missing_from_the_index_are_embedded_again(home):
 
 def test_index_folder_deleted(home):
     ctx, _ = home
-    name = ctx.space().index.name
+    name = ctx.spaces.space().index.name
     ctx.close()
     shutil.rmtree(ctx.home / "index" / name)
     _repair_and_verify(ctx, {"missing_points": N_IMAGES})
@@ -107,7 +107,7 @@ def test_index_folder_deleted(home):
 
 def test_orphan_point_is_deleted(home):
     ctx, _ = home
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     orphan = str(uuid.uuid4())
     vec = np.random.default_rng(0).normal(size=(1, index.dim)).astype(np.float32)
     index.upsert([orphan], vec, [{"kind": "image", "image_id": 10_000, "class": "coat"}])
@@ -123,8 +123,10 @@ def test_stale_payload_is_rewritten(home):
         image_id = s.scalars(select(Image.id).order_by(Image.id).limit(1)).one()
         s.execute(update(Image).where(Image.id == image_id).values(split="valid"))
     _repair_and_verify(ctx, {"stale_payloads": 1})
-    hits = ctx.space().index.search(
-        ctx.space().index.get(ctx.space().index.ids())[0], k=N_IMAGES, filter={"split": "valid"}
+    hits = ctx.spaces.space().index.search(
+        ctx.spaces.space().index.get(ctx.spaces.space().index.ids())[0],
+        k=N_IMAGES,
+        filter={"split": "valid"},
     )
     assert image_id in {h.payload["image_id"] for h in hits[0]}
 
@@ -132,7 +134,7 @@ def test_stale_payload_is_rewritten(home):
 @pytest.mark.parametrize("damage", ["truncate_base", "garbage_manifest", "flip_segment"])
 def test_damaged_index_is_detected_moved_aside_and_rebuilt(home, damage):
     ctx, tree = home
-    name = ctx.space().index.name
+    name = ctx.spaces.space().index.name
     ctx.close()
     folder = ctx.home / "index" / name
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -218,7 +220,7 @@ def test_cli_exit_codes_and_json(home, tmp_path):
     ok = runner.invoke(app, ["doctor", "--json"], env=env)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["healthy"] is True
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     index.delete(index.ids()[:2])
     index.flush()
     ctx.close()
@@ -231,7 +233,7 @@ def test_cli_exit_codes_and_json(home, tmp_path):
 
 def test_reingest_embeds_again_what_a_deleted_index_lost(home):
     ctx, tree = home
-    name = ctx.space().index.name
+    name = ctx.spaces.space().index.name
     ctx.close()
     shutil.rmtree(ctx.home / "index" / name)
     again = ingest_tree(ctx, tree)
@@ -244,7 +246,7 @@ def test_index_reverted_to_an_older_copy_then_many_ingests(home, tmp_path):
     """An index folder restored from an older copy (as after a file-system crash) followed by
     many small ingests: every open succeeds and catalog and index end equal."""
     ctx, tree = home
-    name = ctx.space().index.name
+    name = ctx.spaces.space().index.name
     ctx.close()
     folder = ctx.home / "index" / name
     old = tmp_path / "old-copy"

@@ -11,8 +11,10 @@ from embplat.catalog import repo
 from embplat.catalog.models import Embedding, Image
 from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
 from embplat.ingest.fashion_mnist import build_fashion_mnist
-from embplat.pipelines.evaluate import evaluate_split
-from embplat.pipelines.ingest import enrol_class, ingest_tree, resume_job
+from embplat.jobs.runner import InProcessRunner
+from embplat.pipelines import embed
+from embplat.pipelines.ingest import enrol_class, ingest_tree
+from embplat.pipelines.jobs import resume_job
 from embplat.pipelines.query import classify, search_by_image
 from embplat.retrieval import point_id
 
@@ -25,7 +27,7 @@ def _files(root):
 
 def _consistent(ctx):
     """Catalog embeddings and index points agree, and nothing is duplicated."""
-    space = ctx.space()
+    space = ctx.spaces.space()
     with ctx.sessions() as s:
         recorded = s.scalar(
             select(func.count())
@@ -105,7 +107,7 @@ def test_classify_search_and_enrol_a_new_class(
     assert notes == []
 
     many = classify(ctx, seen[:1], k=10_000)[0]
-    assert many.k == ctx.space().index.count({"kind": "image", "split": "train"})
+    assert many.k == ctx.spaces.space().index.count({"kind": "image", "split": "train"})
     assert "larger than" in many.notes[0]
 
     bag_query = fmnist_queries / "bag" / "bag_00001.jpg"
@@ -128,37 +130,12 @@ def test_query_errors_name_the_problem(context_factory, fmnist_root, tmp_path):
         enrol_class(ctx, "x", tmp_path / "missing")
 
 
-@pytest.mark.parametrize("backend", ["exact", "nmslib", "qdrant"])
-def test_evaluate_through_each_backend(context_factory, fmnist_root, backend):
-    ctx = context_factory(backend)
-    ingest_tree(ctx, fmnist_root)
-    m = evaluate_split(ctx, split="valid", k=5)
-    assert m["queries"] > 0 and m["references"] > m["queries"]
-    assert m["accuracy"] > 0.5 and m["precision_at_1"] > 0.5  # 8 seen classes: chance 0.125
-    assert (
-        0 < m["mean_average_precision_at_r"] <= m["r_precision"] + 1e-9
-        or m["mean_average_precision_at_r"] <= 1
-    )
-    assert set(m["per_class"]) <= {
-        "t-shirt",
-        "trouser",
-        "pullover",
-        "dress",
-        "coat",
-        "sneaker",
-        "bag",
-        "ankle+boot",
-    }
-    unseen = evaluate_split(ctx, split="test", reference="test", k=3)
-    assert set(unseen["per_class"]) <= {"sandal", "shirt"} and unseen["queries"] == 24
-
-
 @pytest.mark.reliability
 def test_crash_mid_embedding_leaves_catalog_and_index_consistent(
     context_factory, fmnist_root, monkeypatch
 ):
     ctx = context_factory("nmslib", **{"ingest.batch_size": 32})
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     real_upsert, calls = index.upsert, {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -188,27 +165,27 @@ def test_resume_finishes_a_crashed_job_and_refuses_jobs_without_batches(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     ctx = context_factory("exact", encoder="tiny_cnn", **{"ingest.batch_size": 16})
-    real, calls = ctx.run_embed_batch, {"n": 0}
+    real, calls = embed.run_embed_batch, {"n": 0}
 
-    def crash_on_third(job_id, seq, progress=None):
+    def crash_on_third(ctx, job_id, seq, progress=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("power cut")
-        return real(job_id, seq, progress=progress)
+        return real(ctx, job_id, seq, progress=progress)
 
-    monkeypatch.setattr(ctx, "run_embed_batch", crash_on_third)
+    monkeypatch.setattr(embed, "run_embed_batch", crash_on_third)
     with pytest.raises(RuntimeError, match="power cut"):
         ingest_tree(ctx, fmnist_root)
-    monkeypatch.setattr(ctx, "run_embed_batch", real)
+    monkeypatch.setattr(embed, "run_embed_batch", real)
     with ctx.sessions() as s:
         [job] = repo.list_jobs(session=s)
     assert job.state == "failed" and _consistent(ctx) == (32, 120)
 
-    monkeypatch.setattr(ctx, "dispatch", workers)  # server mode: back to the workers
+    workers.attach(ctx)  # server mode: back to the workers
     queued = resume_job(ctx, job.id)
     assert (queued["queued"], queued["state"]) == (6, "running")
     assert workers.sent == [(job.id, [2, 3, 4, 5, 6, 7])]
-    monkeypatch.setattr(ctx, "dispatch", None)  # say those messages were lost: resume here
+    ctx.runner = InProcessRunner(ctx.sessions)  # say those messages were lost: resume here
 
     out = resume_job(ctx, job.id)  # the same job, not a new one
 
@@ -255,7 +232,7 @@ def _gone(ctx, image_id, sha256):
         )
     assert n == 0
     with pytest.raises(NotFoundError):
-        ctx.space().index.get([point_id(sha256, ctx.space().key)])
+        ctx.spaces.space().index.get([point_id(sha256, ctx.spaces.space().key)])
     return True
 
 
@@ -277,9 +254,9 @@ def test_same_size_rewrite_replaces_the_image_in_catalog_and_index(
     [(new_id, new_sha)] = _rows(ctx, target)
     assert new_sha != old_sha and _gone(ctx, old_id, old_sha)
     assert _consistent(ctx) == (n, n)
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     assert index.count({"path": str(target)}) == 1
-    _, [payload] = index.get([point_id(new_sha, ctx.space().key)])
+    _, [payload] = index.get([point_id(new_sha, ctx.spaces.space().key)])
     assert (payload["image_id"], payload["sha256"]) == (new_id, new_sha)
     hits, _ = search_by_image(ctx, target, k=1)
     assert (hits[0].path, hits[0].image_id) == (str(target), new_id)
@@ -301,7 +278,7 @@ def test_enrolling_a_folder_again_replaces_a_rewritten_file(tiny_ctx, tmp_path, 
     assert (again.added, again.replaced, again.already, again.embedded) == (1, 1, 2, 1)
     [(new_id, new_sha)] = _rows(ctx, target)
     assert new_id != old_id and _gone(ctx, old_id, old_sha)
-    _, [payload] = ctx.space().index.get([point_id(new_sha, ctx.space().key)])
+    _, [payload] = ctx.spaces.space().index.get([point_id(new_sha, ctx.spaces.space().key)])
     assert (payload["image_id"], payload["split"], payload["class"]) == (new_id, "train", "bag")
     assert _consistent(ctx) == (3, 3)
 
@@ -328,7 +305,7 @@ def test_crash_between_index_and_catalog_delete_is_finished_by_the_next_run(
         ingest_tree(ctx, bmp_tree)
     rows = _rows(ctx, target)
     assert len(rows) == 2 and rows[0] == (old_id, old_sha)  # old row kept, new one cataloged
-    assert ctx.space().index.count() == n - 1  # the old point left the index first
+    assert ctx.spaces.space().index.count() == n - 1  # the old point left the index first
 
     again = ingest_tree(ctx, bmp_tree)
     assert calls == [[old_id], [old_id]]

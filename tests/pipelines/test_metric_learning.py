@@ -5,7 +5,6 @@ One module-scoped catalog: the tiny Fashion-MNIST tree (8 seen classes, sandal a
 unseen in the ``test`` split), a seeded tiny CNN at 32 px, the exact index.
 """
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,16 +17,17 @@ from embplat.errors import ConfigError, NotFoundError
 from embplat.models import training
 from embplat.models.encoders import get_backbone
 from embplat.models.metric import MetricConfig
-from embplat.pipelines.evaluate_model import SplitVectors, evaluate_model
+from embplat.models.recipes import get_recipe
+from embplat.pipelines.embed import run_embed_batch
+from embplat.pipelines.evaluate import EvaluationRequest, evaluate
 from embplat.pipelines.experiment import (
     EXPERIMENT_SPLIT,
     held_out,
     unseen_experiment,
 )
 from embplat.pipelines.ingest import enrol_class, ingest_tree
-from embplat.pipelines.open_set import open_set_without
 from embplat.pipelines.train import train_recipe
-from embplat.pipelines.train_data import catalog_samples, make_datasets, recipe_for
+from embplat.pipelines.train_data import catalog_samples, make_datasets
 from embplat.workers.context import build_context
 
 COMMON = {
@@ -99,7 +99,7 @@ def test_each_loss_trains_registers_and_embeds(ctx, monkeypatch, loss, optimizer
     assert min(losses[1:]) < losses[0]  # the loss falls
     assert config["train_config"]["loss"] == loss and config["metric"] == "valid_precision_at_1"
     assert (ctx.home / config["checkpoint"]).is_file()
-    space = ctx.space(name)
+    space = ctx.spaces.space(name)
     with ctx.sessions() as session:
         total = repo.count_images(session=session)
     assert space.encoder.dim == 16 and space.index.count({"kind": "image"}) == total
@@ -108,7 +108,7 @@ def test_each_loss_trains_registers_and_embeds(ctx, monkeypatch, loss, optimizer
 def test_metric_recipe_uses_its_own_transforms(ctx):
     config = MetricConfig.from_dict({**COMMON, "loss": "proxynca"})
     data = catalog_samples(ctx, config)
-    built = recipe_for(ctx, "metric", config, data.classes)
+    built = get_recipe("metric").build(config, data.classes, home=ctx.home)
     tdata = make_datasets(ctx, get_backbone("tiny_cnn"), 32, data, built.transforms)
     assert any(isinstance(t, T.RandomCrop) for t in tdata.train.transform.transforms)
     assert tdata.train[0][0].shape == (3, 32, 32)
@@ -121,22 +121,6 @@ def test_held_out_classes_are_chosen_and_checked():
     for holdout, unseen in ((None, ()), (1, ["a"]), (3, ()), (None, ["zebra"])):
         with pytest.raises(ConfigError):
             held_out(classes, holdout=holdout, unseen=unseen)
-
-
-def test_open_set_without_treats_held_out_classes_as_unknown():
-    def vectors(classes, rows):
-        ids = [f"{c}{i}" for i, c in enumerate(classes)]
-        return SplitVectors(ids, classes, ids, np.array(rows, dtype=np.float32))
-
-    a, b, c = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 1.0]
-    refs = vectors(["a", "a", "b", "b", "c", "c"], [a, a, b, b, c, c])
-    queries = vectors(["a", "b", "c"], [a, b, c])
-    out = open_set_without(queries, refs, ["c"], k=2)
-    # the unknown c is nearest to b (never to its own, unenrolled images) with a low score
-    assert out["auroc_score"] == 1.0 and out["auroc_share"] == 0.5  # c's b-vote is unanimous
-    assert out["seen_accuracy"] == 1.0  # a and b among themselves
-    strict = next(r for r in out["curve"] if r["threshold"] == 1.0)
-    assert strict["coverage"] == 1.0 and strict["accuracy"] == 1.0 and strict["unknown_rate"] == 0
 
 
 def test_unseen_experiment_trains_twice_and_measures_the_drop(ctx):
@@ -194,7 +178,7 @@ def test_keep_best_checkpoint_deletes_the_other_epochs(ctx):
     kept = [e for e in config["epochs"] if e["checkpoint"]]
     assert [e["epoch"] for e in kept] == [config["best_epoch"]] and len(config["epochs"]) == 4
     assert kept[0]["checkpoint"] == config["checkpoint"]
-    assert ctx.space(name).encoder.dim == 16  # the registered checkpoint still loads
+    assert ctx.spaces.space(name).encoder.dim == 16  # the registered checkpoint still loads
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         MetricConfig.from_dict({**COMMON, "keep_checkpoints": "last"})
 
@@ -207,7 +191,7 @@ def test_enrolled_class_enters_every_trained_models_index(
     with ctx.sessions() as session:
         with_index = repo.embedded_trained_models(session=session)
     assert name in with_index and "m-noindex" not in with_index
-    before = ctx.space(name).index.count({"kind": "image"})
+    before = ctx.spaces.space(name).index.count({"kind": "image"})
     with pytest.raises(NotFoundError):  # every name is checked before any work
         enrol_class(ctx, "handbag", fmnist_queries / "bag", models=[name, "nope"])
 
@@ -215,7 +199,7 @@ def test_enrolled_class_enters_every_trained_models_index(
 
     assert result.added == 3 and set(result.models) == set(with_index)
     assert result.models[name]["embedded"] == 3 and result.models[name]["queued"] == 0
-    space = ctx.space(name)
+    space = ctx.spaces.space(name)
     assert space.index.count({"kind": "image"}) == before + 3
     assert space.index.count({"kind": "image", "class": "handbag"}) == 3
     with Image.open(sorted((fmnist_queries / "bag").iterdir())[0]) as img:
@@ -226,24 +210,23 @@ def test_enrolled_class_enters_every_trained_models_index(
     assert (job.kind, job.state, job.params["model"]) == ("embed", "succeeded", name)
 
     # server mode: the model's batches go to the workers, who embed into the model's index
-    monkeypatch.setattr(ctx, "dispatch", workers)
-    active_before = ctx.space().index.count({"kind": "image"})
+    workers.attach(ctx)
+    active_before = ctx.spaces.space().index.count({"kind": "image"})
     queued = enrol_class(ctx, "tote", fmnist_queries / "trouser", models=[name])
     assert queued.models[name]["queued"] == 3 and len(workers.sent) == 2  # active + model
-    monkeypatch.setattr(ctx, "dispatch", None)
-    for job_id, seqs in workers.sent:
+    for job_id, seqs in workers.sent:  # what the workers do
         for seq in seqs:
-            ctx.run_embed_batch(job_id, seq)
-    assert ctx.space(name).index.count({"kind": "image", "class": "tote"}) == 3
-    assert ctx.space().index.count({"kind": "image"}) == active_before + 3
+            run_embed_batch(ctx, job_id, seq)
+    assert ctx.spaces.space(name).index.count({"kind": "image", "class": "tote"}) == 3
+    assert ctx.spaces.space().index.count({"kind": "image"}) == active_before + 3
     with ctx.sessions() as session:
         job = repo.get_job(session=session, job_id=queued.models[name]["job_id"])
     assert job.state == "succeeded" and job.done == 3
 
 
-def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
+def test_full_evaluation_writes_the_report_and_records_metrics(ctx, tmp_path):
     name = train_recipe(ctx, "metric", {**COMMON, "loss": "arcface", "unfreeze_epochs": 0})
-    out = evaluate_model(ctx, model=name, report=tmp_path / "r.html", projection="pca")
+    out = evaluate(ctx, EvaluationRequest(model=name, report=tmp_path / "r.html", projection="pca"))
 
     m = out["metrics"]
     assert {"precision_at_1", "mean_average_precision_at_r", "NMI", "AMI"} <= set(m)
@@ -259,7 +242,7 @@ def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
     assert recorded["precision_at_1"] == pytest.approx(m["precision_at_1"])
 
     # bag treated as never enrolled (the test split's own unseen classes left out here)
-    held = evaluate_model(ctx, model=name, unknown=["bag"], unseen_split="train")
+    held = evaluate(ctx, EvaluationRequest(model=name, unknown=("bag",), unseen_split="train"))
     with ctx.sessions() as session:
         valid = {c.name: n.get("valid", 0) for c, n in repo.class_counts(session=session)}
     assert "bag" not in held["per_class"] and held["unknown"] == ["bag"]
@@ -272,10 +255,10 @@ def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
     with ctx.sessions() as session:
         assert repo.model_metrics(session=session, names=[name], split="valid-unknown:bag")[name]
     with pytest.raises(ConfigError, match="zebra"):
-        evaluate_model(ctx, model=name, unknown=["zebra"])
+        evaluate(ctx, EvaluationRequest(model=name, unknown=("zebra",)))
 
-    frozen = evaluate_model(ctx, split="valid")  # the active (frozen) encoder
-    assert frozen["model"] == ctx.space().key and frozen["report"] is None
+    frozen = evaluate(ctx, EvaluationRequest(full=True))  # the active (frozen) encoder
+    assert frozen["model"] == ctx.spaces.space().key and frozen["report"] is None
     with transaction(ctx.sessions) as session:  # a pretrained encoder, not the active one
         repo.ensure_model(
             session=session,
@@ -288,4 +271,4 @@ def test_evaluate_model_writes_the_report_and_records_metrics(ctx, tmp_path):
             config={},
         )
     with pytest.raises(ConfigError, match="pretrained encoder"):
-        evaluate_model(ctx, model="resnet18-imagenet")
+        evaluate(ctx, EvaluationRequest(model="resnet18-imagenet"))

@@ -43,7 +43,7 @@ def _files(root):
 
 def add_extra_collection(ctx):
     """A trained model's collection made by hand: the active index's points, copied."""
-    space = ctx.space()
+    space = ctx.spaces.space()
     with transaction(ctx.sessions) as s:
         model = repo.ensure_model(
             session=s,
@@ -59,7 +59,7 @@ def add_extra_collection(ctx):
             session=s,
             name=collection_name(EXTRA),
             model_id=model.id,
-            backend=ctx.backend,
+            backend=ctx.spaces.backend,
             dim=space.encoder.dim,
         )
         rows = repo.embedded_images(
@@ -68,7 +68,7 @@ def add_extra_collection(ctx):
         coll_id = coll.id
     pids = [pid for *_, pid in rows]
     vectors, payloads = space.index.get(pids)
-    index = ctx.index(collection_name(EXTRA), space.encoder.dim)
+    index = ctx.spaces.index(collection_name(EXTRA), space.encoder.dim)
     index.upsert(pids, vectors, [{**p, "model": EXTRA} for p in payloads])
     index.flush()
     with transaction(ctx.sessions) as s:
@@ -96,7 +96,7 @@ def _cataloged(ctx, path):
 
 def test_deleted_files_leave_the_catalog_and_every_index(ctx, small_tree, tmp_path):
     n = ingest_tree(ctx, small_tree).added
-    main = ctx.space().index
+    main = ctx.spaces.space().index
     extra, extra_id = add_extra_collection(ctx)
     gone = [small_tree / "coat" / "coat_00001.jpg", small_tree / "trouser" / "trouser_00002.jpg"]
     query = tmp_path / "query.jpg"
@@ -111,9 +111,9 @@ def test_deleted_files_leave_the_catalog_and_every_index(ctx, small_tree, tmp_pa
     assert all(_cataloged(ctx, p) == [] for p in gone)
     with ctx.sessions() as s:
         assert repo.get_images(session=s, ids=ids) == []
-    assert _state(ctx, [ctx.space().collection_id, extra_id]) == (
+    assert _state(ctx, [ctx.spaces.space().collection_id, extra_id]) == (
         n - 2,
-        {ctx.space().collection_id: n - 2, extra_id: n - 2},
+        {ctx.spaces.space().collection_id: n - 2, extra_id: n - 2},
     )
     assert main.count() == extra.count() == n - 2
     for path in gone:
@@ -137,9 +137,12 @@ def test_garbage_over_a_cataloged_file_removes_its_old_image(ctx, small_tree):
     assert [p for p, _ in again.skipped] == [str(target)]
     assert (again.replaced, again.added, again.missing, again.embedded) == (1, 0, 0, 0)
     assert _cataloged(ctx, target) == []
-    index = ctx.space().index
+    index = ctx.spaces.space().index
     assert index.count() == n - 1 and index.count({"path": str(target)}) == 0
-    assert _state(ctx, [ctx.space().collection_id]) == (n - 1, {ctx.space().collection_id: n - 1})
+    assert _state(ctx, [ctx.spaces.space().collection_id]) == (
+        n - 1,
+        {ctx.spaces.space().collection_id: n - 1},
+    )
     with pytest.raises(NotFoundError):
         index.get([_point(ctx, old.sha256)])
 
@@ -147,7 +150,7 @@ def test_garbage_over_a_cataloged_file_removes_its_old_image(ctx, small_tree):
 def _point(ctx, sha256):
     from embplat.retrieval import point_id
 
-    return point_id(sha256, ctx.space().key)
+    return point_id(sha256, ctx.spaces.space().key)
 
 
 def test_a_moved_tree_keeps_its_images_under_the_new_paths(ctx, small_tree, tmp_path):
@@ -171,7 +174,7 @@ def test_a_moved_tree_keeps_its_images_under_the_new_paths(ctx, small_tree, tmp_
     assert {sha: i for sha, (i, _) in after.items()} == before  # same images, same ids
     assert all(p.startswith(str(new_root) + "/") for _, p in after.values())
     assert {p for _, p in after.values()} == {str(p) for p in _files(new_root)}
-    for index in (ctx.space().index, extra):
+    for index in (ctx.spaces.space().index, extra):
         assert index.count() == n
         assert index.count({"path": [p for _, p in after.values()]}) == n
     _, payloads = extra.get([_point(ctx, sha) for sha in after])
@@ -195,7 +198,7 @@ def test_mass_disappearance_is_kept_unless_pruned(ctx, small_tree):
     kept = ingest_tree(ctx, small_tree)
     assert (kept.missing, kept.removed) == (len(doomed), 0)
     assert any("--prune" in w and "more than half" in w for w in kept.warnings), kept.warnings
-    assert ctx.space().index.count() == n and _state(ctx, [])[0] == n
+    assert ctx.spaces.space().index.count() == n and _state(ctx, [])[0] == n
 
     report_only = ingest_tree(ctx, small_tree, prune=False)
     assert (report_only.missing, report_only.removed) == (len(doomed), 0)
@@ -203,7 +206,7 @@ def test_mass_disappearance_is_kept_unless_pruned(ctx, small_tree):
     pruned = ingest_tree(ctx, small_tree, prune=True)
     assert (pruned.missing, pruned.removed) == (len(doomed), len(doomed))
     left = n - len(doomed)
-    assert ctx.space().index.count() == left and _state(ctx, [])[0] == left
+    assert ctx.spaces.space().index.count() == left and _state(ctx, [])[0] == left
 
 
 def test_no_prune_keeps_a_deleted_file_and_remove_images_removes_it(ctx, small_tree):
@@ -213,7 +216,7 @@ def test_no_prune_keeps_a_deleted_file_and_remove_images_removes_it(ctx, small_t
     target.unlink()
     kept = ingest_tree(ctx, small_tree, prune=False)
     assert (kept.missing, kept.removed) == (1, 0) and kept.warnings
-    assert ctx.space().index.count() == n
+    assert ctx.spaces.space().index.count() == n
     assert remove_images(ctx, [row.image_id, row.image_id, 10_000]) == 1
     assert remove_images(ctx, [row.image_id]) == 0  # already gone: nothing to do
-    assert ctx.space().index.count() == n - 1 and _cataloged(ctx, target) == []
+    assert ctx.spaces.space().index.count() == n - 1 and _cataloged(ctx, target) == []

@@ -18,6 +18,8 @@ from qdrant_client import QdrantClient
 
 from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
 from embplat.retrieval import VectorIndex, collection_name, open_index, point_id
+from embplat.retrieval.backends import BACKENDS as REGISTRY
+from embplat.retrieval.backends import ExactOptions, NmslibOptions, QdrantOptions
 from embplat.retrieval.base import l2_normalize, matches
 from embplat.retrieval.exact import ExactIndex
 from embplat.retrieval.nmslib_index import NmslibIndex
@@ -278,6 +280,50 @@ def test_new_vectors_searchable_immediately(
     assert index.search(fresh[:1], k=1, filter={"class": "fresh"})[0][0].id == fresh_ids[0]
 
 
+# --- lifecycle: deferred indexing, rebuild, aliases (every backend takes every call) ------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bulk_load_lifecycle_keeps_every_point_searchable(
+    opener: Opener, backend: str, data: SimpleNamespace
+) -> None:
+    index = opener(backend, buffer_limit=SMALL_BUFFER)
+    index.defer_indexing()
+    _load(index, data, N_SMALL, batch=50)
+    queries = data.vectors[:5]
+    assert [hits[0].id for hits in index.search(queries, 1)] == data.ids[:5]
+    index.restore_indexing()
+    index.rebuild()
+    index.set_alias(f"alias_{backend}")
+    assert index.count() == N_SMALL
+    assert [hits[0].id for hits in index.search(queries, 1)] == data.ids[:5]
+    index.flush()
+
+
+def test_restore_from_another_nmslib_handle_builds_the_graph(
+    opener: Opener, data: SimpleNamespace
+) -> None:
+    loader = opener("nmslib", buffer_limit=SMALL_BUFFER)
+    loader.defer_indexing()
+    _load(loader, data, N_SMALL, batch=50)
+    loader.flush()
+    assert isinstance(loader, NmslibIndex) and loader._built == 0
+    loader.close()
+    finisher = opener("nmslib", buffer_limit=SMALL_BUFFER)
+    finisher.restore_indexing()
+    assert isinstance(finisher, NmslibIndex) and finisher._built == N_SMALL
+
+
+def test_nmslib_rebuild_drops_tombstones(opener: Opener, data: SimpleNamespace) -> None:
+    index = opener("nmslib", buffer_limit=SMALL_BUFFER)
+    _load(index, data, N_SMALL)
+    index.delete(data.ids[:10])
+    assert isinstance(index, NmslibIndex) and index._n == N_SMALL
+    index.rebuild()
+    assert index._n == index._built == N_SMALL - 10
+    assert index.search(data.vectors[10:11], 1)[0][0].id == data.ids[10]
+
+
 # --- persistence ------------------------------------------------------------------------
 
 
@@ -374,17 +420,38 @@ def test_reopen_with_other_dim_raises_config_error(opener: Opener, backend: str)
 # --- factory and Qdrant specifics --------------------------------------------------------
 
 
+def test_every_registered_backend_is_tested() -> None:
+    assert sorted(REGISTRY) == sorted(BACKENDS)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_open_index_factory(tmp_path: Path, backend: str) -> None:
-    index = open_index(
-        backend, name="embplat_t", dim=8, root=tmp_path, qdrant_path=tmp_path / "qdrant"
-    )
+    options = {
+        "exact": ExactOptions(lock_timeout=1.0),
+        "nmslib": NmslibOptions(ef_search=64, buffer_limit=7),
+        "qdrant": QdrantOptions(path=tmp_path / "qdrant", upload_batch=32),
+    }[backend]
+    index = open_index(backend, name="embplat_t", dim=8, root=tmp_path, options=options)
     try:
         assert isinstance(index, VectorIndex)
         assert index.name == "embplat_t"
         assert index.dim == 8
+        if isinstance(index, NmslibIndex):
+            assert (index.ef_search, index.buffer_limit) == (64, 7)
+        if isinstance(index, QdrantIndex):
+            assert index.upload_batch == 32
     finally:
         index.close()
+
+
+def test_open_index_rejects_another_backends_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="NmslibOptions, got QdrantOptions"):
+        open_index("nmslib", name="x", dim=8, root=tmp_path, options=QdrantOptions())
+
+
+def test_qdrant_needs_a_url_or_a_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="EMBPLAT_QDRANT_URL"):
+        open_index("qdrant", name="x", dim=8, root=tmp_path)
 
 
 def test_unknown_backend_lists_valid_ones(tmp_path: Path) -> None:

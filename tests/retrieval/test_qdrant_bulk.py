@@ -24,7 +24,8 @@ from embplat.errors import IndexEmptyError
 from embplat.pipelines.query import classify
 from embplat.retrieval import point_id
 from embplat.retrieval import qdrant_index as qdrant_module
-from embplat.retrieval.base import l2_normalize, prepare_upsert
+from embplat.retrieval.base import l2_normalize
+from embplat.retrieval.helpers import prepare_upsert
 from embplat.retrieval.qdrant_index import QdrantIndex
 from embplat.workers.context import build_context
 
@@ -204,7 +205,7 @@ def test_classify_counts_once(
     Image.new("RGB", (16, 16), (120, 30, 200)).save(query)
     space = SimpleNamespace(index=index, encoder=_FakeEncoder())
     ctx: Any = SimpleNamespace(
-        space=lambda model=None: space,
+        spaces=SimpleNamespace(space=lambda model=None: space),
         ingest=SimpleNamespace(max_pixels=10**6),
         embed=SimpleNamespace(batch_size=8, num_workers=0),
     )
@@ -255,10 +256,10 @@ def test_settings_reach_the_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.delenv("EMBPLAT_BROKER_URL", raising=False)
     monkeypatch.delenv("EMBPLAT_CELERY_BROKER_URL", raising=False)
     settings = load_settings(home=tmp_path / "home")
-    assert (settings.qdrant.prefer_grpc, settings.qdrant.grpc_port) == (True, 16334)
+    assert (settings.index.qdrant.prefer_grpc, settings.index.qdrant.grpc_port) == (True, 16334)
     ctx = build_context(settings)
     try:
-        opened = ctx.open_index("embplat_w", DIM)
+        opened = ctx.spaces.open_index("embplat_w", DIM)
         assert isinstance(opened, QdrantIndex)
         assert (opened.parallel, opened.max_retries, opened.local) == (3, 5, False)
         opened.close()
@@ -273,8 +274,8 @@ def test_grpc_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("PREFER_GRPC", "GRPC_PORT", "PARALLEL", "MAX_RETRIES"):
         monkeypatch.delenv(f"EMBPLAT_QDRANT_{name}", raising=False)
     settings = load_settings()
-    assert (settings.qdrant.prefer_grpc, settings.qdrant.grpc_port) == (False, 6334)
-    assert (settings.qdrant.parallel, settings.qdrant.max_retries) == (1, 3)
+    assert (settings.index.qdrant.prefer_grpc, settings.index.qdrant.grpc_port) == (False, 6334)
+    assert (settings.index.qdrant.parallel, settings.index.qdrant.max_retries) == (1, 3)
 
 
 def test_compose_publishes_grpc_on_loopback() -> None:

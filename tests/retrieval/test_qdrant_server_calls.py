@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient, models
 from embplat.errors import ConfigError
 from embplat.retrieval import point_id
 from embplat.retrieval.base import l2_normalize
-from embplat.retrieval.qdrant_index import QdrantIndex
+from embplat.retrieval.qdrant_index import SAVED_THRESHOLD_KEY, QdrantIndex
 
 DIM = 8
 
@@ -47,9 +47,18 @@ class ServerLikeClient:
         self.calls.append(("payload_index", field))
         self.schema[field] = models.PayloadIndexInfo(data_type=field_schema, points=0)
 
-    def update_collection(self, name: str, optimizers_config: models.OptimizersConfigDiff) -> None:
-        self.threshold = optimizers_config.indexing_threshold
-        self.calls.append(("indexing_threshold", self.threshold))
+    def update_collection(
+        self,
+        name: str,
+        optimizers_config: models.OptimizersConfigDiff | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if metadata is not None:  # local mode keeps collection metadata as a server does
+            self.local.update_collection(name, metadata=metadata)
+            self.calls.append(("metadata", metadata))
+        if optimizers_config is not None:
+            self.threshold = optimizers_config.indexing_threshold
+            self.calls.append(("indexing_threshold", self.threshold))
 
     def upload_collection(
         self,
@@ -137,7 +146,11 @@ def test_bulk_load_defers_and_restores_indexing(server: ServerLikeClient) -> Non
     server.calls.clear()
     with index.bulk_load():
         assert server.threshold == 0
-    assert server.calls == [("indexing_threshold", 0), ("indexing_threshold", 20_000)]
+    assert server.calls == [
+        ("metadata", {SAVED_THRESHOLD_KEY: 20_000}),
+        ("indexing_threshold", 0),
+        ("indexing_threshold", 20_000),
+    ]
     with pytest.raises(RuntimeError), index.bulk_load():
         raise RuntimeError("load failed")
     assert server.threshold == 20_000  # restored on error too
@@ -149,6 +162,19 @@ def test_restore_after_crashed_load_uses_default(server: ServerLikeClient) -> No
     index.defer_indexing()
     index.restore_indexing()
     assert server.threshold == 10_000
+
+
+def test_another_handle_restores_the_saved_threshold(server: ServerLikeClient) -> None:
+    """Workers share no memory: the worker that ends a load (its own handle, opened after
+    the load began) restores the threshold the first batch's worker replaced."""
+    first = _open(server)
+    first.defer_indexing()
+    first.defer_indexing()  # the next batch: already 0, the saved value is kept
+    assert server.threshold == 0
+    assert server.local.get_collection("embplat_s").config.metadata == {SAVED_THRESHOLD_KEY: 20_000}
+    other_worker = _open(server)
+    other_worker.restore_indexing()
+    assert server.threshold == 20_000
 
 
 def test_alias_switch_is_one_call(server: ServerLikeClient) -> None:

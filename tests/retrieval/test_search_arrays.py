@@ -13,9 +13,10 @@ import pytest
 from qdrant_client import QdrantClient
 
 from embplat.retrieval import IdPositions, SearchArrays, VectorIndex, point_id, search_arrays
-from embplat.retrieval.base import filter_mask, l2_normalize, matches
+from embplat.retrieval.base import l2_normalize, matches
 from embplat.retrieval.columns import PayloadColumns
 from embplat.retrieval.exact import ExactIndex
+from embplat.retrieval.helpers import filter_mask
 from embplat.retrieval.nmslib_index import NmslibIndex
 from embplat.retrieval.qdrant_index import QdrantIndex
 

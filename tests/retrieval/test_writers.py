@@ -27,8 +27,11 @@ import sys, time
 from pathlib import Path
 import numpy as np
 from embplat.retrieval import open_index
+from embplat.retrieval.backends import BACKENDS
 backend, root, tag, rounds, go = sys.argv[1:6]
-index = open_index(backend, name="shared", dim=8, root=Path(root), buffer_limit=40)
+small = {"buffer_limit": 40} if backend == "nmslib" else {}
+options = BACKENDS[backend].options(**small)
+index = open_index(backend, name="shared", dim=8, root=Path(root), options=options)
 rng = np.random.default_rng(sum(map(ord, tag)))
 while not Path(go).exists():
     time.sleep(0.01)
@@ -67,8 +70,10 @@ from pathlib import Path
 import numpy as np
 from embplat.errors import BusyError
 from embplat.retrieval import open_index
+from embplat.retrieval.backends import BACKENDS
 backend, root, timeout = sys.argv[1:4]
-index = open_index(backend, name="shared", dim=8, root=Path(root), lock_timeout=float(timeout))
+options = BACKENDS[backend].options(lock_timeout=float(timeout))
+index = open_index(backend, name="shared", dim=8, root=Path(root), options=options)
 start = time.monotonic()
 try:
     index.upsert(["contender"], np.ones((1, 8)), [{}])

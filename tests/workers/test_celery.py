@@ -93,7 +93,7 @@ def _counts(sessions, qdrant, model_key):
 
 def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_path, qdrant):
     ctx = build_context(load_settings())
-    assert ctx.dispatch is not None
+    assert not ctx.runner.in_process  # the workers run the batches
     worker = Worker(server_env, tmp_path / "worker.log")
     try:
         result = ingest_tree(ctx, fmnist_root)
@@ -102,7 +102,7 @@ def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_pa
     finally:
         worker.stop()
     assert (job.state, job.done, job.total, job.failed) == ("succeeded", 120, 120, 0)
-    key = ctx.registered()[0].key
+    key = ctx.spaces.registered()[0].key
     assert _counts(ctx.sessions, qdrant, key) == (120, 120, 120)
     again = ingest_tree(ctx, fmnist_root)  # nothing new: no batches, job finishes at once
     assert again.queued == 0 and _job(ctx.sessions, again.job_id).state == "succeeded"
@@ -112,7 +112,7 @@ def test_worker_ingests_into_postgres_and_qdrant(server_env, fmnist_root, tmp_pa
 def test_killed_worker_job_finishes_with_exact_counts(server_env, fmnist_root, tmp_path, qdrant):
     ctx = build_context(load_settings())
     slow = {"EMBPLAT_EMBED_IMAGE_SIZE": "64", "EMBPLAT_EMBED_BATCH_SIZE": "2"}
-    ctx_key = ctx.registered()[0].key
+    ctx_key = ctx.spaces.registered()[0].key
     first = Worker(server_env, tmp_path / "w1.log", slow)
     result = ingest_tree(ctx, fmnist_root)
 
@@ -156,7 +156,7 @@ def test_unreachable_broker_is_named_and_nothing_is_written(server_env, fmnist_r
 @pytest.mark.reliability
 def test_training_runs_in_a_worker_once(server_env, fmnist_root, tmp_path, monkeypatch):
     from embplat.catalog import repo
-    from embplat.pipelines.jobs import queue_training, train_queued
+    from embplat.pipelines.training_jobs import submit_training, train_queued
 
     monkeypatch.setenv("EMBPLAT_BROKER_URL", "")  # register the images in-process first
     local = build_context(load_settings())
@@ -171,8 +171,8 @@ def test_training_runs_in_a_worker_once(server_env, fmnist_root, tmp_path, monke
         "plots": False,
         "embed": False,
     }
-    out = queue_training(ctx, "classifier", config)
-    assert out["model"] == "classifier-1" and out["task"]
+    out = submit_training(ctx, "classifier", config)
+    assert out["model"] == "classifier-1" and out["queued"]
     assert _job(ctx.sessions, out["job"]).state == "queued"  # `platform jobs` shows it now
     worker = Worker(server_env, tmp_path / "worker.log")
     try:

@@ -18,10 +18,10 @@ from embplat.catalog.db import transaction
 from embplat.catalog.models import Embedding, Job
 from embplat.cli.app import app
 from embplat.config import load_settings
+from embplat.jobs.identity import process_start, runner_alive, this_runner
 from embplat.pipelines.ingest import ingest_tree
 from embplat.pipelines.jobs import interrupt_dead_jobs
 from embplat.workers.context import build_context
-from embplat.workers.runner import process_start, run_in_process, runner_alive, this_runner
 
 pytestmark = pytest.mark.reliability
 
@@ -34,22 +34,23 @@ HANGING_JOB = textwrap.dedent(
     from embplat.config import load_settings
     from embplat.ingest.batches import plan_batches
     from embplat.workers.context import build_context
-    from embplat.workers.runner import run_in_process
+    from embplat.jobs.runner import InProcessRunner
+    from embplat.pipelines.embed import run_embed_batch
 
     ctx = build_context(load_settings())
 
     def work(job):
-        cid = ctx.collection_id()
+        cid = ctx.spaces.collection_id()
         with ctx.sessions() as s:
             pending = repo.pending_image_ids(session=s, collection_id=cid)
         seqs = plan_batches(
             sessions=ctx.sessions, job_id=job.job_id, image_ids=pending, batch_size=40
         )
-        ctx.run_embed_batch(job.job_id, seqs[0])
+        run_embed_batch(ctx, job.job_id, seqs[0])
         print("READY", job.job_id, flush=True)
         time.sleep(600)
 
-    run_in_process(sessions=ctx.sessions, kind="ingest", params={"root": "x"}, work=work)
+    InProcessRunner(ctx.sessions).run(kind="ingest", params={"root": "x"}, work=work)
     """
 )
 
@@ -119,25 +120,6 @@ def test_interrupt_dead_jobs_only_touches_dead_local_processes(local_env):
     job = _job(ctx.sessions, dead)
     assert "is gone" in job.error and f"jobs resume {dead}" in job.error and job.finished_at
     assert interrupt_dead_jobs(ctx.sessions) == []  # idempotent
-
-
-def test_in_process_jobs_record_their_runner_and_detach_drops_it(local_env):
-    ctx = build_context(load_settings())
-
-    def detached(handle):
-        handle.detach()
-        return {"batches": 2}
-
-    job_id, _ = run_in_process(sessions=ctx.sessions, kind="x", params={"a": 1}, work=detached)
-    assert _job(ctx.sessions, job_id).params == {"a": 1, "queued": {"batches": 2}}
-    seen = {}
-
-    def work(handle):
-        seen.update(_job(ctx.sessions, handle.job_id).params["runner"])
-        return {}
-
-    run_in_process(sessions=ctx.sessions, kind="x", params={}, work=work)
-    assert seen == this_runner()
 
 
 @pytest.mark.slow

@@ -14,13 +14,9 @@ from embplat.catalog.db import transaction
 from embplat.config import load_settings
 from embplat.errors import ConfigError, ServiceUnavailableError
 from embplat.ingest.batches import plan_batches
+from embplat.jobs.runner import EMBED_BATCH, TRAIN
 from embplat.workers import tasks
-from embplat.workers.celery_app import (
-    EMBED_TASK,
-    TRAIN_TASK,
-    check_worker,
-    make_celery,
-)
+from embplat.workers.celery_app import check_worker, make_celery
 from embplat.workers.context import build_context
 
 
@@ -68,12 +64,12 @@ def test_app_is_built_from_the_given_settings(monkeypatch):
     assert conf.worker_send_task_events and conf.task_send_sent_event
     assert (conf.task_time_limit, conf.task_soft_time_limit) == (77, 900)
     app.loader.import_default_modules()
-    train, embed = app.tasks[TRAIN_TASK], app.tasks[EMBED_TASK]
+    train, embed = app.tasks[TRAIN], app.tasks[EMBED_BATCH]
     assert (train.soft_time_limit, train.time_limit) == (3000, 3300)
     assert (embed.soft_time_limit, embed.time_limit) == (900, 77)
-    from embplat.workers.dispatch import CeleryDispatcher
+    from embplat.workers.celery_runner import CeleryRunner
 
-    assert CeleryDispatcher(settings).app.conf.broker_url == "redis://flag-host:6379/3"
+    assert CeleryRunner(None, settings).app.conf.broker_url == "redis://flag-host:6379/3"
 
 
 def test_importing_the_app_module_reads_no_configuration():
@@ -120,12 +116,12 @@ def test_platform_worker_refuses_before_starting(tmp_path, monkeypatch):
 
 
 class _Down:
-    """A worker Context whose embedding always meets a catalog/index that is down."""
+    """Embedding in a worker whose catalog/index is down (``tasks.run_embed_batch``)."""
 
-    def __init__(self, sessions):
-        self.sessions, self.calls = sessions, 0
+    def __init__(self):
+        self.calls = 0
 
-    def run_embed_batch(self, job_id, seq):
+    def __call__(self, ctx, job_id, seq):
         self.calls += 1
         raise ServiceUnavailableError("qdrant at http://q:6333 is unreachable")
 
@@ -140,9 +136,10 @@ def _two_batches(ctx):
 def test_embed_batch_out_of_retries_fails_the_batch_and_job(local, monkeypatch):
     app = make_celery(load_settings())
     job_id = _two_batches(local)
-    down = _Down(local.sessions)
-    monkeypatch.setattr(tasks, "_context", down)
-    task = app.tasks[EMBED_TASK]
+    down = _Down()
+    monkeypatch.setattr(tasks, "_context", local)
+    monkeypatch.setattr(tasks, "run_embed_batch", down)
+    task = app.tasks[EMBED_BATCH]
     result = task.apply(args=[job_id, 0])  # eager: every retry runs at once
     assert isinstance(result.result, ServiceUnavailableError)
     assert down.calls == task.max_retries + 1
@@ -158,7 +155,8 @@ def test_embed_batch_out_of_retries_fails_the_batch_and_job(local, monkeypatch):
 
 def test_embed_batch_with_retries_left_leaves_the_batch_queued(local, monkeypatch):
     job_id = _two_batches(local)
-    monkeypatch.setattr(tasks, "_context", _Down(local.sessions))
+    monkeypatch.setattr(tasks, "_context", local)
+    monkeypatch.setattr(tasks, "run_embed_batch", _Down())
     tasks.embed_batch.push_request(retries=2)
     try:
         with pytest.raises(ServiceUnavailableError):
@@ -175,44 +173,29 @@ def test_embed_batch_with_retries_left_leaves_the_batch_queued(local, monkeypatc
 # --- trainings: a fixed name, a queued job, at most one model per name ---------------------
 
 
-class _Workers:
-    def __init__(self):
-        self.trainings = []
+def test_submit_training_fixes_the_name_and_records_a_queued_job(local, workers):
+    from embplat.pipelines.training_jobs import submit_training
 
-    def check(self):
-        pass
-
-    def send(self, job_id, seqs):
-        pass
-
-    def send_train(self, recipe, config):
-        self.trainings.append((recipe, config))
-        return f"task-{len(self.trainings)}"
-
-
-def test_queue_training_fixes_the_name_and_records_a_queued_job(local):
-    from embplat.pipelines.jobs import queue_training
-
-    local.dispatch = _Workers()
+    workers.attach(local)
     config = {"encoder": "tiny_cnn", "unfreeze_epochs": 1}
-    first = queue_training(local, "classifier", config)
-    second = queue_training(local, "classifier", config)
+    first = submit_training(local, "classifier", config)
+    second = submit_training(local, "classifier", config)
     assert (first["model"], second["model"]) == ("classifier-1", "classifier-2")
-    sent = local.dispatch.trainings
+    sent = workers.trainings
     assert [c["name"] for _, c in sent] == ["classifier-1", "classifier-2"]
     with local.sessions() as s:
         job = repo.get_job(session=s, job_id=first["job"])
     assert (job.kind, job.state) == ("train", "queued")
     assert job.params["model"] == "classifier-1" and job.params["task"] == "task-1"
     with pytest.raises(ConfigError, match="queued already"):
-        queue_training(local, "classifier", {**config, "name": "classifier-2"})
+        submit_training(local, "classifier", {**config, "name": "classifier-2"})
 
 
-def test_a_training_delivered_again_returns_the_existing_model(local):
-    from embplat.pipelines.jobs import queue_training, train_queued
+def test_a_training_delivered_again_returns_the_existing_model(local, workers):
+    from embplat.pipelines.training_jobs import submit_training, train_queued
 
-    local.dispatch = _Workers()
-    out = queue_training(local, "classifier", {"encoder": "tiny_cnn", "name": "clf"})
+    workers.attach(local)
+    out = submit_training(local, "classifier", {"encoder": "tiny_cnn", "name": "clf"})
     with transaction(local.sessions) as s:  # the first delivery registered it, then died
         repo.ensure_model(
             session=s,
@@ -224,7 +207,7 @@ def test_a_training_delivered_again_returns_the_existing_model(local):
             image_size=32,
             config={},
         )
-    ((recipe, config),) = local.dispatch.trainings
+    ((recipe, config),) = workers.trainings
     again = train_queued(local, recipe, config)
     assert again == {"model": "clf", "existing": True}
     with local.sessions() as s:
@@ -232,13 +215,13 @@ def test_a_training_delivered_again_returns_the_existing_model(local):
         assert repo.get_job(session=s, job_id=out["job"]).state == "succeeded"
 
 
-def test_a_queued_training_refused_by_its_data_fails_its_job(local):
+def test_a_queued_training_refused_by_its_data_fails_its_job(local, workers):
     from embplat.errors import DataError
-    from embplat.pipelines.jobs import queue_training, train_queued
+    from embplat.pipelines.training_jobs import submit_training, train_queued
 
-    local.dispatch = _Workers()
-    out = queue_training(local, "classifier", {"encoder": "tiny_cnn"})
-    ((recipe, config),) = local.dispatch.trainings
+    workers.attach(local)
+    out = submit_training(local, "classifier", {"encoder": "tiny_cnn"})
+    ((recipe, config),) = workers.trainings
     with pytest.raises(DataError):  # an empty catalog: nothing to train on
         train_queued(local, recipe, config)
     with local.sessions() as s:

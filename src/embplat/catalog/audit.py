@@ -9,8 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from embplat.catalog.models import Collection, Embedding, Image
-
-_CHUNK = 500
+from embplat.catalog.repo._common import chunks
 
 
 def list_collections(*, session: Session) -> list[Collection]:
@@ -33,13 +32,12 @@ def forget_points(*, session: Session, collection_id: int, point_ids: Sequence[s
         How many rows were deleted.
     """
     removed = 0
-    ids = list(point_ids)
-    for start in range(0, len(ids), _CHUNK):
+    for chunk in chunks(list(point_ids)):
         stmt = (
             delete(Embedding)
             .where(
                 Embedding.collection_id == collection_id,
-                Embedding.point_id.in_(ids[start : start + _CHUNK]),
+                Embedding.point_id.in_(chunk),
             )
             .returning(Embedding.id)
         )

@@ -86,14 +86,9 @@ def jobs_resume(
     """Run a job's unfinished batches again (after a crash, an `interrupted` job, lost
     broker messages or a batch that gave up): here in local mode, by the workers in server
     mode."""
-    from embplat.ingest.batches import count_batches
-    from embplat.pipelines.ingest import resume_job
-    from embplat.pipelines.jobs import claim_job
+    from embplat.pipelines.jobs import resume_job
 
     context = ctx.obj.context()
-    if count_batches(sessions=context.sessions, job_id=job_id):
-        # this process runs the batches (local mode) or the workers do: the job says which
-        claim_job(context.sessions, job_id, here=context.dispatch is None)
     with progress_bars(not json_out) as bars:
         out = resume_job(context, job_id, progress=bars)
     if json_out:
@@ -173,15 +168,15 @@ def status(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")]
 
     context = ctx.obj.context()
     # read from the catalog when it can; building the encoder (torch) only for a new space
-    found = context.active_index()
+    found = context.spaces.active_index()
     if found is None:
-        space = context.space()
+        space = context.spaces.space()
         found = (space.key, space.index, space.collection_id)
     key, index, collection_id = found
     with context.sessions() as session:
         info = {
             "catalog": mask_url(ctx.obj.settings.catalog_url),
-            "backend": context.backend,
+            "backend": context.spaces.backend,
             "model": key,
             "index": index.name,
             "points": index.count(None),

@@ -7,17 +7,13 @@ from typing import Annotated
 
 import typer
 
-from embplat.cli.output import console
+from embplat.cli.output import comma_list, console
 
 app = typer.Typer(no_args_is_help=True)
 
 #: ``embplat.ingest.fashion_mnist.DEFAULT_FMNIST_DIR``, repeated so that the help does not
 #: import numpy and Pillow (tests/cli/test_startup.py checks they agree).
 DEFAULT_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _names(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
 @app.command("fashion-mnist")
@@ -44,8 +40,8 @@ def fashion_mnist(
     root = build_fashion_mnist(
         out,
         per_class=per_class,
-        unseen=_names(unseen),
-        classes=_names(classes) or None,
+        unseen=comma_list(unseen),
+        classes=comma_list(classes) or None,
         source=source,  # type: ignore[arg-type]
         offset=offset,
         seed=seed,

@@ -8,8 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import best_rejection, console, print_json, progress_bars
-from embplat.cli.output import fmt_metric as _f
+from embplat.cli.output import (
+    best_rejection,
+    comma_list,
+    console,
+    fmt_metric,
+    print_json,
+    progress_bars,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,34 +62,39 @@ def evaluate_cmd(
     metrics recorded in the catalog (`platform models compare`). With --zero-shot: a
     visual-semantic model's ZSL and GZSL accuracies instead.
     """
-    if zero_shot:
-        _zero_shot(ctx, model, calibrate, plots, json_out)
-        return
-    from embplat.pipelines.query import check_split
+    from embplat.pipelines.evaluate import EvaluationRequest, evaluate
 
-    check_split(split)
-    check_split(reference, "--reference")
-    ref = reference or ("test" if split == "test" else "train")
-    held = [c.strip() for c in (unknown or "").split(",") if c.strip()]
-    if model is not None or report is not None or held:
-        _full(ctx, model, split, ref, k, weighted, report, projection, held, json_out)
-        return
-    from embplat.pipelines.evaluate import evaluate_split
-
+    request = EvaluationRequest(
+        split=split,
+        reference=reference,
+        k=k,
+        weighted=weighted,
+        model=model,
+        unknown=tuple(comma_list(unknown)),
+        report=report,
+        projection=projection,
+        zero_shot=zero_shot,
+        calibrate=calibrate,
+        plots=plots,
+    )
     with progress_bars(not json_out) as bars:
-        m = evaluate_split(
-            ctx.obj.context(),
-            split=split,
-            reference=ref,
-            k=k,
-            weighted=weighted,
-            progress=bars,
-        )
+        r = evaluate(ctx.obj.context(), request, bars)
     if json_out:
-        print_json(m)
-        return
+        print_json(r)
+    elif zero_shot:
+        _print_zero_shot(r)
+    elif request.complete:
+        _print_full(r)
+    else:
+        _print_knn(r)
+
+
+def _print_knn(m: dict[str, Any]) -> None:
     summary = Table(
-        "metric", "value", title=f"{m['model']} · {split} vs {ref}", title_justify="left"
+        "metric",
+        "value",
+        title=f"{m['model']} · {m['split']} vs {m['reference']}",
+        title_justify="left",
     )
     for key in (
         "queries",
@@ -97,63 +108,32 @@ def evaluate_cmd(
         value = m[key]
         summary.add_row(
             f"kNN accuracy (k={m['k']})" if key == "accuracy" else key,
-            f"{value:.4f}" if isinstance(value, float) else str(value),
+            fmt_metric(value),
         )
     console.print(summary)
-    per_class = Table("class", "precision", "recall", "f1", "support")
-    for name, r in m["per_class"].items():
-        per_class.add_row(
-            name,
-            *(f"{r[x]:.3f}" for x in ("precision", "recall", "f1-score")),
-            str(int(r["support"])),
-        )
-    console.print(per_class)
+    console.print(_per_class(m["per_class"], ()))
 
 
-def _full(
-    ctx: typer.Context,
-    model: str | None,
-    split: str,
-    reference: str,
-    k: int,
-    weighted: bool,
-    report: Path | None,
-    projection: str,
-    unknown: list[str],
-    json_out: bool,
-) -> None:
-    from embplat.pipelines.evaluate_model import evaluate_model
-
-    ks = (1, k) if k > 1 else (1,)
-    with progress_bars(not json_out) as bars:
-        r = evaluate_model(
-            ctx.obj.context(),
-            model=model,
-            split=split,
-            reference=reference,
-            ks=ks,
-            weighted=weighted,
-            report=report,
-            projection=projection,
-            unknown=unknown,
-            progress=bars,
-        )
-    if json_out:
-        print_json(r)
-        return
+def _print_full(r: dict[str, Any]) -> None:
     console.print(_exact_vs_index(r))
-    per_class = Table("class", "precision@1", "precision", "recall", "f1", "support")
-    for name, row in r["per_class"].items():
-        cells = (row["precision_at_1"], row["precision"], row["recall"], row["f1-score"])
-        per_class.add_row(name, *(f"{x:.3f}" for x in cells), str(int(row["support"])))
-    console.print(per_class)
+    console.print(_per_class(r["per_class"], ("precision_at_1",)))
     best = best_rejection(r["open_set"])
     if best is not None:
-        accept_all = _f(r["open_set"][0]["accuracy"])
+        accept_all = fmt_metric(r["open_set"][0]["accuracy"])
         console.print(f"open set: accepting everything, accuracy {accept_all}; {best}")
     console.print(f"{r['recorded']} metrics recorded for {r['model']} ({r['recorded_as']})")
     if r["report"]:
         console.print(f"report: {r['report']}")
+
+
+def _per_class(rows: dict[str, dict[str, float]], extra: tuple[str, ...]) -> Table:
+    """precision, recall, F1 and support of each class, after the ``extra`` columns."""
+    columns = (*extra, "precision", "recall", "f1-score")
+    table = Table("class", *(c.replace("-score", "").replace("_at_", "@") for c in columns))
+    table.add_column("support")
+    for name, row in rows.items():
+        table.add_row(name, *(fmt_metric(row[c], 3) for c in columns), str(int(row["support"])))
+    return table
 
 
 def _exact_vs_index(r: dict[str, Any]) -> Table:
@@ -163,42 +143,36 @@ def _exact_vs_index(r: dict[str, Any]) -> Table:
     table.title_justify = "left"
     ann = r.get("ann") or {"metrics": {}, "delta": {}}
     for key, value in r["metrics"].items():
-        table.add_row(key, f"{value:.4f}", _f(ann["metrics"].get(key)), _f(ann["delta"].get(key)))
+        table.add_row(
+            key,
+            fmt_metric(value),
+            fmt_metric(ann["metrics"].get(key)),
+            fmt_metric(ann["delta"].get(key)),
+        )
     for key, value in (ann.get("agreement") or {}).items():
-        table.add_row(f"index vs exact {key}", "", f"{value:.4f}", "")
+        table.add_row(f"index vs exact {key}", "", fmt_metric(value), "")
     return table
 
 
-def _zero_shot(
-    ctx: typer.Context, model: str | None, calibrate: bool, plots: bool, json_out: bool
-) -> None:
-    from embplat.pipelines.zeroshot import evaluate_zero_shot
-
-    with progress_bars(not json_out) as bars:
-        r = evaluate_zero_shot(
-            ctx.obj.context(), model=model, calibrate=calibrate, plots=plots, progress=bars
-        )
-    if json_out:
-        print_json(r)
-        return
+def _print_zero_shot(r: dict[str, Any]) -> None:
     table = Table("metric", "value", title=f"{r['model']} · zero-shot", title_justify="left")
     zsl, g = r["zsl"], r["gzsl"]
     if zsl:
-        table.add_row(f"ZSL top-1 among {zsl['labels']} unseen labels", _f(zsl["top1"]))
-        table.add_row(f"ZSL top-{zsl['top5_k']}", _f(zsl["top5"]))
+        table.add_row(f"ZSL top-1 among {zsl['labels']} unseen labels", fmt_metric(zsl["top1"]))
+        table.add_row(f"ZSL top-{zsl['top5_k']}", fmt_metric(zsl["top5"]))
     table.add_row(
         f"GZSL seen / unseen / H ({g['seen_images']}+{g['unseen_images']} images)",
-        f"{_f(g['seen'])} / {_f(g['unseen'])} / {_f(g['H'])}",
+        f"{fmt_metric(g['seen'])} / {fmt_metric(g['unseen'])} / {fmt_metric(g['H'])}",
     )
     c = r["calibrated"]
     if c:
         for tag, m in (("without", c["without"]), (f"with gamma={c['gamma']:g}", c["with"])):
             table.add_row(
                 f"GZSL on the eval half, {tag} calibration",
-                f"{_f(m['seen'])} / {_f(m['unseen'])} / {_f(m['H'])}",
+                f"{fmt_metric(m['seen'])} / {fmt_metric(m['unseen'])} / {fmt_metric(m['H'])}",
             )
     console.print(table)
     for name, acc in (zsl or {}).get("per_class_top1", {}).items():
-        console.print(f"  {name}: ZSL top-1 {acc:.3f}")
+        console.print(f"  {name}: ZSL top-1 {fmt_metric(acc, 3)}")
     for path in r["plots"]:
         console.print(f"plot: {path}")

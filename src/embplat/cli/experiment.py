@@ -7,35 +7,24 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import best_rejection, console, print_json, progress_bars
-from embplat.cli.output import fmt_metric as _f
+from embplat.cli.output import (
+    best_rejection,
+    comma_list,
+    console,
+    fmt_metric,
+    print_json,
+    progress_bars,
+)
 from embplat.cli.train import (
-    BackboneLrOpt,
-    BatchOpt,
-    ClassesOpt,
-    DimOpt,
-    DistanceOpt,
-    EncoderOpt,
-    EpochsOpt,
-    FreezeOpt,
-    KeepOpt,
-    LossLrOpt,
-    LossOpt,
-    LrOpt,
-    MarginOpt,
-    MaxPerClassOpt,
-    MPerClassOpt,
-    OptimizerOpt,
-    ScaleOpt,
-    SizeOpt,
+    JsonOpt,
     StatusBars,
-    metric_options,
+    metric_config,
     train_config,
+    with_metric_options,
 )
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that train and compare.")
 Opt = typer.Option
-_NOT_CONFIG = {"ctx", "json_out", "holdout", "unseen"}
 
 
 def register(app: typer.Typer) -> None:
@@ -44,31 +33,14 @@ def register(app: typer.Typer) -> None:
 
 
 @experiment_app.command("unseen")
+@with_metric_options
 def unseen_cmd(
     ctx: typer.Context,
-    loss: LossOpt = "triplet-epshn",
     holdout: Annotated[int | None, Opt(help="hold out the last N classes")] = None,
     unseen: Annotated[str | None, Opt(help="comma-separated classes to hold out")] = None,
-    encoder: EncoderOpt = None,
-    dim: DimOpt = 128,
-    optimizer: OptimizerOpt = "adam",
-    epochs: EpochsOpt = 3,
-    freeze_epochs: FreezeOpt = 1,
-    image_size: SizeOpt = None,
-    batch_size: BatchOpt = 32,
-    m_per_class: MPerClassOpt = 4,
-    max_per_class: MaxPerClassOpt = None,
     name: Annotated[str | None, Opt(help="base of the model names (default unseen-N)")] = None,
-    classes: ClassesOpt = None,
-    lr: LrOpt = None,
-    loss_lr: LossLrOpt = None,
-    backbone_lr_mult: BackboneLrOpt = 1.0,
-    distance: DistanceOpt = "cosine",
-    margin: MarginOpt = None,
-    scale: ScaleOpt = None,
-    seed: Annotated[int, Opt()] = 0,
-    keep_checkpoints: KeepOpt = "all",
-    json_out: Annotated[bool, Opt("--json")] = False,
+    json_out: JsonOpt = False,
+    **options: Any,
 ) -> None:
     """Train on all seen classes and again without the held-out ones; compare precision@1.
 
@@ -76,17 +48,15 @@ def unseen_cmd(
     held-out classes are enrolled but never trained on); the drop is all-classes minus
     without-held-out precision@1.
     """
-    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before other locals
     from embplat.pipelines.experiment import unseen_experiment
 
-    config = train_config(ctx, metric_options(options))
-    names = [c.strip() for c in (unseen or "").split(",") if c.strip()]
+    config = train_config(ctx, metric_config({**options, "name": name}))
     with progress_bars(not json_out) as bars:
         result = unseen_experiment(
             ctx.obj.context(),
             config,
             holdout=holdout,
-            unseen=names,
+            unseen=comma_list(unseen),
             progress=StatusBars(bars.progress),
         )
     if json_out:
@@ -95,9 +65,10 @@ def unseen_cmd(
     console.print(drop_table(result))
     drop = result["drop"]
     console.print(
-        f"mean precision@1 drop: held-out classes [bold]{_f(drop['mean_drop_unseen'])}[/], "
-        f"other classes {_f(drop['mean_drop_seen'])}, all classes "
-        f"[bold]{_f(drop['mean_drop_all'])}[/] (recorded in the catalog)"
+        "mean precision@1 drop: held-out classes "
+        f"[bold]{fmt_metric(drop['mean_drop_unseen'])}[/], "
+        f"other classes {fmt_metric(drop['mean_drop_seen'])}, all classes "
+        f"[bold]{fmt_metric(drop['mean_drop_all'])}[/] (recorded in the catalog)"
     )
     console.print(open_set_line(result))
 
@@ -109,9 +80,9 @@ def open_set_line(result: dict[str, Any]) -> str:
     text = (
         f"held-out classes not enrolled, answered unknown by {result['models']['without']}: "
         f"knn_accuracy@10 of the other classes among themselves "
-        f"{_f(open_set['seen_accuracy'])}; "
-        f"ROC AUC known vs unknown by vote share {_f(open_set['auroc_share'])}, "
-        f"by nearest score {_f(open_set['auroc_score'])}"
+        f"{fmt_metric(open_set['seen_accuracy'])}; "
+        f"ROC AUC known vs unknown by vote share {fmt_metric(open_set['auroc_share'])}, "
+        f"by nearest score {fmt_metric(open_set['auroc_score'])}"
     )
     return f"{text}; {best}" if best else text
 
@@ -129,16 +100,28 @@ def drop_table(result: dict[str, Any]) -> Table:
     )
     for name, row in result["drop"]["per_class"].items():
         label = f"[bold]{name}[/] (held out)" if row["unseen"] else name
-        table.add_row(label, _f(row["all_classes"]), _f(row["without_unseen"]), _f(row["drop"]))
+        table.add_row(
+            label,
+            fmt_metric(row["all_classes"]),
+            fmt_metric(row["without_unseen"]),
+            fmt_metric(row["drop"]),
+        )
     metrics = result["metrics"]
     for key in ("precision_at_1", "mean_average_precision_at_r", "knn_accuracy@10"):
-        table.add_row(f"[dim]{key}[/]", _f(metrics[full].get(key)), _f(metrics[without].get(key)))
+        table.add_row(
+            f"[dim]{key}[/]",
+            fmt_metric(metrics[full].get(key)),
+            fmt_metric(metrics[without].get(key)),
+        )
     groups = result["groups"]
     for group in ("seen", "held_out"):
         for key in ("knn_accuracy@10", "precision_at_1"):
             a, b = groups[full][group][key], groups[without][group][key]
             drop = None if a is None or b is None else a - b
             table.add_row(
-                f"[dim]{key}, {group.replace('_', '-')} classes[/]", _f(a), _f(b), _f(drop)
+                f"[dim]{key}, {group.replace('_', '-')} classes[/]",
+                fmt_metric(a),
+                fmt_metric(b),
+                fmt_metric(drop),
             )
     return table

@@ -10,7 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from embplat.cli.output import RichProgress, console, print_json, progress_bars, warn_line
+from embplat.cli.output import (
+    RichProgress,
+    comma_list,
+    console,
+    print_json,
+    progress_bars,
+    warn_line,
+)
 from embplat.errors import JobFailedError
 
 if TYPE_CHECKING:
@@ -74,7 +81,7 @@ def parse_models(value: str) -> list[str] | None:
         return None
     if value.strip().lower() == "none":
         return []
-    return [m.strip() for m in value.split(",") if m.strip()]
+    return comma_list(value)
 
 
 def _wait_all(sessions: Any, result: IngestResult, bars: RichProgress) -> None:

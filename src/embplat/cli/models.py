@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from embplat.cli.output import console, print_json, progress_bars
+from embplat.cli.output import console, fmt_metric, print_json, progress_bars
 
 models_app = typer.Typer(no_args_is_help=True, help="Trained models: list, lineage, embed.")
 
@@ -57,7 +57,7 @@ def models_list(
             str(r["dim"]),
             str(r["image_size"]),
             str(r.get("best_epoch", "")),
-            f"{r.get('metric', '')} {metric:.4f}" if metric is not None else "",
+            f"{r.get('metric', '')} {fmt_metric(metric)}" if metric is not None else "",
             str(len(r.get("data", {}).get("classes", []))) if r.get("data") else "",
         )
     console.print(table)
@@ -151,5 +151,5 @@ def models_compare(
     table = Table("metric", *names, title=f"split {split}" if split else None)
     for key in keys:
         cells = [metrics[n].get(key) for n in names]
-        table.add_row(key, *("—" if v is None else f"{v:.4f}" for v in cells))
+        table.add_row(key, *(fmt_metric(v) for v in cells))
     console.print(table)

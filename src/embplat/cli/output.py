@@ -1,9 +1,10 @@
-"""Rich output shared by the commands: console, progress bars, JSON, error lines, and the
-formatting of metric values."""
+"""Shared by the commands: the Rich console, progress bars, JSON, error lines, the formatting
+of metric values, and the parsing of comma-separated option values."""
 
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -68,9 +69,19 @@ def warn_line(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
-def fmt_metric(value: float | None) -> str:
-    """A metric with four decimals; ``—`` when it is undefined (None)."""
-    return "—" if value is None else f"{value:.4f}"
+def fmt_metric(value: float | None, digits: int = 4) -> str:
+    """A metric as shown in tables: ``digits`` decimals, a count (an integer) as it is, ``—``
+    when it is undefined (None)."""
+    if value is None:
+        return "—"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(value)
+    return f"{float(value):.{digits}f}"
+
+
+def comma_list(value: str | None) -> list[str]:
+    """The items of a comma-separated option (``a, b,,c`` -> ``[a, b, c]``); [] for None."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 def best_rejection(curve: Sequence[Mapping[str, Any]]) -> str | None:

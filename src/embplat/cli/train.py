@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -9,7 +11,14 @@ import typer
 from rich.progress import TaskID
 from rich.table import Table
 
-from embplat.cli.output import RichProgress, console, print_json, progress_bars
+from embplat.cli.output import (
+    RichProgress,
+    comma_list,
+    console,
+    fmt_metric,
+    print_json,
+    progress_bars,
+)
 
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a recipe (transfer learning, DeViSE, metric learning)."
@@ -40,46 +49,97 @@ class StatusBars(RichProgress):
 
 
 Opt = typer.Option
-# the metric-learning options (``train metric`` and ``experiment unseen`` share them)
-LossOpt = Annotated[str, Opt(help="triplet-epshn | proxynca | arcface | subcenter-arcface")]
-EncoderOpt = Annotated[str | None, Opt(help="backbone (default: the configured encoder)")]
-DimOpt = Annotated[int, Opt(help="embedding dimension")]
-OptimizerOpt = Annotated[str, Opt(help="adam | sgd (momentum 0.9)")]
-EpochsOpt = Annotated[int, Opt(help="epochs with the backbone trained")]
-FreezeOpt = Annotated[int, Opt(help="head-only epochs first (backbone frozen, features cached)")]
-SizeOpt = Annotated[int | None, Opt(help="input side in pixels")]
-BatchOpt = Annotated[int, Opt(help="batch size, a multiple of --m-per-class")]
-MPerClassOpt = Annotated[int, Opt(help="images per class in each batch")]
-MaxPerClassOpt = Annotated[int | None, Opt(help="train images per class at most")]
-ClassesOpt = Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")]
-LrOpt = Annotated[float | None, Opt(help="peak one-cycle LR (default adam 1e-3, sgd 1e-2)")]
-BackboneLrOpt = Annotated[float, Opt(help="backbone LR = lr x this")]
-LossLrOpt = Annotated[float | None, Opt(help="LR of proxies / class weights (default --lr)")]
-DistanceOpt = Annotated[str, Opt(help="cosine | euclidean (triplet, ProxyNCA)")]
-MarginOpt = Annotated[float | None, Opt(help="loss margin (default: the loss's own)")]
-ScaleOpt = Annotated[float | None, Opt(help="ProxyNCA softmax scale / ArcFace scale")]
+# options every recipe's command has
 KeepOpt = Annotated[str, Opt(help="all | best: which epoch checkpoints stay after training")]
+ClassesOpt = Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")]
+EncoderOpt = Annotated[str | None, Opt(help="backbone (default: the configured encoder)")]
+SizeOpt = Annotated[int | None, Opt(help="input side in pixels")]
+MaxPerClassOpt = Annotated[int | None, Opt(help="train images per class at most")]
+SeedOpt = Annotated[int, Opt()]
+JsonOpt = Annotated[bool, Opt("--json")]
+# the head-then-backbone options of ``train classifier`` and ``train devise``
+HeadLrOpt = Annotated[float, Opt(help="peak one-cycle LR of the head")]
+BackboneLrOpt = Annotated[float, Opt(help="backbone LR = lr x this")]
+AmpOpt = Annotated[bool, Opt(help="mixed precision on CUDA")]
+
+#: The metric-learning options, defined once for ``train metric`` and ``experiment unseen``
+#: (see :func:`with_metric_options`): name, type with its help, default.
+METRIC_OPTIONS: list[tuple[str, Any, Any]] = [
+    (
+        "loss",
+        Annotated[str, Opt(help="triplet-epshn | proxynca | arcface | subcenter-arcface")],
+        "triplet-epshn",
+    ),
+    ("encoder", EncoderOpt, None),
+    ("dim", Annotated[int, Opt(help="embedding dimension")], 128),
+    ("optimizer", Annotated[str, Opt(help="adam | sgd (momentum 0.9)")], "adam"),
+    ("epochs", Annotated[int, Opt(help="epochs with the backbone trained")], 3),
+    (
+        "freeze_epochs",
+        Annotated[int, Opt(help="head-only epochs first (backbone frozen, features cached)")],
+        1,
+    ),
+    ("image_size", SizeOpt, None),
+    ("batch_size", Annotated[int, Opt(help="batch size, a multiple of --m-per-class")], 32),
+    ("m_per_class", Annotated[int, Opt(help="images per class in each batch")], 4),
+    ("max_per_class", MaxPerClassOpt, None),
+    ("classes", ClassesOpt, None),
+    (
+        "lr",
+        Annotated[float | None, Opt(help="peak one-cycle LR (default adam 1e-3, sgd 1e-2)")],
+        None,
+    ),
+    (
+        "loss_lr",
+        Annotated[float | None, Opt(help="LR of proxies / class weights (default --lr)")],
+        None,
+    ),
+    ("backbone_lr_mult", BackboneLrOpt, 1.0),
+    ("distance", Annotated[str, Opt(help="cosine | euclidean (triplet, ProxyNCA)")], "cosine"),
+    ("margin", Annotated[float | None, Opt(help="loss margin (default: the loss's own)")], None),
+    ("scale", Annotated[float | None, Opt(help="ProxyNCA softmax scale / ArcFace scale")], None),
+    ("seed", SeedOpt, 0),
+    ("keep_checkpoints", KeepOpt, "all"),
+]
+
+
+def with_metric_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the :data:`METRIC_OPTIONS` (after ``ctx``); it receives them in its
+    ``**options``. Typer reads the options from the returned function's signature."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    shared = [inspect.Parameter(n, kind, default=d, annotation=t) for n, t, d in METRIC_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[own[0], *shared, *own[1:]]
+    )
+    return wrapper
 
 
 @train_app.command("classifier")
 def classifier_cmd(
     ctx: typer.Context,
-    encoder: Annotated[str | None, Opt(help="backbone (default: the configured encoder)")] = None,
-    image_size: Annotated[int | None, Opt(help="input side in pixels")] = None,
+    encoder: EncoderOpt = None,
+    image_size: SizeOpt = None,
     name: Annotated[str | None, Opt(help="model name (default classifier-N)")] = None,
-    classes: Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")] = None,
-    max_per_class: Annotated[int | None, Opt(help="train images per class at most")] = None,
+    classes: ClassesOpt = None,
+    max_per_class: MaxPerClassOpt = None,
     freeze_epochs: Annotated[int, Opt(help="epochs with the backbone frozen")] = 2,
     unfreeze_epochs: Annotated[int, Opt(help="epochs with everything trained")] = 2,
     batch_size: Annotated[int, Opt()] = 32,
-    lr: Annotated[float, Opt(help="peak one-cycle LR of the head")] = 1e-3,
-    backbone_lr_mult: Annotated[float, Opt(help="backbone LR = lr x this")] = 0.1,
+    lr: HeadLrOpt = 1e-3,
+    backbone_lr_mult: BackboneLrOpt = 0.1,
     label_smoothing: Annotated[float, Opt()] = 0.0,
-    seed: Annotated[int, Opt()] = 0,
-    amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
+    seed: SeedOpt = 0,
+    amp: AmpOpt = True,
     embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
     keep_checkpoints: KeepOpt = "all",
-    json_out: Annotated[bool, Opt("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Transfer learning: new linear head, frozen then unfrozen backbone, best valid epoch."""
     config = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
@@ -89,11 +149,11 @@ def classifier_cmd(
 @train_app.command("devise")
 def devise_cmd(
     ctx: typer.Context,
-    encoder: Annotated[str | None, Opt(help="backbone (default: the configured encoder)")] = None,
-    image_size: Annotated[int | None, Opt(help="input side in pixels")] = None,
+    encoder: EncoderOpt = None,
+    image_size: SizeOpt = None,
     name: Annotated[str | None, Opt(help="model name (default devise-N)")] = None,
-    classes: Annotated[str | None, Opt(help="comma-separated classes (default: all seen)")] = None,
-    max_per_class: Annotated[int | None, Opt(help="train images per class at most")] = None,
+    classes: ClassesOpt = None,
+    max_per_class: MaxPerClassOpt = None,
     stage1_epochs: Annotated[int, Opt(help="softmax classifier epochs before the projection")] = 1,
     freeze_epochs: Annotated[int, Opt(help="projection epochs, backbone frozen")] = 3,
     unfreeze_epochs: Annotated[int, Opt(help="projection epochs, backbone trained")] = 2,
@@ -102,14 +162,14 @@ def devise_cmd(
     vectors: Annotated[str, Opt(help="word-vector file (default: `vectors load`'s)")] = "",
     center: Annotated[bool, Opt(help="subtract the training labels' mean vector")] = True,
     batch_size: Annotated[int, Opt()] = 32,
-    lr: Annotated[float, Opt(help="peak one-cycle LR of the head")] = 1e-3,
-    backbone_lr_mult: Annotated[float, Opt(help="backbone LR = lr x this")] = 0.1,
-    seed: Annotated[int, Opt()] = 0,
-    amp: Annotated[bool, Opt(help="mixed precision on CUDA")] = True,
+    lr: HeadLrOpt = 1e-3,
+    backbone_lr_mult: BackboneLrOpt = 0.1,
+    seed: SeedOpt = 0,
+    amp: AmpOpt = True,
     embed: Annotated[bool, Opt(help="embed the catalog and label vectors")] = True,
     plots: Annotated[bool, Opt(help="save the PCA plot (frozen vs unfrozen)")] = True,
     keep_checkpoints: KeepOpt = "all",
-    json_out: Annotated[bool, Opt("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """DeViSE: map images onto their label's word vector (zero-shot on unseen labels)."""
     config = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
@@ -117,37 +177,19 @@ def devise_cmd(
 
 
 @train_app.command("metric")
+@with_metric_options
 def metric_cmd(
     ctx: typer.Context,
-    loss: LossOpt = "triplet-epshn",
-    encoder: EncoderOpt = None,
-    dim: DimOpt = 128,
-    optimizer: OptimizerOpt = "adam",
-    epochs: EpochsOpt = 3,
-    freeze_epochs: FreezeOpt = 1,
-    image_size: SizeOpt = None,
-    batch_size: BatchOpt = 32,
-    m_per_class: MPerClassOpt = 4,
-    max_per_class: MaxPerClassOpt = None,
     name: Annotated[str | None, Opt(help="model name (default metric-N)")] = None,
-    classes: ClassesOpt = None,
-    lr: LrOpt = None,
-    loss_lr: LossLrOpt = None,
-    backbone_lr_mult: BackboneLrOpt = 1.0,
-    distance: DistanceOpt = "cosine",
-    margin: MarginOpt = None,
-    scale: ScaleOpt = None,
-    seed: Annotated[int, Opt()] = 0,
     embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,
-    keep_checkpoints: KeepOpt = "all",
-    json_out: Annotated[bool, Opt("--json")] = False,
+    json_out: JsonOpt = False,
+    **options: Any,
 ) -> None:
     """Deep metric learning: an embedding head trained with a triplet, proxy or ArcFace loss."""
-    options = {k: v for k, v in locals().items() if k not in {"ctx", "json_out"}}
-    _run(ctx, "metric", metric_options(options), json_out)
+    _run(ctx, "metric", metric_config({**options, "name": name, "embed": embed}), json_out)
 
 
-def metric_options(options: dict[str, Any]) -> dict[str, Any]:
+def metric_config(options: dict[str, Any]) -> dict[str, Any]:
     """CLI options → ``MetricConfig`` fields: ``epochs`` are the unfrozen epochs; the LR
     defaults to 1e-3 for Adam and 1e-2 for SGD."""
     out = dict(options)
@@ -168,7 +210,7 @@ def train_config(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
     if settings.embed.image_size and "image_size" not in config:
         config["image_size"] = settings.embed.image_size
     if "classes" in config:
-        config["classes"] = [c.strip() for c in config["classes"].split(",") if c.strip()]
+        config["classes"] = comma_list(config["classes"])
     config["device"] = settings.embed.device
     config["num_workers"] = settings.embed.num_workers
     return config
@@ -176,25 +218,23 @@ def train_config(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
 
 def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: bool) -> None:
     from embplat.catalog import repo
-    from embplat.pipelines.train import train_recipe
+    from embplat.pipelines.training_jobs import submit_training
 
     config = train_config(ctx, options)
     context = ctx.obj.context()
-    if context.dispatch is not None:  # server mode: a GPU worker trains, under a fixed name
-        from embplat.pipelines.jobs import queue_training
-
-        out = queue_training(context, recipe, config)
+    with progress_bars(not json_out) as bars:
+        out = submit_training(context, recipe, config, StatusBars(bars.progress))
+    if out["queued"]:  # a GPU worker trains it, under this fixed name
         if json_out:
-            print_json({"queued": out["task"], **out})
+            print_json({**out, "task": out["queued"]})
         else:
             console.print(
                 f"queued {recipe} training of {out['model']} as job {out['job']} (task "
-                f"{out['task']}): follow with `platform jobs --watch`, then "
+                f"{out['queued']}): follow with `platform jobs --watch`, then "
                 "`platform models list`"
             )
         return
-    with progress_bars(not json_out) as bars:
-        name = train_recipe(context, recipe, config, StatusBars(bars.progress))
+    name = out["model"]
     with context.sessions() as session:
         record = repo.get_model(session=session, name=name)
         info = {"name": record.name, "kind": record.kind, "dim": record.dim, **record.config}
@@ -221,13 +261,9 @@ def epochs_table(info: dict[str, Any]) -> Table:
         table.add_row(
             f"{e['epoch']}{star}",
             e["phase"],
-            _num(e["loss"]),
-            _num(e["metric"]),
+            fmt_metric(e["loss"]),
+            fmt_metric(e["metric"]),
             f"{e['images_per_s']:.1f}",
             f"{e['seconds']:.0f}",
         )
     return table
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"

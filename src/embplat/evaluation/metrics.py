@@ -1,21 +1,24 @@
-"""Retrieval and kNN-classification metrics over precomputed neighbours (pure functions).
+"""Retrieval, clustering and classification metrics over labels and neighbours (pure functions).
 
-The neighbours come from the platform's real index; pytorch-metric-learning's
-``AccuracyCalculator`` computes precision@1, R-precision and MAP@R from them through a
-``knn_func`` that returns those neighbours, and scikit-learn gives the per-class report.
+pytorch-metric-learning's ``AccuracyCalculator`` computes precision@1, R-precision and MAP@R
+from neighbours already retrieved (through a ``knn_func`` that returns them), and NMI/AMI
+with scikit-learn's k-means (its default needs faiss); scikit-learn gives the per-class
+report and the confusion matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from sklearn.metrics import classification_report, confusion_matrix
 
-from embplat.retrieval.knn import knn_vote
+from embplat.retrieval.base import l2_normalize
+
+if TYPE_CHECKING:
+    import torch
+
+    from embplat.evaluation.neighbours import Neighbours
 
 PML_METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
@@ -24,6 +27,8 @@ class PrecomputedKNN:
     """A pytorch-metric-learning ``knn_func`` answering from neighbours already retrieved."""
 
     def __init__(self, indices: np.ndarray, scores: np.ndarray):
+        import torch
+
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.scores = torch.as_tensor(scores, dtype=torch.float32)
 
@@ -35,88 +40,110 @@ class PrecomputedKNN:
         return self.scores[:, :k].to(query.device), self.indices[:, :k].to(query.device)
 
 
-def recall_at_k(query_labels: np.ndarray, knn_labels: np.ndarray, ks: Sequence[int]) -> dict:
+def retrieval_metrics(
+    query_labels: np.ndarray,
+    reference_labels: np.ndarray,
+    neighbours: Neighbours,
+    *,
+    exclude_self: bool = False,
+) -> dict[str, float]:
+    """precision@1, R-precision and MAP@R from precomputed neighbours (PML's definitions).
+
+    With ``exclude_self`` the queries are the references and each class count excludes
+    the query itself (PML's ``ref_includes_query``).
+    """
+    import torch
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    ref = np.append(np.asarray(reference_labels), -1)  # sentinel for missing neighbours
+    idx = np.where(neighbours.indices < 0, len(ref) - 1, neighbours.indices)
+    calc = AccuracyCalculator(
+        include=PML_METRICS,
+        k="max_bin_count",
+        device=torch.device("cpu"),
+        knn_func=PrecomputedKNN(idx, neighbours.scores),
+    )
+    q_labels = np.asarray(query_labels)
+    # with exclude_self PML checks that the reference starts with the queries: it does
+    dummy_q = np.zeros((len(q_labels), 1), dtype=np.float32)
+    dummy_r = np.zeros((len(ref), 1), dtype=np.float32)
+    out = calc.get_accuracy(dummy_q, q_labels, dummy_r, ref, ref_includes_query=exclude_self)
+    return {name: float(value) for name, value in out.items()}
+
+
+def recall_at_k(
+    query_labels: np.ndarray, knn_labels: np.ndarray, ks: Sequence[int]
+) -> dict[str, float]:
     """Fraction of queries with at least one same-class item among their first k neighbours.
 
     Args:
         query_labels: (Q,) int labels.
         knn_labels: (Q, K) labels of neighbours, best first (-1 marks padding).
+        ks: the k of each ``recall@k``; those above K are left out.
     """
-    hit = knn_labels == query_labels[:, None]
+    hit = knn_labels == np.asarray(query_labels)[:, None]
     return {f"recall@{k}": float(hit[:, :k].any(axis=1).mean()) for k in ks if k <= hit.shape[1]}
 
 
-def knn_predictions(
-    knn_labels: np.ndarray, knn_scores: np.ndarray, k: int, *, weighted: bool = False
-) -> np.ndarray:
-    """(Q,) majority-vote label over the first ``k`` neighbours of each query (-1 = none)."""
-    out = np.full(len(knn_labels), -1, dtype=np.int64)
-    for q, (labels, scores) in enumerate(zip(knn_labels[:, :k], knn_scores[:, :k], strict=True)):
-        valid = labels >= 0
-        if valid.any():
-            vote = knn_vote(
-                [str(x) for x in labels[valid]], scores[valid].tolist(), weighted=weighted
-            )
-            out[q] = int(vote.label)
-    return out
+class SklearnKMeans:
+    """A PML ``kmeans_func`` on scikit-learn (PML's default needs faiss)."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def __call__(self, x: torch.Tensor, n_clusters: int) -> np.ndarray:
+        """(N, D) vectors → (N,) cluster ids."""
+        from sklearn.cluster import KMeans
+
+        data = x.detach().cpu().numpy().astype(np.float32)
+        return KMeans(n_clusters=n_clusters, n_init=3, random_state=self.seed).fit_predict(data)
 
 
-def knn_metrics(
-    *,
-    query_labels: np.ndarray,
-    reference_labels: np.ndarray,
-    knn_indices: np.ndarray,
-    knn_scores: np.ndarray,
-    k: int,
-    class_names: Sequence[str],
-    weighted: bool = False,
-    exclude_self: bool = False,
-) -> dict[str, Any]:
-    """All metrics for one evaluation.
+def _no_knn(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    raise AssertionError("clustering metrics need no neighbours")
 
-    Args:
-        query_labels: (Q,) int labels of the queries.
-        reference_labels: (R,) int labels of the searchable items.
-        knn_indices: (Q, K) positions into the reference, best first; -1 = no neighbour.
-            K must be at least the largest class count (for MAP@R) and at least ``k``.
-        knn_scores: (Q, K) cosine similarities.
-        k: neighbours in the majority vote.
-        class_names: name of each int label.
-        exclude_self: queries are the reference itself, in the same order, and the
-            neighbours already leave each query out (leave-one-out): R counts one match less.
 
-    Returns:
-        Dict with accuracy, precision_at_1, r_precision, mean_average_precision_at_r,
-        recall@1/5/10/k, a per-class report and a confusion matrix.
-    """
-    ref = np.append(reference_labels, -1)  # sentinel for padded (missing) neighbours
-    idx = np.where(knn_indices < 0, len(ref) - 1, knn_indices)
-    knn_labels = ref[idx]
+def clustering_metrics(
+    vectors: np.ndarray, labels: np.ndarray, *, seed: int = 0
+) -> dict[str, float]:
+    """NMI and AMI of k-means (k = number of classes) over (N, D) embeddings."""
+    import torch
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
     calc = AccuracyCalculator(
-        include=PML_METRICS,
-        k="max_bin_count",
+        include=("NMI", "AMI"),
         device=torch.device("cpu"),
-        knn_func=PrecomputedKNN(idx, knn_scores),
+        kmeans_func=SklearnKMeans(seed),
+        knn_func=_no_knn,  # PML builds a faiss kNN at construction when none is given
     )
-    dummy_q = np.zeros((len(query_labels), 1), dtype=np.float32)
-    dummy_r = np.zeros((len(ref), 1), dtype=np.float32)
-    pml = calc.get_accuracy(dummy_q, query_labels, dummy_r, ref, ref_includes_query=exclude_self)
-    pred = knn_predictions(knn_labels, knn_scores, k, weighted=weighted)
-    present = sorted(set(query_labels.tolist()) | set(pred[pred >= 0].tolist()))
+    unit = l2_normalize(np.asarray(vectors, dtype=np.float32))
+    out = calc.get_accuracy(unit, np.asarray(labels))
+    return {name: float(value) for name, value in out.items()}
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """(L, L) counts over ``labels``: rows true label, columns predicted label."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(labels))
+
+
+def classification_tables(
+    query_labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per-class precision/recall/F1/support and the confusion matrix (true rows, predicted
+    columns) over the classes that occur as truth or prediction (-1: no prediction)."""
+    from sklearn.metrics import classification_report
+
+    present = sorted(set(query_labels.tolist()) | set(predictions[predictions >= 0].tolist()))
     names = [class_names[i] for i in present]
     report = classification_report(
-        query_labels, pred, labels=present, target_names=names, output_dict=True, zero_division=0
+        query_labels,
+        predictions,
+        labels=present,
+        target_names=names,
+        output_dict=True,
+        zero_division=0,
     )
-    return {
-        "queries": len(query_labels),
-        "references": len(reference_labels),
-        "k": k,
-        "accuracy": float((pred == query_labels).mean()) if len(pred) else 0.0,
-        **{m: float(v) for m, v in pml.items()},
-        **recall_at_k(query_labels, knn_labels, sorted({1, 5, 10, k})),
-        "per_class": {n: report[n] for n in names},
-        "confusion": {
-            "labels": names,
-            "matrix": confusion_matrix(query_labels, pred, labels=present).tolist(),
-        },
-    }
+    matrix = confusion(query_labels, predictions, present).tolist()
+    return {n: report[n] for n in names}, {"labels": names, "matrix": matrix}

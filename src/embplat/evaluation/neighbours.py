@@ -1,19 +1,20 @@
 """Neighbours of query vectors among reference vectors: exact (chunked numpy) or from an index.
 
-Exact search never builds a full (Q, R) similarity matrix: it walks query chunks and
-reference blocks, keeping a running top-k. Index search returns what the backend returns
+Exact search is the retrieval layer's brute-force top-k (query chunks, so no full (Q, R)
+similarity matrix is built at once). Index search returns what the backend returns
 (approximate for nmslib and Qdrant), mapped to the same reference positions, so the two
 can be compared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from embplat.retrieval import Filter, IdPositions, VectorIndex, search_arrays
+from embplat.retrieval.base import exact_top_k, l2_normalize
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,7 @@ class Neighbours:
 
 
 def exact_knn(
-    queries: np.ndarray,
-    references: np.ndarray,
-    k: int,
-    *,
-    exclude_self: bool = False,
-    chunk: int = 1024,
-    ref_chunk: int = 16384,
+    queries: np.ndarray, references: np.ndarray, k: int, *, exclude_self: bool = False
 ) -> Neighbours:
     """The ``k`` most cosine-similar references of each query, best first.
 
@@ -45,51 +40,23 @@ def exact_knn(
         references: (R, D) vectors.
         k: neighbours per query; rows are padded with -1 / 0.0 when R is smaller.
         exclude_self: queries are the references themselves (same order); leave each out.
-        chunk, ref_chunk: block sizes; memory peaks at about chunk x ref_chunk floats.
 
     Returns:
-        Neighbours with (Q, k) indices and scores; equal scores keep reference order except
-        for exact ties at the k-th place.
+        Neighbours with (Q, k) indices and scores; equal scores keep reference order
+        (:func:`~embplat.retrieval.base.exact_top_k`).
     """
     if exclude_self and len(queries) != len(references):
         raise ValueError("exclude_self needs the queries to be the references")
-    n_q = len(queries)
-    idx = np.full((n_q, k), -1, dtype=np.int64)
-    scores = np.zeros((n_q, k), dtype=np.float32)
-    for q0 in range(0, n_q, chunk):
-        q = unit_rows(queries[q0 : q0 + chunk])
-        best_i = np.empty((len(q), 0), dtype=np.int64)
-        best_s = np.empty((len(q), 0), dtype=np.float32)
-        for r0 in range(0, len(references), ref_chunk):
-            sims = q @ unit_rows(references[r0 : r0 + ref_chunk]).T
-            if exclude_self:
-                rows = np.arange(len(q))
-                cols = rows + q0 - r0
-                ok = (cols >= 0) & (cols < sims.shape[1])
-                sims[rows[ok], cols[ok]] = -np.inf
-            top = _top_k(sims, k)
-            cand_i = np.concatenate([best_i, top + r0], axis=1)
-            cand_s = np.concatenate([best_s, np.take_along_axis(sims, top, axis=1)], axis=1)
-            order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
-            best_i = np.take_along_axis(cand_i, order, axis=1)
-            best_s = np.take_along_axis(cand_s, order, axis=1)
-        valid = np.isfinite(best_s)
-        idx[q0 : q0 + len(q), : best_i.shape[1]] = np.where(valid, best_i, -1)
-        scores[q0 : q0 + len(q), : best_s.shape[1]] = np.where(valid, best_s, 0.0)
+    q = l2_normalize(np.asarray(queries, dtype=np.float32))
+    r = l2_normalize(np.asarray(references, dtype=np.float32))
+    cols, sims = exact_top_k(q, r, k + int(exclude_self))
+    if exclude_self:  # one more than k was asked for: the query itself is among them
+        cols, sims = _drop_own(cols, sims, np.arange(len(q)), np.zeros(cols.shape, bool))
+    width = min(k, cols.shape[1])
+    idx = np.full((len(q), k), -1, dtype=np.int64)
+    scores = np.zeros((len(q), k), dtype=np.float32)
+    idx[:, :width], scores[:, :width] = cols[:, :width], sims[:, :width]
     return Neighbours(idx, scores)
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-def _top_k(sims: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of the k largest entries per row (unordered)."""
-    if sims.shape[1] <= k:
-        return np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
-    return np.argpartition(-sims, k - 1, axis=1)[:, :k]
 
 
 def index_neighbours(
@@ -101,7 +68,7 @@ def index_neighbours(
     flt: Filter | None = None,
     query_ids: Sequence[str] | None = None,
     chunk: int = 256,
-    positions: IdPositions | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> Neighbours:
     """Neighbours as the index returns them (ANN for nmslib/Qdrant), as reference positions.
 
@@ -112,11 +79,11 @@ def index_neighbours(
         reference_ids: point ids of the references; hits outside them become -1 (their
             scores are kept).
         query_ids: when the queries are indexed points too, each is left out of its own hits.
-        positions: ``IdPositions(reference_ids, extra=query_ids or ())`` to reuse across
-            calls (a chunked caller); built here when None.
+        chunk: queries searched at once.
+        advance: called with the number of queries of each chunk searched (progress).
     """
     extra = int(query_ids is not None)
-    mapper = positions or IdPositions(reference_ids, extra=query_ids or ())
+    mapper = IdPositions(reference_ids, extra=query_ids or ())
     own = mapper.of(query_ids) if query_ids is not None else None
     idx = np.full((len(queries), k), -1, dtype=np.int64)
     scores = np.zeros((len(queries), k), dtype=np.float32)
@@ -129,6 +96,8 @@ def index_neighbours(
         pos, sc = pos[:, :width], sc[:, :width]
         idx[start : start + len(pos), :width] = np.where(pos < mapper.size, pos, -1)
         scores[start : start + len(pos), :width] = sc
+        if advance is not None:
+            advance(len(pos))
     return Neighbours(idx, scores)
 
 

@@ -3,17 +3,25 @@
 Open set: a kNN prediction is answered ``unknown`` when the winning class's vote share, or
 the nearest neighbour's similarity, is below a threshold. Sweeping the threshold over
 queries of seen classes (which should be accepted and classified) and of unseen classes
-(whose right answer is ``unknown``) gives the accuracy/coverage curve.
+(whose right answer is ``unknown``) gives the accuracy/coverage curve: ``open_set_curve``
+adds never-enrolled images to an evaluation's queries; ``open_set_without`` is the
+unseen-class experiment's view of a model trained without some classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embplat.errors import ConfigError
+from embplat.evaluation.neighbours import exact_knn
+from embplat.retrieval.knn import knn_votes
+
+if TYPE_CHECKING:
+    from embplat.evaluation.retrieval_eval import RetrievalEvaluation
+    from embplat.evaluation.vectors import SplitVectors
 
 REJECT_ON = ("share", "score")
 
@@ -148,4 +156,75 @@ def precision_drop(
         "mean_drop_unseen": mean_drop([n for n in rows if rows[n]["unseen"]]),
         "mean_drop_seen": mean_drop([n for n in rows if not rows[n]["unseen"]]),
         "mean_drop_all": mean_drop(list(rows)),
+    }
+
+
+def hit_rate(hits: np.ndarray) -> float | None:
+    """Share of True in a bool array; None when it is empty (no such queries)."""
+    return float(hits.mean()) if len(hits) else None
+
+
+def open_set_curve(
+    result: RetrievalEvaluation,
+    q_labels: np.ndarray,
+    names: Sequence[str],
+    unseen: SplitVectors,
+    refs: SplitVectors,
+    *,
+    k: int = 10,
+    weighted: bool = False,
+) -> list[dict[str, Any]]:
+    """Accuracy/coverage over the vote-share threshold: the evaluated (seen) queries plus
+    the ``unseen`` images, whose right answer is ``unknown`` (their class is not enrolled).
+
+    Args:
+        result, q_labels, names: the evaluation of the seen queries and their int labels.
+        unseen: never-enrolled images, searched exactly among ``refs`` (a ``k``-vote).
+    """
+    if not len(unseen):
+        return []
+    everything = sorted(set(names) | set(unseen.classes))
+    remap = np.array([everything.index(n) for n in names] + [-1])  # -1: no prediction
+    nb = exact_knn(unseen.vectors, refs.vectors, k)
+    labels_u = nb.labels(refs.labels(everything))
+    pred_u, share_u = knn_votes(labels_u, nb.scores, k, weighted=weighted)
+    truth = np.concatenate([remap[q_labels], unseen.labels(everything)])
+    enrolled = set(refs.classes)
+    return accuracy_coverage_curve(
+        truth,
+        np.concatenate([remap[result.predictions], pred_u]),
+        np.concatenate([result.vote_share, share_u]),
+        np.array([everything[t] not in enrolled for t in truth]),
+    )
+
+
+def open_set_without(
+    queries: SplitVectors, refs: SplitVectors, held: Sequence[str], *, k: int = 10
+) -> dict[str, Any]:
+    """The held-out classes as unknowns: references are the other classes' images only.
+
+    Returns:
+        ``seen_accuracy`` (``k``-vote accuracy of the other classes' queries among themselves,
+        the closed-set accuracy without the held-out classes; None without such queries),
+        ``curve`` (``accuracy_coverage_curve`` over the vote share of a ``k``-vote), and the
+        ROC AUC with which the vote share (``auroc_share``) and the nearest neighbour's
+        cosine similarity (``auroc_score``) rank known-class queries above unknown ones
+        (None when either group is empty), i.e. which ``--reject-on`` works better.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    enrolled = ~np.isin(refs.classes, list(held))
+    names = sorted(set(queries.classes) | set(refs.classes))
+    q_labels = queries.labels(names)
+    r_labels = refs.labels(names)[enrolled]
+    nb = exact_knn(queries.vectors, refs.vectors[enrolled], k)
+    pred, share = knn_votes(nb.labels(r_labels), nb.scores, k)
+    unknown = np.isin(queries.classes, list(held))
+    both = 0 < unknown.sum() < len(unknown)
+    known = ~unknown
+    return {
+        "seen_accuracy": hit_rate(pred[known] == q_labels[known]),
+        "curve": accuracy_coverage_curve(q_labels, pred, share, unknown),
+        "auroc_share": float(roc_auc_score(~unknown, share)) if both else None,
+        "auroc_score": float(roc_auc_score(~unknown, nb.scores[:, 0])) if both else None,
     }

@@ -22,6 +22,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from embplat.errors import ConfigError
+from embplat.evaluation.plots import confusion_figure, png_bytes
+from embplat.evaluation.retrieval_eval import RetrievalEvaluation, describe_queries, worst_queries
+from embplat.evaluation.vectors import SplitVectors
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +76,6 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _figure_png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def confusion_png(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> bytes:
-    """Heatmap of a confusion matrix (true rows, predicted columns) as PNG bytes."""
-    m = np.asarray(matrix, dtype=np.float64)
-    side = max(4.0, 0.45 * len(labels) + 2)
-    fig = Figure(figsize=(side + 1, side))
-    ax = fig.add_subplot()
-    image = ax.imshow(m, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(labels) <= 20:
-        top = m.max() if m.size else 0
-        for (i, j), value in np.ndenumerate(m):
-            colour = "white" if value > top / 2 else "black"
-            ax.text(j, i, f"{value:g}", ha="center", va="center", color=colour, fontsize=8)
-    return _figure_png(fig)
-
-
 def projection_png(coords: np.ndarray, labels: Sequence[str], method: str = "") -> bytes:
     """Scatter of (N, 2) coordinates coloured by class, as PNG bytes."""
     fig = Figure(figsize=(7, 6))
@@ -110,7 +87,7 @@ def projection_png(coords: np.ndarray, labels: Sequence[str], method: str = "") 
         ax.scatter(pts[:, 0], pts[:, 1], s=12, label=name, color=_colour(i, len(names)))
     ax.set_title(f"embeddings ({method})" if method else "embeddings")
     ax.legend(fontsize=7, markerscale=1.5, loc="best", ncol=1 + len(names) // 15)
-    return _figure_png(fig)
+    return png_bytes(fig)
 
 
 def _colour(i: int, n: int) -> tuple[float, ...]:
@@ -222,7 +199,7 @@ def write_report(
     sections = [f"<h1>{_esc(title)}</h1>", "<h2>Metrics</h2>"]
     sections.append(_table("metrics", ["metric", "value"], list(flatten_scalars(metrics))))
     if confusion and confusion.get("labels"):
-        png = confusion_png(confusion["labels"], confusion["matrix"])
+        png = png_bytes(confusion_figure(confusion["labels"], confusion["matrix"]))
         sections += ["<h2>Confusion matrix</h2>", _img(_data_uri(png), "confusion matrix")]
     if per_class:
         cols = list(dict.fromkeys(k for row in per_class.values() for k in row))
@@ -244,6 +221,47 @@ def write_report(
         f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
     )
     return _write_atomic(Path(path), page)
+
+
+def write_evaluation_report(
+    path: Path,
+    out: Mapping[str, Any],
+    result: RetrievalEvaluation,
+    names: Sequence[str],
+    queries: SplitVectors,
+    refs: SplitVectors,
+    projection: str = "auto",
+) -> Path:
+    """The report of one evaluation: metrics (``out``, the evaluation's JSON), confusion,
+    per class, a 2-D ``projection`` of the queries, the open-set curve, and the
+    misclassified queries of the worst classes with their 10 neighbours and the vote."""
+    q_labels = queries.labels(names)
+    worst = describe_queries(
+        result,
+        worst_queries(q_labels, result.predictions),
+        query_labels=q_labels,
+        reference_labels=refs.labels(names),
+        query_paths=queries.paths,
+        reference_paths=refs.paths,
+        class_names=names,
+    )
+    coords, method = project_2d(queries.vectors, projection)
+    metrics = {"exact": result.metrics, "index": result.ann or {}, **result.info}
+    tables = {}
+    if out["open_set"]:
+        tables["Open set: accuracy / coverage (unseen classes answered unknown)"] = out["open_set"]
+    return write_report(
+        path,
+        metrics,
+        projection=coords,
+        projection_labels=queries.classes,
+        projection_method=method,
+        confusion=result.confusion,
+        per_class=result.per_class,
+        worst=worst,
+        tables=tables,
+        title=f"{out['model']} · {out['split']} vs {out['reference']}",
+    )
 
 
 def _write_atomic(path: Path, text: str) -> Path:

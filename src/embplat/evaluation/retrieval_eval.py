@@ -1,10 +1,9 @@
-"""Evaluate query vectors against reference vectors: exact kNN, ANN agreement, clustering.
+"""Evaluate queries against references from their neighbours: kNN votes, retrieval metrics,
+per-class tables, and the agreement of an index's (approximate) neighbours with exact ones.
 
-Exact neighbours are computed in numpy, chunked over queries and references so a large
-split never builds a full (Q, R) similarity matrix. ANN neighbours (as returned by the
-platform's index) are evaluated with the same code and compared with the exact ones.
-pytorch-metric-learning's ``AccuracyCalculator`` gives precision@1, R-precision, MAP@R,
-NMI and AMI; its default k-means needs faiss, so scikit-learn's KMeans is passed in.
+:func:`evaluate_neighbours` scores neighbours however they were found (the platform's
+index); :func:`evaluate_retrieval` finds them exactly first and can compare an index's
+neighbours with them. Both give one :class:`RetrievalEvaluation`.
 """
 
 from __future__ import annotations
@@ -14,19 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from sklearn.cluster import KMeans
-from sklearn.metrics import classification_report, confusion_matrix
 
-from embplat.evaluation.metrics import PML_METRICS, PrecomputedKNN
-from embplat.evaluation.neighbours import Neighbours, ann_agreement, exact_knn, unit_rows
-from embplat.retrieval.knn import knn_vote
+from embplat.evaluation.metrics import classification_tables, clustering_metrics, retrieval_metrics
+from embplat.evaluation.neighbours import Neighbours, ann_agreement, exact_knn
+from embplat.retrieval.knn import knn_votes
 
 
 @dataclass
 class RetrievalEvaluation:
-    """Everything one evaluation produced; :meth:`summary` is the JSON-ready part."""
+    """Everything one evaluation produced; :meth:`summary` is the JSON-ready part.
+
+    ``neighbours`` are those the metrics come from (exact with :func:`evaluate_retrieval`);
+    ``ann`` compares an index's neighbours (``ann_neighbours``) with them.
+    """
 
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
@@ -35,6 +34,7 @@ class RetrievalEvaluation:
     vote_share: np.ndarray
     neighbours: Neighbours
     ann: dict[str, Any] | None = None
+    ann_neighbours: Neighbours | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -45,104 +45,23 @@ class RetrievalEvaluation:
             out["ann"] = self.ann
         return out
 
+    def scalars(self) -> dict[str, float]:
+        """Flat ``name -> value``: the metrics as they are, the index's as ``index/<name>``,
+        its difference as ``index_minus_exact/<name>``, and its agreement with exact search
+        (``index/recall@k``, ``index/top1_identical``); ``queries`` and ``references``."""
+        out = {k: float(v) for k, v in self.metrics.items()}
+        if self.ann is not None:
+            out.update({f"index/{k}": float(v) for k, v in self.ann["metrics"].items()})
+            out.update({f"index_minus_exact/{k}": float(v) for k, v in self.ann["delta"].items()})
+            out.update({f"index/{k}": float(v) for k, v in self.ann["agreement"].items()})
+        out["queries"], out["references"] = self.info["queries"], self.info["references"]
+        return out
+
 
 def required_depth(reference_labels: np.ndarray, k: int, *, exclude_self: bool = False) -> int:
     """Neighbours needed for MAP@R and R-precision (the largest class) and a k-vote."""
     largest = int(np.bincount(np.asarray(reference_labels)).max()) - int(exclude_self)
     return max(k, largest, 1)
-
-
-def retrieval_metrics(
-    query_labels: np.ndarray,
-    reference_labels: np.ndarray,
-    neighbours: Neighbours,
-    *,
-    exclude_self: bool = False,
-) -> dict[str, float]:
-    """precision@1, R-precision and MAP@R from precomputed neighbours (PML's definitions).
-
-    With ``exclude_self`` the queries are the references and each class count excludes
-    the query itself (PML's ``ref_includes_query``).
-    """
-    ref = np.append(np.asarray(reference_labels), -1)  # sentinel for missing neighbours
-    idx = np.where(neighbours.indices < 0, len(ref) - 1, neighbours.indices)
-    calc = AccuracyCalculator(
-        include=PML_METRICS,
-        k="max_bin_count",
-        device=torch.device("cpu"),
-        knn_func=PrecomputedKNN(idx, neighbours.scores),
-    )
-    q_labels = np.asarray(query_labels)
-    # with exclude_self PML checks that the reference starts with the queries: it does
-    dummy_q = np.zeros((len(q_labels), 1), dtype=np.float32)
-    dummy_r = np.zeros((len(ref), 1), dtype=np.float32)
-    out = calc.get_accuracy(dummy_q, q_labels, dummy_r, ref, ref_includes_query=exclude_self)
-    return {name: float(value) for name, value in out.items()}
-
-
-class SklearnKMeans:
-    """A PML ``kmeans_func`` on scikit-learn (PML's default needs faiss)."""
-
-    def __init__(self, seed: int = 0):
-        self.seed = seed
-
-    def __call__(self, x: torch.Tensor, n_clusters: int) -> np.ndarray:
-        """(N, D) vectors → (N,) cluster ids."""
-        data = x.detach().cpu().numpy().astype(np.float32)
-        return KMeans(n_clusters=n_clusters, n_init=3, random_state=self.seed).fit_predict(data)
-
-
-def _no_knn(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    raise AssertionError("clustering metrics need no neighbours")
-
-
-def clustering_metrics(
-    vectors: np.ndarray, labels: np.ndarray, *, seed: int = 0
-) -> dict[str, float]:
-    """NMI and AMI of k-means (k = number of classes) over the queries' embeddings."""
-    calc = AccuracyCalculator(
-        include=("NMI", "AMI"),
-        device=torch.device("cpu"),
-        kmeans_func=SklearnKMeans(seed),
-        knn_func=_no_knn,  # PML builds a faiss kNN at construction when none is given
-    )
-    out = calc.get_accuracy(unit_rows(vectors), np.asarray(labels))
-    return {name: float(value) for name, value in out.items()}
-
-
-def votes(
-    knn_labels: np.ndarray, knn_scores: np.ndarray, k: int, *, weighted: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """(Q,) majority-vote labels over the first ``k`` neighbours (-1 = none) and vote shares."""
-    pred = np.full(len(knn_labels), -1, dtype=np.int64)
-    share = np.zeros(len(knn_labels), dtype=np.float32)
-    for q, (labels, scores) in enumerate(zip(knn_labels[:, :k], knn_scores[:, :k], strict=True)):
-        valid = labels >= 0
-        if valid.any():
-            vote = knn_vote(
-                [str(x) for x in labels[valid]], scores[valid].tolist(), weighted=weighted
-            )
-            pred[q], share[q] = int(vote.label), vote.confidence
-    return pred, share
-
-
-def classification_tables(
-    query_labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Per-class precision/recall/F1/support and the confusion matrix (true rows, predicted
-    columns) over the classes that occur as truth or prediction."""
-    present = sorted(set(query_labels.tolist()) | set(predictions[predictions >= 0].tolist()))
-    names = [class_names[i] for i in present]
-    report = classification_report(
-        query_labels,
-        predictions,
-        labels=present,
-        target_names=names,
-        output_dict=True,
-        zero_division=0,
-    )
-    matrix = confusion_matrix(query_labels, predictions, labels=present).tolist()
-    return {n: report[n] for n in names}, {"labels": names, "matrix": matrix}
 
 
 def neighbour_metrics(
@@ -154,13 +73,54 @@ def neighbour_metrics(
     exclude_self: bool = False,
     weighted: bool = False,
 ) -> dict[str, float]:
-    """Retrieval metrics plus kNN vote accuracy at each k in ``ks``."""
+    """Retrieval metrics plus kNN vote accuracy at each k in ``ks`` (``knn_accuracy@k``)."""
     out = retrieval_metrics(query_labels, reference_labels, nb, exclude_self=exclude_self)
     knn_labels = nb.labels(reference_labels)
     for k in ks:
-        pred, _ = votes(knn_labels, nb.scores, k, weighted=weighted)
+        pred, _ = knn_votes(knn_labels, nb.scores, k, weighted=weighted)
         out[f"knn_accuracy@{k}"] = float((pred == query_labels).mean()) if len(pred) else 0.0
     return out
+
+
+def evaluate_neighbours(
+    query_labels: np.ndarray,
+    reference_labels: np.ndarray,
+    neighbours: Neighbours,
+    *,
+    class_names: Sequence[str],
+    ks: Sequence[int] = (1, 10),
+    exclude_self: bool = False,
+    weighted: bool = False,
+) -> RetrievalEvaluation:
+    """Metrics of queries from their (Q, K) neighbours among labelled references.
+
+    Args:
+        class_names: name of each int label.
+        ks: vote sizes; the largest gives ``predictions``, the per-class table and confusion.
+        exclude_self: queries are the references (leave-one-out), each left out of its
+            own neighbours already.
+    """
+    q_labels, r_labels = np.asarray(query_labels), np.asarray(reference_labels)
+    metrics = neighbour_metrics(
+        q_labels, r_labels, neighbours, ks=ks, exclude_self=exclude_self, weighted=weighted
+    )
+    pred, share = knn_votes(
+        neighbours.labels(r_labels), neighbours.scores, max(ks), weighted=weighted
+    )
+    per_class, confusion = classification_tables(q_labels, pred, class_names)
+    return RetrievalEvaluation(
+        metrics=metrics,
+        per_class=per_class,
+        confusion=confusion,
+        predictions=pred,
+        vote_share=share,
+        neighbours=neighbours,
+        info={
+            "queries": len(q_labels),
+            "references": len(r_labels),
+            "depth": neighbours.indices.shape[1],
+        },
+    )
 
 
 def evaluate_retrieval(
@@ -175,44 +135,40 @@ def evaluate_retrieval(
     exclude_self: bool = False,
     weighted: bool = False,
     clustering: bool = True,
-    chunk: int = 1024,
     seed: int = 0,
 ) -> RetrievalEvaluation:
     """Full evaluation of queries (Q, D) against references (R, D) with exact search.
 
     Args:
         class_names: name of each int label.
-        ks: vote sizes; the last one gives ``predictions``, the per-class table and confusion.
+        ks: vote sizes; the largest gives ``predictions``, the per-class table and confusion.
         ann: neighbours from the index (same reference positions), compared with exact.
         exclude_self: queries are the references (leave-one-out).
+        clustering: also NMI and AMI of k-means over the queries (two classes or more).
     """
     q_labels, r_labels = np.asarray(query_labels), np.asarray(reference_labels)
     depth = required_depth(r_labels, max(ks), exclude_self=exclude_self)
-    nb = exact_knn(query_vectors, reference_vectors, depth, exclude_self=exclude_self, chunk=chunk)
-    metrics = neighbour_metrics(
-        q_labels, r_labels, nb, ks=ks, exclude_self=exclude_self, weighted=weighted
+    nb = exact_knn(query_vectors, reference_vectors, depth, exclude_self=exclude_self)
+    result = evaluate_neighbours(
+        q_labels,
+        r_labels,
+        nb,
+        class_names=class_names,
+        ks=ks,
+        exclude_self=exclude_self,
+        weighted=weighted,
     )
     if clustering and len(np.unique(q_labels)) > 1:
-        metrics.update(clustering_metrics(query_vectors, q_labels, seed=seed))
-    pred, share = votes(nb.labels(r_labels), nb.scores, max(ks), weighted=weighted)
-    per_class, confusion = classification_tables(q_labels, pred, class_names)
-    result = RetrievalEvaluation(
-        metrics=metrics,
-        per_class=per_class,
-        confusion=confusion,
-        predictions=pred,
-        vote_share=share,
-        neighbours=nb,
-        info={"queries": len(q_labels), "references": len(r_labels), "depth": depth},
-    )
+        result.metrics.update(clustering_metrics(query_vectors, q_labels, seed=seed))
     if ann is not None:
         ann_metrics = neighbour_metrics(
             q_labels, r_labels, ann, ks=ks, exclude_self=exclude_self, weighted=weighted
         )
+        result.ann_neighbours = ann
         result.ann = {
             "metrics": ann_metrics,
             "agreement": ann_agreement(nb, ann, k=max(ks)),
-            "delta": {n: v - metrics[n] for n, v in ann_metrics.items()},
+            "delta": {n: v - result.metrics[n] for n, v in ann_metrics.items()},
         }
     return result
 

@@ -13,6 +13,9 @@ a constant ``gamma`` from the seen labels' scores, trading seen for unseen accur
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 #: Default gamma grid for calibrated stacking: cosine scores lie in [-1, 1], so a difference
@@ -57,8 +60,7 @@ def gzsl_accuracy(
         seen_labels: (C,) bool, True for labels of seen (training) classes.
         gamma: calibrated stacking constant subtracted from the seen labels' scores.
     """
-    adjusted = scores - gamma * seen_labels[None, :].astype(scores.dtype)
-    pred = adjusted.argmax(axis=1)
+    pred = gzsl_predictions(scores, seen_labels, gamma)
     on_seen = seen_labels[y]
     seen = _per_class_hits(pred[on_seen], y[on_seen])
     unseen = _per_class_hits(pred[~on_seen], y[~on_seen])
@@ -83,8 +85,66 @@ def calibrate_gamma(
     return best
 
 
-def confusion(pred: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """(n, n) counts: rows true label, columns predicted label."""
-    out = np.zeros((n, n), dtype=np.int64)
-    np.add.at(out, (y, pred), 1)
-    return out
+def gzsl_predictions(scores: np.ndarray, seen_labels: np.ndarray, gamma: float = 0.0) -> np.ndarray:
+    """(N,) label chosen among all labels after subtracting ``gamma`` from the seen ones."""
+    return (scores - gamma * seen_labels[None, :].astype(scores.dtype)).argmax(axis=1)
+
+
+def rounded(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """Accuracies to 4 decimals; NaN (no such images) becomes None."""
+    return {k: (None if np.isnan(v) else round(v, 4)) for k, v in metrics.items()}
+
+
+def image_counts(y: np.ndarray, seen_labels: np.ndarray) -> dict[str, int]:
+    """How many images are of seen and of unseen classes."""
+    on_seen = seen_labels[y]
+    return {"seen_images": int(on_seen.sum()), "unseen_images": int((~on_seen).sum())}
+
+
+def zsl_summary(
+    scores: np.ndarray, y: np.ndarray, seen_labels: np.ndarray, names: Sequence[str]
+) -> dict[str, Any] | None:
+    """ZSL: images of unseen classes among the unseen labels only; per-class top-1 and
+    top-5 (top-k with k = min(5, unseen labels)). None without unseen images or labels.
+
+    Args:
+        scores: (N, C) similarities to all labels; ``names`` (C,) their class names.
+        y: (N,) true label index; seen_labels: (C,) bool.
+    """
+    on_unseen = ~seen_labels[y]
+    cols = np.flatnonzero(~seen_labels)
+    if not on_unseen.any() or len(cols) == 0:
+        return None
+    sub = scores[on_unseen][:, cols]
+    sub_y = np.searchsorted(cols, y[on_unseen])
+    top1, per = per_class_accuracy(sub, sub_y, k=1)
+    k = min(5, len(cols))
+    topk, _ = per_class_accuracy(sub, sub_y, k=k)
+    return {
+        "images": int(on_unseen.sum()),
+        "labels": len(cols),
+        "top1": round(top1, 4),
+        "top5": round(topk, 4),
+        "top5_k": k,
+        "per_class_top1": {names[cols[c]]: round(v, 4) for c, v in per.items()},
+    }
+
+
+def calibrated_summary(
+    scores: np.ndarray, y: np.ndarray, seen_labels: np.ndarray, hashes: Sequence[str]
+) -> dict[str, Any]:
+    """Calibrated stacking without peeking: the images are cut in two halves by their
+    content hash (``hashes``, hex sha256); gamma is chosen on one half and GZSL with and
+    without it is reported on the other."""
+    half = np.array([int(h[:8] or "0", 16) % 2 == 0 for h in hashes])
+    gamma = calibrate_gamma(scores[half], y[half], seen_labels)
+    ev = ~half
+    raw = gzsl_accuracy(scores[ev], y[ev], seen_labels)
+    cal = gzsl_accuracy(scores[ev], y[ev], seen_labels, gamma=gamma)
+    return {
+        "gamma": gamma,
+        "calibration_images": int(half.sum()),
+        "eval_images": int(ev.sum()),
+        "without": rounded(raw),
+        "with": rounded(cal),
+    }

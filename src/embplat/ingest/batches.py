@@ -12,13 +12,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.catalog.models import Job, JobBatch
-from embplat.errors import NotFoundError
+from embplat.catalog.models import Job
 from embplat.ingest.embedding import EmbedReport, Progress, embed_images
 from embplat.models.encoders import ImageEncoder
 from embplat.retrieval import VectorIndex
@@ -40,24 +38,15 @@ def plan_batches(
     deferred until its last batch) is decided here, once, and kept in the job's params
     (``bulk``), so every batch of the job agrees whatever happens to its counters.
     """
-    rows = [
-        {
-            "job_id": job_id,
-            "seq": seq,
-            "items": list(image_ids[start : start + batch_size]),
-            "state": "queued",
-            "attempts": 0,
-            "done": 0,
-            "failed": [],
-        }
-        for seq, start in enumerate(range(0, len(image_ids), batch_size))
+    items = [
+        image_ids[start : start + batch_size] for start in range(0, len(image_ids), batch_size)
     ]
     with transaction(sessions) as session:
-        repo.insert_ignore(session=session, model=JobBatch, rows=rows, keys=["job_id", "seq"])
+        repo.add_batches(session=session, job_id=job_id, items=items)
         job = repo.get_job(session=session, job_id=job_id)
         job.params = {**(job.params or {}), "bulk": len(image_ids) >= BULK_THRESHOLD}
         repo.update_job(session=session, job_id=job_id, total=len(image_ids), state="running")
-    return list(range(len(rows)))
+    return list(range(len(items)))
 
 
 def run_batch(
@@ -79,12 +68,10 @@ def run_batch(
     After the job's last batch the index's ``alias`` (Qdrant) is pointed at it, unless None.
     """
     with transaction(sessions) as session:
-        batch = _batch(session, job_id, seq)
-        batch.state, batch.attempts = "running", batch.attempts + 1
-        items = list(batch.items)
+        items = repo.start_batch(session=session, job_id=job_id, seq=seq)
         bulk = job_is_bulk(repo.get_job(session=session, job_id=job_id))
     if bulk:
-        _call(index, "defer_indexing")
+        index.defer_indexing()
     report: EmbedReport = embed_images(
         items,
         sessions=sessions,
@@ -98,10 +85,8 @@ def run_batch(
         progress=progress,
     )
     with transaction(sessions) as session:
-        batch = _batch(session, job_id, seq)
-        batch.state = "done"
-        batch.done = len(items) - len(report.failed)
-        batch.failed = [list(f) for f in report.failed]
+        done = len(items) - len(report.failed)
+        repo.finish_batch(session=session, job_id=job_id, seq=seq, done=done, failed=report.failed)
     state = refresh_job(sessions=sessions, job_id=job_id)
     if state in {"succeeded", "failed"}:
         finish_index(index, succeeded=state == "succeeded", bulk=bulk, alias=alias)
@@ -123,18 +108,14 @@ def job_is_bulk(job: Job) -> bool:
 def finish_index(
     index: VectorIndex, *, succeeded: bool, bulk: bool, alias: str | None = IMAGES_ALIAS
 ) -> None:
-    """After a job's last batch: restore deferred indexing; point the alias at a full index."""
+    """After a job's last batch: restore deferred indexing; point the alias at a full index.
+
+    Every backend takes these calls; one with nothing to restore or no aliases ignores them.
+    """
     if bulk:
-        _call(index, "restore_indexing")
+        index.restore_indexing()
     if succeeded and alias:
-        _call(index, "set_alias", alias)
-
-
-def _call(index: VectorIndex, method: str, *args: Any) -> None:
-    """Backend-specific hooks (Qdrant's): other backends simply lack them."""
-    fn = getattr(index, method, None)
-    if callable(fn):
-        fn(*args)
+        index.set_alias(alias)
 
 
 def mark_batch_failed(
@@ -142,15 +123,14 @@ def mark_batch_failed(
 ) -> None:
     """Record a batch that gave up (after retries); the job is marked failed."""
     with transaction(sessions) as session:
-        batch = _batch(session, job_id, seq)
-        batch.state, batch.error = "failed", error
+        repo.fail_batch(session=session, job_id=job_id, seq=seq, error=error)
     refresh_job(sessions=sessions, job_id=job_id)
 
 
 def refresh_job(*, sessions: sessionmaker[Session], job_id: int) -> str:
     """Recompute a job's progress from its batches; finishes it when every batch is over."""
     with transaction(sessions) as session:
-        batches = list(session.scalars(select(JobBatch).where(JobBatch.job_id == job_id)))
+        batches = repo.job_batches(session=session, job_id=job_id)
         done = sum(b.done for b in batches)
         failed = sum(len(b.failed) for b in batches)
         over = all(b.state in {"done", "failed"} for b in batches)
@@ -167,36 +147,24 @@ def refresh_job(*, sessions: sessionmaker[Session], job_id: int) -> str:
 def count_batches(*, sessions: sessionmaker[Session], job_id: int) -> int:
     """How many batches a job was cut into (0 for jobs that are not batched)."""
     with sessions() as session:
-        stmt = select(func.count()).select_from(JobBatch).where(JobBatch.job_id == job_id)
-        return int(session.scalar(stmt) or 0)
+        return repo.count_batches(session=session, job_id=job_id)
 
 
 def unfinished_batches(*, sessions: sessionmaker[Session], job_id: int) -> list[int]:
     """Sequence numbers of batches not yet done (to resume a job)."""
     with sessions() as session:
-        stmt = select(JobBatch.seq).where(JobBatch.job_id == job_id, JobBatch.state != "done")
-        return list(session.scalars(stmt.order_by(JobBatch.seq)))
+        return repo.unfinished_batches(session=session, job_id=job_id)
 
 
 def reset_batches(*, sessions: sessionmaker[Session], job_id: int, seqs: Sequence[int]) -> None:
     """Put batches back in the queue (state ``queued``, error cleared) and the job back to
     ``running``, before they are run again."""
     with transaction(sessions) as session:
-        for seq in seqs:
-            batch = _batch(session, job_id, seq)
-            batch.state, batch.error = "queued", None
+        repo.requeue_batches(session=session, job_id=job_id, seqs=seqs)
         repo.update_job(session=session, job_id=job_id, state="running", error=None)
 
 
 def batch_failures(*, sessions: sessionmaker[Session], job_id: int) -> list[tuple[str, str]]:
     """(path, reason) of every image a job's batches could not load."""
     with sessions() as session:
-        rows = session.scalars(select(JobBatch.failed).where(JobBatch.job_id == job_id))
-        return [(str(p), str(r)) for failed in rows for p, r in failed]
-
-
-def _batch(session: Session, job_id: int, seq: int) -> JobBatch:
-    batch = session.scalar(select(JobBatch).where(JobBatch.job_id == job_id, JobBatch.seq == seq))
-    if batch is None:
-        raise NotFoundError(f"job {job_id} has no batch {seq}")
-    return batch
+        return repo.batch_failures(session=session, job_id=job_id)

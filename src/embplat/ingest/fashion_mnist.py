@@ -21,7 +21,7 @@ from PIL import Image
 
 from embplat.errors import DataError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: Class names in label-id order, as single AwA2-style tokens ("+" instead of spaces).
 FASHION_MNIST_CLASSES = [
@@ -151,7 +151,7 @@ def build_fashion_mnist(
         picks = _pick(labels, FASHION_MNIST_CLASSES.index(name), per_class, offset, seed, source)
         _write_class(images_root / name, name, images[picks], first_id=offset + 1, size=size)
     _write_split_files(Path(out), selected, unseen)
-    logger.info(
+    log.info(
         "wrote %d Fashion-MNIST %s images (%d classes, %d unseen) to %s",
         per_class * len(selected),
         source,

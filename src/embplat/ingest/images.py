@@ -21,7 +21,7 @@ from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from embplat.errors import DataError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: What Pillow raises on corrupt input (its own fuzz tests accept this set).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
@@ -334,7 +334,7 @@ def _orientation(img: Image.Image) -> int:
     try:
         value = img.getexif().get(ExifTags.Base.Orientation, 1)
     except _DECODE_ERRORS:
-        logger.debug("unreadable EXIF block; assuming upright orientation")
+        log.debug("unreadable EXIF block; assuming upright orientation")
         return 1
     return value if isinstance(value, int) else 1
 
@@ -342,7 +342,7 @@ def _orientation(img: Image.Image) -> int:
 def _keep_truncation_strict() -> None:
     """Undo a global ``LOAD_TRUNCATED_IMAGES = True`` set elsewhere, which hides corrupt files."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
-        logger.warning(
+        log.warning(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES was set to True by another module; "
             "resetting it to False so truncated images are reported instead of grey-padded"
         )

@@ -22,7 +22,7 @@ from typing import Literal
 
 from embplat.errors import DataError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _AWA2_IMAGES = "JPEGImages"
@@ -96,10 +96,10 @@ def scan_tree(root: Path) -> ScanResult:
             f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
         )
     for line in result.warnings[:_LOGGED_WARNINGS]:
-        logger.warning(line)
+        log.warning(line)
     if len(result.warnings) > _LOGGED_WARNINGS:
-        logger.warning("... and %d more warnings", len(result.warnings) - _LOGGED_WARNINGS)
-    logger.info(
+        log.warning("... and %d more warnings", len(result.warnings) - _LOGGED_WARNINGS)
+    log.info(
         "scanned %s (%s): %d images in %d classes, %d warnings",
         images_root,
         result.layout,

@@ -1,8 +1,8 @@
-"""Encoders (registry), heads, losses and training recipes.
+"""Encoders (registry), heads, losses and training recipes (registry).
 
 The names below are loaded on first use (PEP 562): ``import embplat.models.registry`` and
 the CLI's start-up must not pay for torch. ``list_encoders``/``get_encoder`` register the
-built-in backbones themselves.
+built-in backbones themselves, ``list_recipes``/``get_recipe`` the built-in recipes.
 """
 
 from __future__ import annotations
@@ -12,9 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from embplat.models.encoders import TorchImageEncoder, get_encoder, list_encoders
+    from embplat.models.recipes import get_recipe, list_recipes, register_recipe
     from embplat.models.registry import ImageEncoder, register_encoder
 
-__all__ = ["ImageEncoder", "TorchImageEncoder", "get_encoder", "list_encoders", "register_encoder"]
+__all__ = [
+    "ImageEncoder",
+    "TorchImageEncoder",
+    "get_encoder",
+    "get_recipe",
+    "list_encoders",
+    "list_recipes",
+    "register_encoder",
+    "register_recipe",
+]
 
 _HOMES = {
     "ImageEncoder": "embplat.models.registry",
@@ -22,6 +32,9 @@ _HOMES = {
     "TorchImageEncoder": "embplat.models.encoders",
     "get_encoder": "embplat.models.encoders",
     "list_encoders": "embplat.models.encoders",
+    "get_recipe": "embplat.models.recipes",
+    "list_recipes": "embplat.models.recipes",
+    "register_recipe": "embplat.models.recipes",
 }
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from embplat.errors import ConfigError
-from embplat.models.encoders import Backbone, TorchImageEncoder, get_backbone
+from embplat.models.encoders import Backbone, TorchImageEncoder, get_backbone, load_tensors
 from embplat.models.heads import Head, HeadSpec
 
 FORMAT = 1
@@ -44,13 +44,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: the file is missing or is not an embplat checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist; was the data home moved?")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"checkpoint {path} cannot be read: {exc}") from exc
+    hint = "; was the data home moved?"
+    ckpt = load_tensors(path, what="checkpoint", missing_hint=hint)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise ConfigError(f"{path} is not an embplat training checkpoint (format {FORMAT})")
     return ckpt

@@ -1,10 +1,10 @@
-"""Image encoders: a torch implementation of the ``ImageEncoder`` protocol, and a registry.
+"""Image encoders: ``TorchImageEncoder`` (the torch implementation of the ``ImageEncoder``
+protocol), backbone lookup (``get_encoder`` / ``get_backbone`` / ``list_encoders``), devices
+and torch threads, and the one safe ``torch.load`` of weight and checkpoint files.
 
-The protocol, the registry itself and model keys live in the torch-free
-``embplat.models.registry`` (re-exported here). The registry mirrors torchvision's
-``register_model`` / ``get_model`` / ``list_models``. The built-in backbones live in
-``embplat.models.backbones`` and register themselves when it is imported (``list_encoders``
-and ``get_backbone`` do).
+The protocol, the registry and model keys live in the torch-free ``embplat.models.registry``
+(re-exported here); the built-in backbones in ``embplat.models.backbones``, which registers
+them when :func:`list_encoders` first imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -232,19 +233,32 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def load_tensors(path: str | Path, *, what: str, missing_hint: str = "") -> Any:
+    """``torch.load`` of a local file, safely (``weights_only=True``) onto the CPU.
+
+    Args:
+        what: what the file should be, for messages (``weights file``, ``checkpoint``).
+        missing_hint: appended to the message when the file does not exist.
+
+    Raises:
+        ConfigError: the file is missing or cannot be read as tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist{missing_hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a local ``.pth`` state dict safely (``weights_only=True``).
+    """Load a local ``.pth`` state dict (or a checkpoint dict holding one) safely.
 
     Raises:
         ConfigError: the file is missing or is not a tensor state dict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"weights file {path} is not a loadable state dict: {exc}") from exc
+    state = load_tensors(path, what="weights file")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

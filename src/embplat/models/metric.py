@@ -1,4 +1,5 @@
-"""Deep metric learning pieces for the ``metric`` recipe, independent of the training loop.
+"""Deep metric learning pieces of the ``metric`` recipe (``models.recipes.metric``): its
+config, losses, miners, distances, sampler and transforms, independent of the training loop.
 
 Losses, miners, distances and the sampler come from pytorch-metric-learning, configured
 through their constructors. Losses that own parameters (ProxyNCA's proxies, ArcFace's class
@@ -8,8 +9,7 @@ weights) are ``nn.Module``s: they get their own optimiser parameter group and th
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,8 +20,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from embplat.errors import ConfigError
-from embplat.models.recipes import CONFIGS, TrainConfig
-from embplat.models.training import LoopOptions
+from embplat.models.train_config import LoopOptions, TrainConfig
 
 LOSSES = ("triplet-epshn", "proxynca", "arcface", "subcenter-arcface")
 DISTANCES = ("cosine", "euclidean")
@@ -73,8 +72,7 @@ class MetricConfig(TrainConfig):
             )
         if self.loss in ("arcface", "subcenter-arcface") and self.distance != "cosine":
             raise ConfigError(f"{self.loss} is defined on cosine similarity; use --distance cosine")
-        if self.freeze_epochs + self.unfreeze_epochs < 1:
-            raise ConfigError("train for at least one epoch (--freeze-epochs/--unfreeze-epochs)")
+        self.check_epochs()
 
     def loop_options(self, device: str) -> LoopOptions:
         """The loop settings, with the loss parameters' own learning rate and the optimiser
@@ -85,47 +83,6 @@ class MetricConfig(TrainConfig):
             optimizer="sgd" if self.optimizer == "sgd" else "adamw",
             momentum=self.momentum,
         )
-
-
-CONFIGS["metric"] = MetricConfig  # ``train_recipe(ctx, "metric", ...)``
-
-
-class EmbeddingHead(nn.Module):
-    """Linear projection (+ optional BatchNorm) from backbone features to the embedding.
-
-    In training mode the raw output goes to the loss (pytorch-metric-learning's distances
-    normalise internally); in eval mode the output is L2-normalised, as the index expects.
-    """
-
-    def __init__(self, in_dim: int, dim: int, *, bn: bool = False):
-        super().__init__()
-        self.linear = nn.Linear(in_dim, dim)
-        self.bn = nn.BatchNorm1d(dim) if bn else nn.Identity()
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, in_dim) → (B, dim); unit rows in eval mode."""
-        out = self.bn(self.linear(features))
-        return out if self.training else nn.functional.normalize(out, dim=1)
-
-
-class EmbeddingModel(nn.Module):
-    """Backbone followed by an :class:`EmbeddingHead`: (B, 3, S, S) → (B, dim)."""
-
-    def __init__(self, trunk: nn.Module, head: EmbeddingHead):
-        super().__init__()
-        self.trunk = trunk
-        self.head = head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) → (B, dim)."""
-        return self.head(self.trunk(images))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy (MPerClassSampler draws from ``np.random``) and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def make_distance(name: str) -> distances.BaseDistance:
@@ -200,26 +157,6 @@ class MinedLoss(nn.Module):
             embeddings = embeddings.float()
             pairs = self.miner(embeddings, labels) if self.miner is not None else None
             return self.loss(embeddings, labels, pairs)
-
-
-def build_optimizer(
-    cfg: MetricConfig, model_params: Iterable[nn.Parameter], loss: nn.Module
-) -> torch.optim.Optimizer:
-    """One optimiser: the model's parameters, and the loss's (if any) in their own group.
-
-    The loss group uses ``cfg.loss_lr`` (default ``cfg.lr``) and no weight decay, so proxies
-    and class weights keep their scale. ``models.training.fit`` builds its own optimiser;
-    this one is for loops that honour ``cfg.optimizer`` (SGD with momentum, or Adam).
-    """
-    groups: list[dict[str, Any]] = [
-        {"params": [p for p in model_params if p.requires_grad], "lr": cfg.lr},
-    ]
-    loss_params = [p for p in loss.parameters() if p.requires_grad]
-    if loss_params:
-        groups.append({"params": loss_params, "lr": cfg.loss_lr or cfg.lr, "weight_decay": 0.0})
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 
 
 def make_sampler(

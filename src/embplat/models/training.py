@@ -20,9 +20,8 @@ module) and returns the history; ``best_epoch`` picks the epoch to register. Whi
 backbone is frozen its features are computed once (without augmentation) and the head trains
 on them, which makes frozen epochs nearly free on a CPU. AMP (float16) runs on CUDA only.
 
-A new recipe (e.g. triplet/ProxyNCA/ArcFace in ``models/metric.py``) implements the interface;
-its config class goes in ``models.recipes.CONFIGS`` and its construction in
-``pipelines.train_data.recipe_for``, and ``pipelines.train.train_recipe`` runs it.
+A recipe module in ``models/recipes/`` builds such an object and registers itself (see
+``embplat.models.recipes``); ``pipelines.train.train_recipe`` runs any registered recipe.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -48,6 +47,8 @@ from embplat.models.samples import (  # re-exported: recipes build their data fr
     eval_transform,
     train_transform,
 )
+from embplat.models.train_config import LoopOptions, Phase  # re-exported
+from embplat.progress import ProgressSink, show_status
 
 __all__ = [
     "EpochResult",
@@ -60,7 +61,6 @@ __all__ = [
     "Recipe",
     "RecipeNet",
     "Sample",
-    "StatusProgress",
     "TrainData",
     "best_epoch",
     "eval_transform",
@@ -68,34 +68,6 @@ __all__ = [
     "train_transform",
 ]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Consecutive epochs sharing one optimiser, schedule and frozen/unfrozen backbone."""
-
-    name: str
-    epochs: int
-    freeze_backbone: bool
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """How ``fit`` trains: batches, learning rates (head ``lr``; backbone ``lr x mult``; loss
-    parameters ``loss_lr``, default ``lr``), optimiser (``adamw`` or ``sgd``), device."""
-
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr_mult: float = 0.1
-    loss_lr: float | None = None
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    device: str = "cpu"
-    amp: bool = True
-    num_workers: int = 0
-    cache_frozen: bool = True
-    seed: int = 0
 
 
 @dataclass
@@ -119,24 +91,6 @@ class History:
     epochs: list[EpochResult] = field(default_factory=list)
 
 
-class Progress(Protocol):
-    """A progress sink (``embplat.pipelines.progress.ProgressSink``)."""
-
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        """Start a phase of ``total`` items; returns ``advance(n)``."""
-
-
-@runtime_checkable
-class StatusProgress(Progress, Protocol):
-    """A sink that can also show a live status line (loss, images/s)."""
-
-    def status(self, text: str) -> None:
-        """Replace the status text of the newest task."""
-
-
-EpochCallback = Callable[[EpochResult, torch.Tensor, torch.Tensor], None]
-
-
 def fit(
     net: RecipeNet,
     recipe: Recipe,
@@ -146,15 +100,14 @@ def fit(
     *,
     out_dir: Path,
     meta: dict[str, Any],
-    progress: Progress,
+    progress: ProgressSink,
     first_epoch: int = 1,
-    on_epoch: EpochCallback | None = None,
 ) -> History:
     """Train ``net`` through ``phases``; save ``out_dir/epoch_N.pt`` after every epoch.
 
     Args:
         meta: JSON-like fields written into every checkpoint (config, encoder, classes...).
-        on_epoch: called with (result, valid outputs (N, out_dim), valid labels (N,)).
+        progress: one bar per epoch; a sink with a status line also shows loss and speed.
 
     Returns:
         The untrained baseline metric and one ``EpochResult`` per epoch.
@@ -179,16 +132,14 @@ def fit(
             loss, ips, secs = _train_epoch(net, loader, optimizer, schedule, opts, task, progress)
             outputs, labels = _valid_outputs(net, data.valid, opts, valid_feats)
             result = EpochResult(epoch, phase.name, loss, recipe.metric(outputs, labels), ips, secs)
-            if isinstance(progress, StatusProgress):
-                progress.status(
-                    f"loss {loss:.4f} · {recipe.metric_name} {result.metric:.4f} · {ips:.1f} img/s"
-                )
+            show_status(
+                progress,
+                f"loss {loss:.4f} · {recipe.metric_name} {result.metric:.4f} · {ips:.1f} img/s",
+            )
             path = out_dir / f"epoch_{epoch}.pt"
             save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
             result.checkpoint = str(path)
             history.epochs.append(result)
-            if on_epoch:
-                on_epoch(result, outputs, labels)
             epoch += 1
     return history
 
@@ -291,7 +242,7 @@ def _train_epoch(
     schedule: torch.optim.lr_scheduler.OneCycleLR,
     opts: LoopOptions,
     advance: Callable[[int], None],
-    progress: Progress,
+    progress: ProgressSink,
 ) -> tuple[float, float, float]:
     """One pass; returns (mean loss, images per second, seconds)."""
     frozen = not next(net.backbone.parameters()).requires_grad
@@ -313,8 +264,8 @@ def _train_epoch(
         total, seen = total + float(loss.detach()) * len(y), seen + len(y)
         advance(len(y))
         rate = seen / max(time.perf_counter() - start, 1e-9)
-        if isinstance(progress, StatusProgress) and (step % 5 == 0 or step == len(loader)):
-            progress.status(f"loss {total / seen:.4f} · {rate:.1f} img/s")
+        if step % 5 == 0 or step == len(loader):
+            show_status(progress, f"loss {total / seen:.4f} · {rate:.1f} img/s")
     secs = time.perf_counter() - start
     return (total / seen if seen else math.nan), seen / max(secs, 1e-9), secs
 

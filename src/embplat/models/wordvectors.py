@@ -291,6 +291,15 @@ def active_source(home: Path) -> VectorSource:
         raise ConfigError(f"{record} is not a word-vector record ({exc}); delete it") from exc
 
 
+def resolve_source(spec: str, home: Path) -> VectorSource:
+    """``""`` → the active vectors of ``home``; else a file (``.bin``, ``.vec``, ``.txt``).
+
+    Raises:
+        DataError: the file does not exist or cannot be parsed.
+    """
+    return active_source(home) if not spec else source_for_file(Path(spec), home)
+
+
 def set_active_source(home: Path, source: VectorSource) -> None:
     """Record ``source`` as the active vectors of this data home."""
     home.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from embplat.pipelines.doctor_checks import (
     check_points,
     open_checked,
 )
+from embplat.pipelines.embed import embed_into
 from embplat.pipelines.sync import mostly_gone
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ def run_doctor(
     with ctx.sessions() as session:
         collections = audit.list_collections(session=session)
     for coll in collections:
-        if coll.backend != ctx.backend:
+        if coll.backend != ctx.spaces.backend:
             report.skipped.append(
-                f"{coll.name}: stored with backend {coll.backend}, this run uses {ctx.backend}"
+                f"{coll.name}: stored with backend {coll.backend}, "
+                f"this run uses {ctx.spaces.backend}"
             )
             continue
         _check_collection(ctx, coll, report, repair)
@@ -91,8 +93,7 @@ def _check_jobs(ctx: Context, report: DoctorReport) -> None:
 
 
 def _check_stale_jobs(ctx: Context, report: DoctorReport, repair: bool, stale_after: float) -> None:
-    from embplat.pipelines.ingest import resume_job
-    from embplat.pipelines.jobs import stale_worker_jobs
+    from embplat.pipelines.jobs import resume_job, stale_worker_jobs
 
     stale = stale_worker_jobs(ctx.sessions, older_than=stale_after)
     if not stale:
@@ -190,7 +191,7 @@ def _reembed(
     """Forget ``pids`` (index and catalog) and embed their images again with the
     collection's model: the active encoder's, or the trained model's checkpoint."""
     model = coll.model
-    if model.kind == "encoder" and ctx.registered()[2] != coll.id:
+    if model.kind == "encoder" and ctx.spaces.registered()[2] != coll.id:
         report.findings.append(
             Finding(
                 "reembed_failed",
@@ -201,12 +202,12 @@ def _reembed(
             )
         )
         return
-    space = ctx.space(None if model.kind == "encoder" else model.name)
+    space = ctx.spaces.space(None if model.kind == "encoder" else model.name)
     space.index.delete(list(pids))
     space.index.flush()
     with transaction(ctx.sessions) as session:
         audit.forget_points(session=session, collection_id=coll.id, point_ids=pids)
-    out = ctx.embed_into(space, sorted({recorded[pid] for pid in pids}))
+    out = embed_into(ctx, space, sorted({recorded[pid] for pid in pids}))
     log.info("re-embedded %d images into %s", out.done, coll.name)
     if out.failed:
         report.findings.append(

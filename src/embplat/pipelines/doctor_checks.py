@@ -88,7 +88,7 @@ def open_checked(
 ) -> VectorIndex | None:
     """The collection's index; a damaged one is moved aside and salvaged with ``repair``."""
     try:
-        return ctx.index(coll.name, coll.dim)
+        return ctx.spaces.index(coll.name, coll.dim)
     except IndexDamagedError as exc:
         finding = Finding("damaged_index", coll.name, 1, str(exc))
         report.findings.append(finding)
@@ -96,13 +96,13 @@ def open_checked(
             return None
     from embplat.retrieval.factory import quarantine_index, salvage_points
 
-    moved = quarantine_index(ctx.backend, name=coll.name, root=ctx.index_root)
+    moved = quarantine_index(ctx.spaces.backend, name=coll.name, root=ctx.spaces.index_root)
     ids, vectors, payloads = (
-        salvage_points(ctx.backend, path=moved, dim=coll.dim)
+        salvage_points(ctx.spaces.backend, path=moved, dim=coll.dim)
         if moved is not None
         else ([], np.empty((0, coll.dim), np.float32), [])
     )
-    index = ctx.index(coll.name, coll.dim)
+    index = ctx.spaces.index(coll.name, coll.dim)
     keep = [i for i, v in enumerate(vectors) if np.isfinite(v).all() and v.any()]
     for start in range(0, len(keep), CHUNK):
         rows = keep[start : start + CHUNK]
@@ -239,7 +239,7 @@ def forget_lost_points(ctx: Context, coll: Collection) -> int:
     Returns:
         How many points were forgotten.
     """
-    index = ctx.index(coll.name, coll.dim)
+    index = ctx.spaces.index(coll.name, coll.dim)
     with ctx.sessions() as session:
         recorded_n = repo.count_embeddings(session=session, collection_id=coll.id)
     if index.count({"kind": "image"}) >= recorded_n:

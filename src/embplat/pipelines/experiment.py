@@ -21,19 +21,19 @@ import numpy as np
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import ConfigError
-from embplat.evaluation.open_set import precision_drop
+from embplat.evaluation.open_set import (
+    hit_rate,
+    open_set_without,
+    per_class_precision_at_1,
+    precision_drop,
+)
 from embplat.models.metric import MetricConfig, make_sampler
 from embplat.pipelines.context import Context
-from embplat.pipelines.evaluate_model import (
-    evaluate_space,
-    per_class_p1,
-    scalar_metrics,
-    split_vectors,
-)
-from embplat.pipelines.open_set import hit_rate, open_set_without
-from embplat.pipelines.progress import ProgressSink
+from embplat.pipelines.evaluate import evaluate_vectors
+from embplat.pipelines.stored_vectors import open_space, split_vectors
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.train_data import catalog_samples, model_name
+from embplat.progress import ProgressSink
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +137,14 @@ def unseen_experiment(
 def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
     """valid (all classes) vs train (all classes) through the model's index; the seen and
     held-out groups; the open-set case with the held-out classes not enrolled."""
-    space = ctx.space(model)
+    space = open_space(ctx, model)
     queries = split_vectors(ctx, space, ["valid"])
     refs = split_vectors(ctx, space, ["train"])
-    result, names, index_nb = evaluate_space(space, queries, refs, reference_split="train")
-    q_labels = queries.labels(names)
-    p1 = per_class_p1(index_nb, q_labels, refs.labels(names), names)
-    top1 = result.neighbours.labels(refs.labels(names))[:, 0]
+    result, names = evaluate_vectors(space, queries, refs, reference="train")
+    q_labels, r_labels = queries.labels(names), refs.labels(names)
+    index_nb = result.ann_neighbours or result.neighbours
+    p1 = per_class_precision_at_1(q_labels, index_nb.labels(r_labels)[:, 0], names)
+    top1 = result.neighbours.labels(r_labels)[:, 0]
     is_held = np.isin(queries.classes, list(held))
     groups = {
         group: {
@@ -155,7 +156,7 @@ def _evaluate(ctx: Context, model: str, held: Sequence[str]) -> dict[str, Any]:
     }
     return {
         "model_id": space.model_id,
-        "metrics": scalar_metrics(result),
+        "metrics": result.scalars(),
         "p1": p1,
         "groups": groups,
         "open_set": open_set_without(queries, refs, held),

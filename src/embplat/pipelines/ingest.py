@@ -15,24 +15,20 @@ from typing import Any
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Collection
-from embplat.errors import ConfigError
 from embplat.ingest.batches import (
     batch_failures,
-    count_batches,
     plan_batches,
-    refresh_job,
-    reset_batches,
-    unfinished_batches,
 )
 from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import ScanItem, scan_folder, scan_tree
+from embplat.jobs.runner import JobHandle
 from embplat.pipelines.context import Context
 from embplat.pipelines.doctor_checks import forget_lost_points
-from embplat.pipelines.progress import NoProgress, ProgressSink
+from embplat.pipelines.embed import embed_batch_task
 from embplat.pipelines.remove import remove_superseded
 from embplat.pipelines.sync import apply_moves, prune_vanished
-from embplat.workers.runner import JobHandle, run_in_process
+from embplat.progress import NoProgress, ProgressSink, deferred_task
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +92,8 @@ def ingest_tree(
     progress = progress or NoProgress()
     scan = scan_tree(root.absolute())  # workers must resolve the stored paths
     _check_models(ctx, models if embed else None)
-    if embed and ctx.dispatch is not None:
-        ctx.dispatch.check()
+    if embed:
+        ctx.runner.check()
     with transaction(ctx.sessions) as session:
         roles = {c: "unseen" for c in scan.unseen}
         class_ids = repo.ensure_classes(
@@ -116,8 +112,7 @@ def ingest_tree(
         _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
         return result.as_dict()
 
-    result.job_id, _ = run_in_process(
-        sessions=ctx.sessions,
+    result.job_id, _ = ctx.runner.run(
         kind="ingest",
         params={"root": str(root), "embed": embed, "prune": prune},
         work=work,
@@ -151,8 +146,7 @@ def enrol_class(
     scan = scan_folder(folder.absolute(), name)
     items = scan.items
     _check_models(ctx, models)
-    if ctx.dispatch is not None:
-        ctx.dispatch.check()
+    ctx.runner.check()
     with transaction(ctx.sessions) as session:
         class_ids = repo.ensure_classes(session=session, names=[name], source=str(folder))
     root = folder.absolute()
@@ -169,8 +163,7 @@ def enrol_class(
         _merge(result, reg, _embed_pending(ctx, progress, job))
         return result.as_dict()
 
-    result.job_id, _ = run_in_process(
-        sessions=ctx.sessions,
+    result.job_id, _ = ctx.runner.run(
         kind="enrol",
         params={"class": name, "folder": str(folder), "prune": prune},
         work=work,
@@ -206,9 +199,7 @@ def embed_into_models(
             report = _embed_pending(ctx, progress, job, model=model)
             return {"embedded": report.done, "queued": report.queued, "failed": len(report.failed)}
 
-        job_id, summary = run_in_process(
-            sessions=ctx.sessions, kind="embed", params={"model": model}, work=work
-        )
+        job_id, summary = ctx.runner.run(kind="embed", params={"model": model}, work=work)
         out[model] = {"job_id": job_id, **summary}
     return out
 
@@ -248,47 +239,10 @@ def _register(
     return report
 
 
-def resume_job(
-    ctx: Context, job_id: int, *, progress: ProgressSink | None = None
-) -> dict[str, Any]:
-    """Run a job's unfinished batches again: those a crash, a lost broker message or a
-    worker that gave up left undone. Local mode runs them here; server mode sends them to the
-    workers again. Batches are idempotent, so resuming a batch still in flight is harmless.
-
-    Returns:
-        ``job``, ``resumed`` (batches), ``queued`` (sent to workers) and the job's ``state``.
-
-    Raises:
-        NotFoundError: no such job.
-        ConfigError: the job has no batches (e.g. a training job).
-    """
-    with ctx.sessions() as session:
-        kind = repo.get_job(session=session, job_id=job_id).kind
-    if not count_batches(sessions=ctx.sessions, job_id=job_id):
-        raise ConfigError(f"job {job_id} ({kind}) has no batches to resume")
-    seqs = unfinished_batches(sessions=ctx.sessions, job_id=job_id)
-    out: dict[str, Any] = {"job": job_id, "kind": kind, "resumed": len(seqs), "queued": 0}
-    if seqs:
-        if ctx.dispatch is not None:
-            ctx.dispatch.check()
-        reset_batches(sessions=ctx.sessions, job_id=job_id, seqs=seqs)
-        if ctx.dispatch is not None:
-            ctx.dispatch.send(job_id, seqs)
-            out["queued"] = len(seqs)
-        else:
-            bar = (progress or NoProgress()).task(f"job {job_id}: {len(seqs)} batches", len(seqs))
-            for seq in seqs:
-                ctx.run_embed_batch(job_id, seq)
-                bar(1)
-            log.info("resumed %d batches of job %d", len(seqs), job_id)
-    out["state"] = refresh_job(sessions=ctx.sessions, job_id=job_id)
-    return out
-
-
 def _check_models(ctx: Context, models: Sequence[str] | None) -> None:
     """Every named model exists and is a trained one (before any work is done)."""
     for model in models or ():
-        ctx.collection_id(model)
+        ctx.spaces.collection_id(model)
 
 
 def _embed_pending(
@@ -301,11 +255,11 @@ def _embed_pending(
     """Embed every cataloged image a space lacks (also heals an interrupted run): the active
     index, or the trained ``model``'s (the job's ``model`` parameter says which).
 
-    The images are cut into the job's batches; local mode runs them here, server mode hands
-    them to workers and leaves the job running (``platform jobs`` follows it).
+    The images are cut into the job's batches, submitted to the job runner: run here, or
+    handed to workers, leaving the job running (``platform jobs`` follows it).
     """
-    collection_id = ctx.collection_id(model)
-    if ctx.dispatch is None:  # in server mode the workers own the index (`doctor` checks it)
+    collection_id = ctx.spaces.collection_id(model)
+    if ctx.runner.in_process:  # else the workers own the index (`doctor` checks it there)
         with ctx.sessions() as session:
             coll = session.get(Collection, collection_id)
         assert coll is not None
@@ -318,20 +272,18 @@ def _embed_pending(
         image_ids=pending,
         batch_size=ctx.ingest.batch_size,
     )
-    if ctx.dispatch is not None and seqs:
-        ctx.dispatch.send(job.job_id, seqs)
-        job.detach()
-        return EmbedReport(queued=len(pending))
-    bar = progress.task(f"embedding with {model or ctx.registered()[0].key}", len(pending))
+    # the bar (and the encoder key it names) only where the batches run here
+    label = lambda: f"embedding with {model or ctx.spaces.registered()[0].key}"  # noqa: E731
+    bar = deferred_task(progress, label, len(pending))
 
     def advance(n: int) -> None:
         bar(n)
         job.advance(n)
 
-    report = EmbedReport()
-    for seq in seqs:
-        out = ctx.run_embed_batch(job.job_id, seq, progress=advance)
-        report.done += out["embedded"]
+    done = job.submit([embed_batch_task(ctx, job.job_id, seq, advance) for seq in seqs])
+    if done.queued:
+        return EmbedReport(queued=len(pending))
+    report = EmbedReport(done=sum(int(r["embedded"]) for r in done.results))
     report.failed = batch_failures(sessions=ctx.sessions, job_id=job.job_id)
     job.failed = len(report.failed)
     return report

@@ -264,7 +264,7 @@ def classify(
     """
     open_set_decision(1.0, 1.0, None, on=reject_on)  # validates reject_on before any work
     (require_files if failures is None else require_some_file)(paths)
-    space = ctx.space(model)
+    space = ctx.spaces.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)
     kept, queries = embed_answerable(ctx, space, paths, failures)
@@ -301,7 +301,7 @@ def search_by_image(
     ``model``: search a trained model's space (e.g. a DeViSE model's semantic space).
     """
     require_files([path])
-    space = ctx.space(model)
+    space = ctx.spaces.space(model)
     user_filter = dict(flt or {})
     flt = {"kind": "image", **user_filter}
     k_used, notes = _checked_k(space, k, flt, user_filter)

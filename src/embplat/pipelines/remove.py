@@ -45,7 +45,7 @@ def remove_images(ctx: Context, image_ids: Sequence[int]) -> int:
     for name, dim, pid in points:
         by_index.setdefault((name, dim), []).append(pid)
     for (name, dim), pids in by_index.items():
-        index = ctx.index(name, dim)  # the space's own handle when it is open already
+        index = ctx.spaces.index(name, dim)  # the space's own handle when it is open already
         gone = index.delete(pids)
         index.flush()
         log.info("removed %d of %d points from %s", gone, len(pids), name)
@@ -127,7 +127,7 @@ def remove_class(ctx: Context, name: str) -> dict[str, object]:
     removed = remove_images(ctx, image_ids)
     labels = 0
     for coll, dim, model in collections:
-        index = ctx.index(coll, dim)
+        index = ctx.spaces.index(coll, dim)
         n = index.delete([point_id(name, model, kind="label")])
         if n:
             index.flush()

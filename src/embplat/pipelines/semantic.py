@@ -25,7 +25,7 @@ from embplat.models.wordvectors import (
     active_source,
     label_vector,
     open_vectors,
-    source_for_file,
+    resolve_source,
 )
 from embplat.pipelines.context import Context, Space
 from embplat.pipelines.query import (
@@ -70,7 +70,7 @@ class LabelPrediction:
 
 def resolve_vectors(ctx: Context, spec: str = "") -> VectorSource:
     """ "" → the active vectors of the data home; else a file (``.bin``, ``.vec``, ``.txt``)."""
-    return active_source(ctx.home) if not spec else source_for_file(Path(spec), ctx.home)
+    return resolve_source(spec, ctx.home)
 
 
 def semantic_model(ctx: Context, model: str | None = None) -> str:
@@ -115,7 +115,7 @@ def publish_label_vectors(
     Returns:
         The class names written.
     """
-    space, labels = ctx.space(model), label_space(ctx, model)
+    space, labels = ctx.spaces.space(model), label_space(ctx, model)
     with ctx.sessions() as session:
         roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
     wanted = list(names) if names is not None else sorted(roles)
@@ -144,7 +144,7 @@ def publish_label_vectors(
 
 def _label_space(ctx: Context, model: str | None) -> tuple[str, Space]:
     name = semantic_model(ctx, model)
-    space = ctx.space(name)
+    space = ctx.spaces.space(name)
     if space.index.count(LABELS) == 0:
         publish_label_vectors(ctx, name)
     return name, space
@@ -165,7 +165,7 @@ def search_by_text(
     if k < 1:
         raise DataError(f"--k must be at least 1, got {k}")
     name = semantic_model(ctx, model)
-    space = ctx.space(name)
+    space = ctx.spaces.space(name)
     query = label_space(ctx, name).vector(text)[None, :]
     flt = {"kind": "image", **(flt or {})}
     if space.index.count(flt) == 0:

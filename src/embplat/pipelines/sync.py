@@ -58,7 +58,7 @@ def apply_moves(ctx: Context, moves: Sequence[Move]) -> int:
         for name, dim, pid in rows:
             by_index.setdefault((name, dim), []).append((pid, by_id[image_id]))
     for (name, dim), items in by_index.items():
-        index = ctx.index(name, dim)
+        index = ctx.spaces.index(name, dim)
         pids, vectors, payloads = _stored(index, [pid for pid, _ in items])
         move_of = dict(items)
         for pid, payload in zip(pids, payloads, strict=True):

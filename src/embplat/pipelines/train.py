@@ -1,13 +1,13 @@
-"""Use case: train a recipe on the catalog's seen classes, register it, embed with it.
+"""Use case: train a registered recipe on the catalog's seen classes, register it, embed with it.
 
-``train_recipe(ctx, recipe, config, progress)`` is the one entry point (the CLI calls it in
-local mode; a Celery ``train`` task calls it in a worker). It takes only a recipe name and a
+``train_recipe(ctx, recipe, config, progress)`` is the one entry point, for every recipe of
+the registry (``embplat.models.recipes``). It takes only a recipe name and a
 JSON-serialisable config, runs as a recorded ``train`` job, and returns the registered model
 name. Steps: load (path, class) samples of the ``train`` / ``valid`` splits of seen classes →
-``fit`` (DeViSE: a softmax stage 1, then the projection, frozen then unfrozen) → checkpoint
-per epoch in ``<home>/models/<name>/`` → best epoch by the valid metric → catalog row (config,
-data seen, metrics per epoch, collection) → every cataloged image embedded into the model's
-own collection ``embplat_<name>`` (DeViSE: plus one ``label`` point per class).
+the recipe's stages through ``fit`` → checkpoint per epoch in ``<home>/models/<name>/`` →
+the recipe's ``fit`` hooks → best epoch of the last stage by the valid metric → catalog row
+(config, data seen, metrics per epoch, collection) → every cataloged image embedded into the
+model's own collection ``embplat_<name>`` → the recipe's ``embed`` hooks.
 """
 
 from __future__ import annotations
@@ -24,31 +24,24 @@ import torch
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
+from embplat.errors import ConfigError
+from embplat.jobs.runner import JobHandle
 from embplat.models.encoders import Backbone, get_backbone, resolve_device
-from embplat.models.recipes import ClassifierRecipe, TrainConfig, make_config
-from embplat.models.training import (
-    EpochResult,
-    History,
-    Phase,
-    RecipeNet,
-    StatusProgress,
-    best_epoch,
-    fit,
-)
-from embplat.models.wordvectors import LabelSpace
+from embplat.models.recipes import Built, RecipeSpec, get_recipe, make_config
+from embplat.models.train_config import TrainConfig
+from embplat.models.training import EpochResult, History, RecipeNet, best_epoch, fit
 from embplat.pipelines.context import Context
-from embplat.pipelines.progress import NoProgress, ProgressSink
-from embplat.pipelines.semantic import publish_label_vectors
+from embplat.pipelines.embed import embed_into
 from embplat.pipelines.train_data import (
-    Built,
     Catalogued,
     catalog_samples,
+    home_relative,
     make_datasets,
     model_name,
-    recipe_for,
 )
+from embplat.pipelines.train_hooks import Trained, check_hooks, run_hooks
+from embplat.progress import NoProgress, ProgressSink, show_status
 from embplat.retrieval import collection_name
-from embplat.workers.runner import JobHandle, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +54,8 @@ def train_recipe(
     *,
     job_id: int | None = None,
 ) -> str:
-    """Train ``recipe`` (``classifier``, ``devise`` or ``metric``) and register the model.
+    """Train the registered ``recipe`` (e.g. ``classifier``, ``devise``, ``metric``) and
+    register the model.
 
     Args:
         config: the recipe's frozen config, or its JSON-like dict (unknown keys are refused).
@@ -74,17 +68,18 @@ def train_recipe(
         ConfigError: bad config, unknown recipe or encoder, or the name is taken.
         DataError: fewer than two trainable classes, or a label with no word vector.
     """
+    spec = get_recipe(recipe)
+    check_hooks(spec.hooks)
     cfg = make_config(recipe, config)
     name = model_name(ctx, recipe, cfg.name)
     data = catalog_samples(ctx, cfg)
-    built = recipe_for(ctx, recipe, cfg, data.classes)  # fails fast on unknown labels
+    built = spec.build(cfg, data.classes, home=ctx.home)  # fails fast on unknown labels
 
     def work(job: JobHandle) -> dict[str, Any]:
         sink = _JobProgress(progress or NoProgress(), job)
-        return _Run(ctx, recipe, cfg, name, data, built, sink, job).execute()
+        return _Run(ctx, spec, cfg, name, data, built, sink, job).execute()
 
-    run_in_process(
-        sessions=ctx.sessions,
+    ctx.runner.run(
         kind="train",
         params={"recipe": recipe, "model": name, "config": cfg.as_dict()},
         work=work,
@@ -98,7 +93,7 @@ class _Run:
     """One training run, from samples to a registered, embedded model."""
 
     ctx: Context
-    recipe_name: str
+    spec: RecipeSpec[Any]
     cfg: TrainConfig
     name: str
     data: Catalogued
@@ -110,87 +105,79 @@ class _Run:
         device = str(resolve_device(self.cfg.device))
         backbone = get_backbone(self.cfg.encoder, self.cfg.weights)
         size = self.cfg.image_size or backbone.default_size
-        stage1, main = self._fit(backbone, size, device)
+        before, main = self._fit(backbone, size, device)
         best = best_epoch(main.epochs)
-        plots = self._plots(main.epochs)
+        fitted = run_hooks(self.spec.hooks, "fit", self._trained(main.epochs))
         if self.cfg.keep_checkpoints == "best":
-            prune_checkpoints(stage1 + main.epochs, keep=best)
-        config = self._lineage(stage1 + main.epochs, main, best, device, plots)
+            prune_checkpoints(before + main.epochs, keep=best)
+        config = {**self._lineage(before + main.epochs, main, best, device), **fitted}
         recipe = self.built.recipe
         with transaction(self.ctx.sessions) as session:
             repo.ensure_model(
                 session=session,
                 name=self.name,
-                kind=self.recipe_name,
+                kind=self.spec.name,
                 encoder=self.cfg.encoder,
                 weights=config["checkpoint"],
                 dim=recipe.head.out_dim if recipe.head.export else backbone.dim,
                 image_size=size,
                 config=config,
             )
-        embedded = embed_catalog(self.ctx, self.name, self.progress) if self.cfg.embed else 0
-        semantic = self.cfg.embed and self.built.labels is not None
-        labels = publish_label_vectors(self.ctx, self.name) if semantic else []
-        return {
-            "model": self.name,
-            "best_epoch": best.epoch,
-            "embedded": embedded,
-            "labels": len(labels),
-        }
+        out = {"model": self.name, "best_epoch": best.epoch, "embedded": 0, "labels": 0}
+        if self.cfg.embed:
+            out["embedded"] = embed_catalog(self.ctx, self.name, self.progress)
+            out.update(run_hooks(self.spec.hooks, "embed", self._trained(main.epochs)))
+        return out
 
     def _fit(self, backbone: Backbone, size: int, device: str) -> tuple[list[EpochResult], History]:
-        """DeViSE's softmax stage 1 (when asked), then the recipe's frozen/unfrozen phases."""
+        """The recipe's stages in order; returns the earlier stages' epochs and the last's."""
         cfg, classes = self.cfg, self.data.classes
+        stages = self.spec.stages(cfg, self.built, classes)
+        if not stages:
+            raise ConfigError(f"recipe {self.spec.name!r} declares no training stage")
         tdata = make_datasets(self.ctx, backbone, size, self.data, self.built.transforms)
-        opts = cfg.loop_options(device)
-        stage1 = int(getattr(cfg, "stage1_epochs", 0))
-        epochs = (
-            cfg.freeze_epochs + cfg.unfreeze_epochs + (stage1 + cfg.freeze_epochs if stage1 else 0)
-        )
+        epochs = sum(p.epochs for stage in stages for p in stage.phases)
         self.job.set_total(len(self.data.train) * epochs)
-        out_dir = self.ctx.home / "models" / self.name
         meta = {
             "model": self.name,
             "config": cfg.as_dict(),
             "classes": classes,
             "encoder": _encoder_meta(cfg, backbone, size),
         }
-        run = functools.partial(fit, data=tdata, opts=opts, out_dir=out_dir, progress=self.progress)
+        run = functools.partial(
+            fit,
+            data=tdata,
+            opts=cfg.loop_options(device),
+            out_dir=self.ctx.home / "models" / self.name,
+            progress=self.progress,
+        )
         torch.manual_seed(cfg.seed)
         history: list[EpochResult] = []
-        if stage1:
-            first = ClassifierRecipe(len(classes))
-            phases = [
-                Phase("stage1-frozen", cfg.freeze_epochs, freeze_backbone=True),
-                Phase("stage1", stage1, freeze_backbone=False),
-            ]
-            meta1 = {**meta, "recipe": "classifier", "head": first.head.__dict__}
-            net1 = RecipeNet(backbone.module, backbone.dim, first)
-            history = run(net1, first, phases=phases, meta=meta1).epochs
-        recipe = self.built.recipe
-        meta = {
-            **meta,
-            **self.built.extras,
-            "recipe": self.recipe_name,
-            "head": recipe.head.__dict__,
-        }
-        net = RecipeNet(backbone.module, backbone.dim, recipe)
-        main = run(net, recipe, phases=cfg.phases(), meta=meta, first_epoch=len(history) + 1)
-        return history, main
+        for stage in stages:
+            head = {"recipe": stage.kind, "head": stage.recipe.head.__dict__}
+            net = RecipeNet(backbone.module, backbone.dim, stage.recipe)
+            out = run(
+                net,
+                stage.recipe,
+                phases=stage.phases,
+                meta={**meta, **stage.extras, **head},
+                first_epoch=len(history) + 1,
+            )
+            history += out.epochs
+        return history[: len(history) - len(out.epochs)], out
+
+    def _trained(self, epochs: list[EpochResult]) -> Trained:
+        classes = self.data.classes
+        return Trained(self.ctx, self.name, self.cfg, classes, self.built, epochs)
 
     def _lineage(
-        self,
-        epochs: list[EpochResult],
-        main: History,
-        best: EpochResult,
-        device: str,
-        plots: list[str],
+        self, epochs: list[EpochResult], main: History, best: EpochResult, device: str
     ) -> dict[str, Any]:
-        """What the catalog keeps: config, data seen, metrics per epoch, index, plots."""
+        """What the catalog keeps: config, data seen, metrics per epoch, index, device."""
         return {
-            "recipe": self.recipe_name,
+            "recipe": self.spec.name,
             "train_config": self.cfg.as_dict(),
-            "checkpoint": _rel(self.ctx, best.checkpoint),
+            "checkpoint": home_relative(self.ctx, best.checkpoint),
             "best_epoch": best.epoch,
             "metric": self.built.recipe.metric_name,
             "baseline": _finite(main.baseline),
@@ -202,36 +189,25 @@ class _Run:
                 "splits": {"train": "train", "valid": "valid"},
             },
             "collection": collection_name(self.name),
-            "vectors": self.built.extras.get("vectors"),
-            "label_center": _center(self.built.labels),
+            # every model's record has these keys; a recipe's lineage fills them (DeViSE)
+            "vectors": None,
+            "label_center": None,
+            **self.built.lineage,
             "device": device,
-            "plots": plots,
+            "plots": [],
             "job_id": self.job.job_id,
         }
-
-    def _plots(self, epochs: list[EpochResult]) -> list[str]:
-        labels = self.built.labels
-        if not self.cfg.plots or labels is None:
-            return []
-        from embplat.pipelines.train_plots import devise_pca_plot
-
-        try:
-            out = devise_pca_plot(self.ctx, self.name, epochs, self.data.classes, labels)
-        except Exception as exc:  # a plot must never lose a finished training run
-            log.warning("PCA plot of %s failed: %s", self.name, exc)
-            return []
-        return [_rel(self.ctx, str(out))] if out else []
 
 
 def embed_catalog(ctx: Context, model: str, progress: ProgressSink | None = None) -> int:
     """Embed every cataloged image the trained ``model``'s collection lacks; returns how many."""
-    space = ctx.space(model)
+    space = ctx.spaces.space(model)
     with ctx.sessions() as session:
         pending = repo.pending_image_ids(session=session, collection_id=space.collection_id)
     if not pending:
         return 0
     advance = (progress or NoProgress()).task(f"embedding with {model}", len(pending))
-    report = ctx.embed_into(space, pending, progress=advance)
+    report = embed_into(ctx, space, pending, progress=advance)
     for path, reason in report.failed:
         log.warning("not embedded %s: %s", path, reason)
     return report.done
@@ -246,22 +222,6 @@ def _encoder_meta(cfg: TrainConfig, backbone: Backbone, size: int) -> dict[str, 
         "mean": list(backbone.mean),
         "std": list(backbone.std),
     }
-
-
-def _rel(ctx: Context, path: str) -> str:
-    """A path inside the data home stored relative to it (the home may move); "" stays."""
-    if not path:
-        return ""
-    try:
-        return str(Path(path).resolve().relative_to(ctx.home.resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
-
-
-def _center(labels: LabelSpace | None) -> list[float] | None:
-    if labels is None or labels.center is None:
-        return None
-    return [float(x) for x in labels.center]
 
 
 def _finite(x: float) -> float | None:
@@ -291,7 +251,7 @@ def _epoch_row(ctx: Context, r: EpochResult) -> dict[str, Any]:
         "metric": _finite(r.metric),
         "images_per_s": round(r.images_per_s, 2),
         "seconds": round(r.seconds, 2),
-        "checkpoint": _rel(ctx, r.checkpoint),
+        "checkpoint": home_relative(ctx, r.checkpoint),
     }
 
 
@@ -313,5 +273,4 @@ class _JobProgress:
 
     def status(self, text: str) -> None:
         """Show a live status (loss, images/s) when the user's sink can."""
-        if isinstance(self.sink, StatusProgress):
-            self.sink.status(text)
+        show_status(self.sink, text)

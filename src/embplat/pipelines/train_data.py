@@ -1,7 +1,6 @@
-"""What a training run is built from: catalog samples, the model name, the recipe object.
+"""What a training run is built from: catalog samples, the model name, the datasets.
 
-Adding a recipe (e.g. the metric-learning ones): a config class in ``models.recipes.CONFIGS``
-and a branch in :func:`recipe_for` returning its ``Recipe`` object.
+The recipe object itself comes from the recipe's registry entry (``models.recipes``).
 """
 
 from __future__ import annotations
@@ -9,19 +8,15 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from pathlib import Path
 
 from embplat.catalog import repo
 from embplat.errors import ConfigError, DataError
 from embplat.ingest.images import load_rgb
 from embplat.models.encoders import Backbone
-from embplat.models.metric import MetricConfig, make_transforms
-from embplat.models.metric_recipe import MetricRecipe
-from embplat.models.recipes import ClassifierRecipe, DeviseConfig, DeviseRecipe, TrainConfig
+from embplat.models.recipes import Transforms
 from embplat.models.samples import (
     ImageSamples,
     Sample,
@@ -29,10 +24,8 @@ from embplat.models.samples import (
     eval_transform,
     train_transform,
 )
-from embplat.models.training import Recipe
-from embplat.models.wordvectors import LabelSpace, label_matrix, open_vectors
+from embplat.models.train_config import TrainConfig
 from embplat.pipelines.context import Context
-from embplat.pipelines.semantic import resolve_vectors
 
 
 @dataclass(frozen=True)
@@ -42,23 +35,6 @@ class Catalogued:
     classes: list[str]
     train: list[Sample]
     valid: list[Sample]
-
-
-#: ``(size, mean=, std=) -> (train, test)`` PIL → (3, S, S) transforms of a recipe.
-Transforms = Callable[..., tuple[Callable[[Any], torch.Tensor], Callable[[Any], torch.Tensor]]]
-
-
-@dataclass(frozen=True)
-class Built:
-    """A recipe object, the extras its checkpoints carry, and its label space (DeViSE).
-
-    ``transforms``: the recipe's own train/test transforms; None = the loop's defaults.
-    """
-
-    recipe: Recipe
-    extras: dict[str, Any]
-    labels: LabelSpace | None = None
-    transforms: Transforms | None = None
 
 
 def catalog_samples(ctx: Context, cfg: TrainConfig) -> Catalogued:
@@ -107,34 +83,6 @@ def model_name(ctx: Context, recipe: str, wanted: str | None) -> str:
     return f"{recipe}-{max(numbers, default=0) + 1}"
 
 
-def recipe_for(ctx: Context, recipe: str, cfg: TrainConfig, classes: list[str]) -> Built:
-    """The recipe object for ``classes`` (DeViSE: their label vectors, centred or not).
-
-    Raises:
-        DataError: a class name has no word vector (the message names it).
-        ConfigError: an unknown recipe.
-    """
-    if recipe == "classifier":
-        smoothing = float(getattr(cfg, "label_smoothing", 0.0))
-        return Built(ClassifierRecipe(len(classes), label_smoothing=smoothing), {})
-    if recipe == "devise" and isinstance(cfg, DeviseConfig):
-        source = resolve_vectors(ctx, cfg.vectors)
-        vectors = open_vectors(source)
-        raw = label_matrix(vectors, classes)
-        labels = LabelSpace(vectors, raw.mean(axis=0) if cfg.center else None)
-        targets = labels.matrix(classes)
-        extras = {
-            "vectors": source.as_dict(),
-            "label_vectors": torch.from_numpy(targets),
-            "label_center": None if labels.center is None else torch.from_numpy(labels.center),
-        }
-        return Built(DeviseRecipe(targets, loss=cfg.loss, margin=cfg.margin), extras, labels)
-    if recipe == "metric" and isinstance(cfg, MetricConfig):
-        transforms = functools.partial(make_transforms, resize=cfg.resize)
-        return Built(MetricRecipe(cfg, len(classes)), {}, transforms=transforms)
-    raise ConfigError(f"no training recipe {recipe!r}")
-
-
 def make_datasets(
     ctx: Context,
     backbone: Backbone,
@@ -158,3 +106,13 @@ def make_datasets(
         train_plain=ImageSamples(data.train, plain, loader),
         valid=ImageSamples(data.valid, plain, loader),
     )
+
+
+def home_relative(ctx: Context, path: str) -> str:
+    """A path inside the data home stored relative to it (the home may move); "" stays."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(ctx.home.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())

@@ -14,7 +14,7 @@ from embplat.catalog import repo
 from embplat.evaluation.plots import PcaPanel, pca_panels
 from embplat.ingest.images import load_rgb
 from embplat.models.checkpoints import load_trained_encoder
-from embplat.models.encoders import TorchImageEncoder
+from embplat.models.registry import ImageEncoder
 from embplat.models.training import EpochResult
 from embplat.models.wordvectors import LabelSpace
 from embplat.pipelines.context import Context
@@ -49,7 +49,7 @@ def devise_pca_plot(
     label_vecs = labels_in.matrix(names)
     panels = []
     for r in snapshots:
-        encoder = load_trained_encoder(r.checkpoint, name=model, device=ctx.device)
+        encoder = load_trained_encoder(r.checkpoint, name=model, device=ctx.spaces.device)
         when = "backbone frozen" if r.phase == "frozen" else "after unfreezing"
         panels.append(
             PcaPanel(
@@ -85,7 +85,7 @@ def _plot_images(
 
 
 @torch.inference_mode()
-def _encode(encoder: TorchImageEncoder, paths: Sequence[str], max_pixels: int) -> np.ndarray:
+def _encode(encoder: ImageEncoder, paths: Sequence[str], max_pixels: int) -> np.ndarray:
     out = []
     for start in range(0, len(paths), 32):
         images = [load_rgb(p, max_pixels=max_pixels) for p in paths[start : start + 32]]

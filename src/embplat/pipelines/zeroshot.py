@@ -14,7 +14,6 @@ from the word vectors the model was trained against.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,20 @@ import numpy as np
 
 from embplat.catalog import repo
 from embplat.errors import DataError
-from embplat.evaluation.plots import confusion_png
+from embplat.evaluation.metrics import confusion
+from embplat.evaluation.plots import confusion_figure, save_png
 from embplat.evaluation.zeroshot import (
-    calibrate_gamma,
-    confusion,
+    calibrated_summary,
     gzsl_accuracy,
-    per_class_accuracy,
+    gzsl_predictions,
+    image_counts,
+    rounded,
+    zsl_summary,
 )
 from embplat.pipelines.context import Context
-from embplat.pipelines.progress import ProgressSink
 from embplat.pipelines.semantic import label_space, semantic_model
 from embplat.pipelines.train import embed_catalog
-
-log = logging.getLogger(__name__)
+from embplat.progress import ProgressSink
 
 
 def evaluate_zero_shot(
@@ -69,9 +69,9 @@ def evaluate_zero_shot(
         "vectors": (config.get("vectors") or {}).get("origin"),
         "seen_classes": seen,
         "unseen_classes": unseen,
-        "zsl": _zsl(scores, y, seen_cols, names),
-        "gzsl": {**_rounded(gzsl_accuracy(scores, y, seen_cols)), **_counts(y, seen_cols)},
-        "calibrated": _calibrated(scores, y, seen_cols, hashes) if calibrate else None,
+        "zsl": zsl_summary(scores, y, seen_cols, names),
+        "gzsl": {**rounded(gzsl_accuracy(scores, y, seen_cols)), **image_counts(y, seen_cols)},
+        "calibrated": calibrated_summary(scores, y, seen_cols, hashes) if calibrate else None,
         "plots": [],
     }
     if plots:
@@ -84,7 +84,7 @@ def _held_out(
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Unit vectors (N, D), class names and sha256 of valid images of ``seen`` classes and
     test images of unseen classes."""
-    space = ctx.space(model)
+    space = ctx.spaces.space(model)
     with ctx.sessions() as session:
         rows = repo.embedded_images(
             session=session, collection_id=space.collection_id, splits=["valid", "test"]
@@ -107,54 +107,6 @@ def _held_out(
     )
 
 
-def _zsl(
-    scores: np.ndarray, y: np.ndarray, seen_cols: np.ndarray, names: list[str]
-) -> dict[str, Any] | None:
-    on_unseen = ~seen_cols[y]
-    cols = np.flatnonzero(~seen_cols)
-    if not on_unseen.any() or len(cols) == 0:
-        return None
-    sub = scores[on_unseen][:, cols]
-    sub_y = np.searchsorted(cols, y[on_unseen])
-    top1, per = per_class_accuracy(sub, sub_y, k=1)
-    k = min(5, len(cols))
-    topk, _ = per_class_accuracy(sub, sub_y, k=k)
-    return {
-        "images": int(on_unseen.sum()),
-        "labels": len(cols),
-        "top1": round(top1, 4),
-        "top5": round(topk, 4),
-        "top5_k": k,
-        "per_class_top1": {names[cols[c]]: round(v, 4) for c, v in per.items()},
-    }
-
-
-def _calibrated(
-    scores: np.ndarray, y: np.ndarray, seen_cols: np.ndarray, hashes: list[str]
-) -> dict[str, Any]:
-    half = np.array([int(h[:8] or "0", 16) % 2 == 0 for h in hashes])
-    gamma = calibrate_gamma(scores[half], y[half], seen_cols)
-    ev = ~half
-    raw = gzsl_accuracy(scores[ev], y[ev], seen_cols)
-    cal = gzsl_accuracy(scores[ev], y[ev], seen_cols, gamma=gamma)
-    return {
-        "gamma": gamma,
-        "calibration_images": int(half.sum()),
-        "eval_images": int(ev.sum()),
-        "without": _rounded(raw),
-        "with": _rounded(cal),
-    }
-
-
-def _rounded(m: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if np.isnan(v) else round(v, 4)) for k, v in m.items()}
-
-
-def _counts(y: np.ndarray, seen_cols: np.ndarray) -> dict[str, int]:
-    on_seen = seen_cols[y]
-    return {"seen_images": int(on_seen.sum()), "unseen_images": int((~on_seen).sum())}
-
-
 def _plots(
     ctx: Context,
     model: str,
@@ -170,8 +122,7 @@ def _plots(
     if report["calibrated"]:
         gammas.append(("gzsl_calibrated", report["calibrated"]["gamma"]))
     for tag, gamma in gammas:
-        pred = (scores - gamma * seen_cols[None, :]).argmax(axis=1)
-        title = f"{model} GZSL, all labels (gamma={gamma:g})"
-        matrix = confusion(pred, y, len(names))
-        paths.append(confusion_png(matrix, names, out / f"{tag}.png", title))
+        matrix = confusion(y, gzsl_predictions(scores, seen_cols, gamma), range(len(names)))
+        figure = confusion_figure(names, matrix, f"{model} GZSL, all labels (gamma={gamma:g})")
+        paths.append(save_png(figure, out / f"{tag}.png"))
     return [str(p) for p in paths]

@@ -1,8 +1,18 @@
-"""Vector indexes: the ``VectorIndex`` protocol, its backends, and how to open one."""
+"""Vector indexes: the ``VectorIndex`` protocol, its backends, and how to open one.
 
-from embplat.retrieval.arrays import IdPositions, SearchArrays, search_arrays
-from embplat.retrieval.base import Filter, Hit, VectorIndex, point_id
-from embplat.retrieval.factory import collection_name, open_index
+The names below are loaded on first use (PEP 562), so ``embplat.retrieval.backends`` (the
+backend options that ``embplat.config`` nests) imports without numpy or a backend library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embplat.retrieval.arrays import IdPositions, SearchArrays, search_arrays
+    from embplat.retrieval.base import Filter, Hit, VectorIndex, point_id
+    from embplat.retrieval.factory import collection_name, open_index
 
 __all__ = [
     "Filter",
@@ -15,3 +25,23 @@ __all__ = [
     "point_id",
     "search_arrays",
 ]
+
+_HOMES = {
+    "IdPositions": "embplat.retrieval.arrays",
+    "SearchArrays": "embplat.retrieval.arrays",
+    "search_arrays": "embplat.retrieval.arrays",
+    "Filter": "embplat.retrieval.base",
+    "Hit": "embplat.retrieval.base",
+    "VectorIndex": "embplat.retrieval.base",
+    "point_id": "embplat.retrieval.base",
+    "collection_name": "embplat.retrieval.factory",
+    "open_index": "embplat.retrieval.factory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

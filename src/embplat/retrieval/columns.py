@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from embplat.retrieval.base import Filter, append_rows, matches
+from embplat.retrieval.base import Filter, matches
+from embplat.retrieval.helpers import append_rows
 
 #: Code of a value compared in Python (unhashable, or NaN, which equals nothing).
 _ODD = -1

@@ -11,27 +11,31 @@ import numpy as np
 
 from embplat.errors import IndexDamagedError
 from embplat.retrieval.arrays import SearchArrays
-from embplat.retrieval.base import (
-    Filter,
-    Hit,
+from embplat.retrieval.backends import ExactOptions
+from embplat.retrieval.base import Filter, Hit, VectorIndex, exact_top_k
+from embplat.retrieval.files import atomic_write, check_stored_dim, npz_bytes, read_npz
+from embplat.retrieval.helpers import (
     append_rows,
-    exact_top_k,
     filter_mask,
     lookup,
     make_hit_lists,
     prepare_search,
     prepare_upsert,
 )
-from embplat.retrieval.files import atomic_write, check_stored_dim, npz_bytes, read_npz
-from embplat.retrieval.lock import WriteLock
+from embplat.retrieval.lock import WriteLock, begin_write
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FILE = "exact.npz"
 _FORMAT = 2  # 2: a sha256 of the file's arrays is stored inside it
 
 
-class ExactIndex:
+def open_index(*, name: str, dim: int, root: Path, options: ExactOptions) -> ExactIndex:
+    """The exact index ``name`` kept in ``root/name`` (the registry's entry point)."""
+    return ExactIndex(name, dim, path=Path(root) / name, lock_timeout=options.lock_timeout)
+
+
+class ExactIndex(VectorIndex):
     """Cosine similarity by one matrix product over every stored vector.
 
     Scores are exact dot products of unit vectors; ties are broken by insertion order (a
@@ -39,7 +43,8 @@ class ExactIndex:
     whole index to ``path/exact.npz`` atomically (with a checksum inside) and construction
     reloads it. Writers of one ``path`` take turns as for nmslib: the directory's write lock
     is held from a handle's first write until its flush, and a handle reloads the file first
-    when another writer replaced it meanwhile.
+    when another writer replaced it meanwhile. Exact search has nothing to build, so the
+    deferred-indexing, rebuild and alias methods keep :class:`VectorIndex`'s no-op defaults.
 
     Args:
         name: index name (used in messages).
@@ -174,7 +179,7 @@ class ExactIndex:
         self._dirty = False
         self._token = self._file_token()
         self._end_write()
-        logger.debug("flushed %d points of %r to %s", len(self._ids), self.name, self.path)
+        log.debug("flushed %d points of %r to %s", len(self._ids), self.name, self.path)
 
     def close(self) -> None:
         """Flush; the index holds no open files or connections."""
@@ -182,17 +187,13 @@ class ExactIndex:
 
     def _begin_write(self) -> None:
         """Take ``path``'s write lock; reload first if another writer replaced the file."""
-        if self._lock is None or self._lock.held:
-            return
-        self._lock.acquire()
-        try:
-            if self._file_token() != self._token:
-                logger.debug("%s changed on disk; reloading before writing", self.path)
-                self._reset()
-                self._load()
-        except BaseException:
-            self._lock.release()
-            raise
+        begin_write(
+            self._lock, stale=lambda: self._file_token() != self._token, reload=self._reload
+        )
+
+    def _reload(self) -> None:
+        self._reset()
+        self._load()
 
     def _end_write(self) -> None:
         if self._lock is not None and not self._dirty:
@@ -222,7 +223,7 @@ class ExactIndex:
         self._payloads = list(meta["payloads"])
         self._row = {pid: r for r, pid in enumerate(self._ids)}
         self._token = token
-        logger.debug("loaded %d points of %r from %s", len(self._ids), self.name, file)
+        log.debug("loaded %d points of %r from %s", len(self._ids), self.name, file)
 
 
 def salvage(path: Path, dim: int) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
@@ -241,6 +242,6 @@ def salvage(path: Path, dim: int) -> tuple[list[str], np.ndarray, list[dict[str,
         if not len(ids) == len(payloads) == len(vectors):
             raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
     except (IndexDamagedError, KeyError, TypeError, ValueError) as exc:
-        logger.warning("salvage: nothing readable in %s (%s)", path / FILE, exc)
+        log.warning("salvage: nothing readable in %s (%s)", path / FILE, exc)
         return [], np.empty((0, dim), np.float32), []
     return ids, vectors.astype(np.float32), payloads

@@ -15,11 +15,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from embplat.errors import BusyError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 #: Longest pause between two attempts while waiting for the lock.
@@ -80,7 +81,7 @@ class WriteLock:
         self._fd, self._key = fd, key
         with _HELD_GUARD:
             _HELD[key] = threading.get_ident()
-        logger.debug("write lock of %s taken by pid %d", self.directory, os.getpid())
+        log.debug("write lock of %s taken by pid %d", self.directory, os.getpid())
 
     def release(self) -> None:
         """Drop the lock (no-op when not held)."""
@@ -127,3 +128,29 @@ class WriteLock:
             pass
         after = f" (waited {waited:.0f}s)" if self.timeout else ""
         return f"index {self.directory} is being written by {holder}{after}; wait for it or stop it"
+
+
+def begin_write(
+    lock: WriteLock | None, *, stale: Callable[[], bool], reload: Callable[[], None]
+) -> None:
+    """Take ``lock`` before a handle's first write (no-op when held, or None for an index
+    kept in memory), reloading first when another writer committed since this handle read.
+
+    Args:
+        lock: the index directory's write lock.
+        stale: called with the lock held; True when the saved index changed meanwhile.
+        reload: called with the lock held when ``stale()``; replaces the in-memory state.
+
+    Raises:
+        BusyError: another writer kept the lock past its timeout.
+    """
+    if lock is None or lock.held:
+        return
+    lock.acquire()
+    try:
+        if stale():
+            log.debug("%s changed on disk; reloading before writing", lock.directory)
+            reload()
+    except BaseException:
+        lock.release()
+        raise

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from embplat.retrieval.arrays import SearchArrays
-from embplat.retrieval.base import (
-    Filter,
-    Hit,
+from embplat.retrieval.backends import NmslibOptions
+from embplat.retrieval.base import Filter, Hit, VectorIndex
+from embplat.retrieval.columns import PayloadColumns
+from embplat.retrieval.files import Snapshot
+from embplat.retrieval.helpers import (
     append_rows,
     filter_key,
     lookup,
@@ -29,16 +31,20 @@ from embplat.retrieval.base import (
     prepare_search,
     prepare_upsert,
 )
-from embplat.retrieval.columns import PayloadColumns
-from embplat.retrieval.files import Snapshot
-from embplat.retrieval.nmslib_search import Found, exact_slots, graph_top_k, merge, pipelined
+from embplat.retrieval.lock import begin_write
+from embplat.retrieval.nmslib_salvage import salvage as salvage
+from embplat.retrieval.nmslib_search import (
+    Found,
+    build_graph,
+    exact_slots,
+    graph_top_k,
+    merge,
+    new_graph,
+    pipelined,
+)
 from embplat.retrieval.nmslib_store import NmslibStore
 
-logger = logging.getLogger(__name__)
-# nmslib logs ~70 INFO lines while importing (factory registrations) and more per index;
-# quieten its logger before the import so they never reach the application's handlers.
-logging.getLogger("nmslib").setLevel(logging.WARNING)
-import nmslib  # noqa: E402
+log = logging.getLogger(__name__)
 
 _MAX_CACHED_MASKS = 32
 #: Queries per nmslib call when a large batch is pipelined with building the results.
@@ -52,7 +58,21 @@ _BUFFER_GROWTH = 0.5
 _TOMBSTONE_FRACTION = 0.5
 
 
-class NmslibIndex:
+def open_index(*, name: str, dim: int, root: Path, options: NmslibOptions) -> NmslibIndex:
+    """The nmslib index ``name`` kept in ``root/name`` (the registry's entry point)."""
+    return NmslibIndex(
+        name,
+        dim,
+        Path(root) / name,
+        m=options.hnsw_m,
+        ef_construction=options.ef_construction,
+        ef_search=options.ef_search,
+        buffer_limit=options.buffer_limit,
+        lock_timeout=options.lock_timeout,
+    )
+
+
+class NmslibIndex(VectorIndex):
     """HNSW (nmslib, space ``cosinesimil``) with an exact write buffer and tombstones.
 
     Not thread-safe. Several processes may write one directory: each write waits for the
@@ -146,7 +166,7 @@ class NmslibIndex:
         self._masks.clear()
         self._columns.clear()
         elapsed = time.perf_counter() - start
-        logger.info("built HNSW graph of %r over %d points in %.1fs", self.name, self._n, elapsed)
+        log.info("built HNSW graph of %r over %d points in %.1fs", self.name, self._n, elapsed)
 
     def defer_indexing(self) -> None:
         """Hold automatic rebuilds during a bulk load; new points wait in the exact buffer."""
@@ -228,15 +248,12 @@ class NmslibIndex:
 
     def _begin_write(self) -> None:
         """Take the directory's write lock; reload first if another writer committed."""
-        try:
-            if self._store.begin_write():
-                logger.debug("%s changed on disk; reloading before writing", self.path)
-                self._restore(Snapshot.empty(self.dim))
-                if self._store.exists():
-                    self._load()
-        except BaseException:
-            self._store.end_write()
-            raise
+        begin_write(self._store.lock, stale=self._store.changed_on_disk, reload=self._reload)
+
+    def _reload(self) -> None:
+        self._restore(Snapshot.empty(self.dim))
+        if self._store.exists():
+            self._load()
 
     def _apply_upsert(
         self, ids: list[str], arr: np.ndarray, payloads: list[dict[str, Any]]
@@ -268,18 +285,10 @@ class NmslibIndex:
         if self._n - self._built > limit or dead > _TOMBSTONE_FRACTION * self._built:
             self.rebuild()
 
-    def _new_graph(self) -> Any:
-        return nmslib.init(method="hnsw", space="cosinesimil")
-
     def _build_graph(self, vectors: np.ndarray) -> Any:
-        graph = self._new_graph()
-        graph.addDataPointBatch(vectors, np.arange(len(vectors), dtype=np.int32))
-        params: dict[str, int] = {"M": self.m, "efConstruction": self.ef_construction, "post": 0}
-        if self.num_threads:
-            params["indexThreadQty"] = self.num_threads
-        graph.createIndex(params, print_progress=False)
-        graph.setQueryTimeParams({"efSearch": self.ef_search})
-        return graph
+        return build_graph(
+            vectors, self.m, self.ef_construction, self.ef_search, threads=self.num_threads
+        )
 
     def _allowed(self, flt: Filter | None) -> np.ndarray:
         """(n,) bool: live slots whose payload matches ``flt`` (cached until the next write)."""
@@ -340,11 +349,11 @@ class NmslibIndex:
                 self._apply_upsert(ids, arr, payloads)
             else:
                 self._apply_delete(ids)
-        logger.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
+        log.debug("loaded %d points of %r from %s", len(self._slot_of), self.name, self.path)
 
     def _load_graph(self) -> bool:
         """Load the saved HNSW graph over slots ``[0, built)``; False when it is unreadable."""
-        graph = self._new_graph()
+        graph = new_graph()
         graph.addDataPointBatch(self._buf[: self._built], np.arange(self._built, dtype=np.int32))
         if not self._store.load_graph(graph):
             return False

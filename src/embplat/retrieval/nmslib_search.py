@@ -1,6 +1,6 @@
-"""Search helpers of :class:`~embplat.retrieval.nmslib_index.NmslibIndex`, over whole batches.
+"""HNSW graphs and search helpers of :class:`~embplat.retrieval.nmslib_index.NmslibIndex`.
 
-Every function returns dense (Q, K) slot and score arrays: a query always gets
+Every search function returns dense (Q, K) slot and score arrays: a query always gets
 ``min(k, allowed points)`` results (the graph's answer completed by exact search when HNSW
 returns too few), so results are built with a few numpy calls per batch rather than per
 query.
@@ -8,6 +8,7 @@ query.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,40 @@ import numpy as np
 
 from embplat.retrieval.base import exact_top_k
 
+# nmslib logs ~70 INFO lines while importing (factory registrations) and more per index;
+# quieten its logger before the import so they never reach the application's handlers.
+logging.getLogger("nmslib").setLevel(logging.WARNING)
+import nmslib  # noqa: E402
+
 #: (Q, K) slots and their (Q, K) cosine similarities.
 Found = tuple[np.ndarray, np.ndarray]
+
+
+def new_graph() -> Any:
+    """An empty nmslib HNSW index in cosine space (``cosinesimil``)."""
+    return nmslib.init(method="hnsw", space="cosinesimil")
+
+
+def build_graph(
+    vectors: np.ndarray, m: int, ef_construction: int, ef_search: int, *, threads: int = 0
+) -> Any:
+    """An HNSW graph over (N, D) unit ``vectors``, their ids being slots ``0..N-1``.
+
+    Args:
+        vectors: (N, D) float32 unit vectors.
+        m: HNSW ``M``.
+        ef_construction: HNSW ``efConstruction``.
+        ef_search: HNSW ``efSearch`` set for queries.
+        threads: build threads; 0 lets nmslib use every core.
+    """
+    graph = new_graph()
+    graph.addDataPointBatch(vectors, np.arange(len(vectors), dtype=np.int32))
+    params: dict[str, int] = {"M": m, "efConstruction": ef_construction, "post": 0}
+    if threads:
+        params["indexThreadQty"] = threads
+    graph.createIndex(params, print_progress=False)
+    graph.setQueryTimeParams({"efSearch": ef_search})
+    return graph
 
 
 def exact_slots(q: np.ndarray, vectors: np.ndarray, slots: np.ndarray, k: int) -> Found:

@@ -43,9 +43,9 @@ from embplat.retrieval.files import (
 )
 from embplat.retrieval.lock import WriteLock
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-_MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"
 _FORMAT = 2  # 2: the manifest records a checksum of every file it names
 #: Names this class writes; temporaries are these with a leading dot and a ``.tmp`` suffix.
 _OWN_PREFIXES = ("base-", "graph-", "seg-")
@@ -88,29 +88,20 @@ class NmslibStore:
 
     def exists(self) -> bool:
         """True when ``path`` holds a committed index."""
-        return (self.path / _MANIFEST).exists()
+        return (self.path / MANIFEST).exists()
 
     @property
     def dirty(self) -> bool:
         """True while writes wait for :meth:`flush`."""
         return bool(self._pending) or self._needs_snapshot
 
-    def begin_write(self) -> bool:
-        """Take the write lock (no-op when held).
-
-        Returns:
-            True when another writer committed since this handle loaded: reload first.
-
-        Raises:
-            BusyError: another writer kept the lock past ``lock_timeout``.
-        """
-        if self.lock.held:
-            return False
-        self.lock.acquire()
-        raw = _read_raw(self.path / _MANIFEST)
+    def changed_on_disk(self) -> bool:
+        """With the write lock held: True when another writer committed since this handle
+        loaded (reload first); a directory moved aside or emptied starts a new index."""
+        raw = _read_raw(self.path / MANIFEST)
         if raw == self._token:
             return False
-        if raw is None:  # the directory was moved aside or emptied: start a new index
+        if raw is None:
             self.manifest = self.graph_file = self._token = None
         return True
 
@@ -166,15 +157,15 @@ class NmslibStore:
             ConfigError: the index holds vectors of another dimension.
         """
         for attempt in range(_LOAD_ATTEMPTS):
-            raw = _read_raw(self.path / _MANIFEST)
+            raw = _read_raw(self.path / MANIFEST)
             if raw is None:
-                raise damaged(self.path / _MANIFEST, "is missing")
+                raise damaged(self.path / MANIFEST, "is missing")
             manifest = self._parse_manifest(raw)
             try:
                 base, ops, graph_ok = self._read_files(manifest, raw)
             except FileVanishedError:
-                if attempt + 1 < _LOAD_ATTEMPTS and _read_raw(self.path / _MANIFEST) != raw:
-                    logger.debug("%s changed while loading; reading it again", self.path)
+                if attempt + 1 < _LOAD_ATTEMPTS and _read_raw(self.path / MANIFEST) != raw:
+                    log.debug("%s changed while loading; reading it again", self.path)
                     continue
                 raise
             self.manifest, self._token = manifest, raw
@@ -194,14 +185,12 @@ class NmslibStore:
         try:
             graph.loadIndex(str(file), load_data=False)
         except RuntimeError as exc:  # nmslib's C++ checks surface as RuntimeError
-            logger.warning(
-                "cannot load HNSW graph %s (%s); rebuilding it from the vectors", file, exc
-            )
+            log.warning("cannot load HNSW graph %s (%s); rebuilding it from the vectors", file, exc)
             return False
         return True
 
     def _parse_manifest(self, raw: bytes) -> dict[str, Any]:
-        where = self.path / _MANIFEST
+        where = self.path / MANIFEST
         try:
             manifest = json.loads(raw.decode("utf-8"))
             if not isinstance(manifest, dict):
@@ -231,12 +220,12 @@ class NmslibStore:
         try:
             read_checked(self.path / graph, sums[graph])
         except FileVanishedError:
-            if _read_raw(self.path / _MANIFEST) != raw:
+            if _read_raw(self.path / MANIFEST) != raw:
                 raise  # a writer replaced it: read the new manifest
-            logger.warning("HNSW graph %s is missing; rebuilding it", self.path / graph)
+            log.warning("HNSW graph %s is missing; rebuilding it", self.path / graph)
             return base, ops, False
         except IndexDamagedError as exc:
-            logger.warning("%s; rebuilding the graph from the vectors instead", exc)
+            log.warning("%s; rebuilding the graph from the vectors instead", exc)
             return base, ops, False
         return base, ops, True
 
@@ -286,7 +275,7 @@ class NmslibStore:
         manifest["files"] = sums
         fsync_dir(self.path)
         blob = json.dumps(manifest, indent=1).encode("utf-8")
-        atomic_write(self.path / _MANIFEST, lambda fh: fh.write(blob))
+        atomic_write(self.path / MANIFEST, lambda fh: fh.write(blob))
         self.manifest, self._token = manifest, blob
 
     def _collect_garbage(self) -> None:
@@ -294,7 +283,7 @@ class NmslibStore:
         crash left over an hour ago; another live writer's temporaries stay."""
         assert self.manifest is not None
         keep = {self.manifest["base"], self.manifest["graph"], *self.manifest["segments"]}
-        ours = (*_OWN_PREFIXES, _MANIFEST)
+        ours = (*_OWN_PREFIXES, MANIFEST)
         for file in self.path.iterdir():
             name = file.name
             if (name.startswith(_OWN_PREFIXES) and name not in keep) or (
@@ -310,55 +299,3 @@ def _read_raw(file: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise damaged(file, f"is unreadable ({exc.strerror})") from exc
-
-
-def salvage(path: Path, dim: int) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-    """Every point still readable in an index directory, checksums ignored.
-
-    The live slots of the base file (when readable), then the writes of its segments in
-    order, up to the first unreadable one. Without a readable manifest, the newest base file
-    and the segments of its generation are used. Never raises for damage.
-
-    Returns:
-        ids, (N, dim) float32 vectors and payloads, aligned.
-    """
-    base_name, segments = _salvage_plan(path)
-    points: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-    if base_name:
-        try:
-            base = read_base((path / base_name).read_bytes(), path / base_name)
-            if base.vectors.ndim != 2 or base.vectors.shape[1] != dim:
-                raise damaged(path / base_name, f"holds vectors of shape {base.vectors.shape}")
-            for i in np.flatnonzero(base.alive).tolist():
-                points[base.ids[i]] = (base.vectors[i], base.payloads[i])
-        except (OSError, IndexDamagedError) as exc:
-            logger.warning("salvage: skipping base file %s (%s)", path / base_name, exc)
-    for segment in segments:
-        try:
-            ops = list(read_segment((path / segment).read_bytes(), path / segment, dim))
-        except (OSError, IndexDamagedError) as exc:
-            logger.warning("salvage: stopping at segment %s (%s)", path / segment, exc)
-            break
-        for kind, ids, arr, payloads in ops:
-            for i, pid in enumerate(ids):
-                points.pop(pid, None)  # a re-written point moves to the end, as in the index
-                if kind == "u":
-                    points[pid] = (arr[i], payloads[i])
-    ids = [pid for pid in points if isinstance(pid, str) and pid]
-    vectors = np.stack([points[pid][0] for pid in ids]) if ids else np.empty((0, dim))
-    return ids, vectors.astype(np.float32), [points[pid][1] for pid in ids]
-
-
-def _salvage_plan(path: Path) -> tuple[str | None, list[str]]:
-    """The base file and segments to salvage: the manifest's, else the newest on disk."""
-    try:
-        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
-        base, segments = manifest["base"], manifest["segments"]
-        if isinstance(base, str) and all(isinstance(s, str) for s in segments):
-            return base, list(segments)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("salvage: manifest of %s unreadable (%s); using the newest files", path, exc)
-    bases = sorted(f.name for f in path.glob("base-*.npz"))
-    all_segments = sorted(f.name for f in path.glob("seg-*.npz"))
-    gen = bases[-1][5:11] if bases else (all_segments[-1][4:10] if all_segments else "")
-    return (bases[-1] if bases else None), [s for s in all_segments if s[4:10] == gen]

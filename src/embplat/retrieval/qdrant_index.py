@@ -10,7 +10,6 @@ warning is logged once per process past :data:`LOCAL_MODE_LIMIT`.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,15 +17,24 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
-from embplat.retrieval.base import Filter, Hit, check_k, prepare_upsert, unit_rows
+from embplat.errors import DataError, IndexEmptyError, NotFoundError
+from embplat.retrieval.base import Filter, Hit, VectorIndex, check_k, unit_rows
+from embplat.retrieval.helpers import prepare_upsert
+from embplat.retrieval.qdrant_schema import (
+    check_collection,
+    check_upload_options,
+    ensure_payload_indexes,
+    is_canonical_uuid,
+)
+from embplat.retrieval.qdrant_schema import to_qdrant_filter as to_qdrant_filter
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-#: Payload fields filtered on by the platform (kNN vote by split, search by class or kind).
-INDEXED_FIELDS = ("class", "split", "kind")
 #: Qdrant's documented default for ``optimizers_config.indexing_threshold`` (kB of vectors).
 _DEFAULT_INDEXING_THRESHOLD = 10_000
+#: Collection metadata key holding the threshold a deferred bulk load replaced, so whichever
+#: process ends the load (another worker, after a crash) restores it.
+SAVED_THRESHOLD_KEY = "embplat_saved_indexing_threshold"
 #: Queries per ``query_batch_points`` request, so a large batch stays a reasonable request.
 _QUERY_BATCH = 256
 #: Points per ``scroll`` page when listing ids.
@@ -37,7 +45,7 @@ LOCAL_MODE_LIMIT = 20_000
 _warned_local_size = False
 
 
-class QdrantIndex:
+class QdrantIndex(VectorIndex):
     """A Qdrant collection behind the :class:`~embplat.retrieval.base.VectorIndex` protocol.
 
     Point ids must be canonical UUID strings (as :func:`~embplat.retrieval.base.point_id`
@@ -69,25 +77,27 @@ class QdrantIndex:
         parallel: int = 1,
         max_retries: int = 3,
     ) -> None:
-        _check_upload_options(upload_batch, parallel, max_retries)
+        check_upload_options(upload_batch, parallel, max_retries)
         self.name, self.dim, self.client = name, dim, client
         self.upload_batch, self.owns_client = upload_batch, owns_client
         opts = client.init_options
         self.local = opts.get("location") == ":memory:" or opts.get("path") is not None
         if self.local and parallel > 1:
-            logger.info("local Qdrant writes in-process; ignoring parallel=%d", parallel)
+            log.info("local Qdrant writes in-process; ignoring parallel=%d", parallel)
         # local mode ignores parallel, but would still fork workers for nothing: keep it 1
         self.parallel = 1 if self.local else parallel
         self.max_retries = max_retries
-        self._saved_threshold: int | None = None
         if client.collection_exists(name):
-            self._check_collection()
+            check_collection(client, name, dim)
         else:
             client.create_collection(
                 name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
             )
-            logger.info("created Qdrant collection %r (%d-d, cosine)", name, dim)
-        self._ensure_payload_indexes()
+            log.info("created Qdrant collection %r (%d-d, cosine)", name, dim)
+        if self.local:
+            log.debug("local Qdrant ignores payload indexes; not creating them")
+        else:
+            ensure_payload_indexes(client, name)
         self._warn_if_large_local()
 
     def upsert(
@@ -104,7 +114,7 @@ class QdrantIndex:
             DataError: bad shapes or values, or ids that are not canonical UUID strings.
         """
         ids, arr, payloads = prepare_upsert(ids, vectors, payloads, self.dim)
-        bad = [pid for pid in ids if not _is_canonical_uuid(pid)]
+        bad = [pid for pid in ids if not is_canonical_uuid(pid)]
         if bad:
             raise DataError(
                 f"Qdrant point ids must be canonical UUID strings (see point_id()); got {bad[:3]}"
@@ -211,7 +221,10 @@ class QdrantIndex:
                 return out
 
     def flush(self) -> None:
-        """Nothing to do: every upsert already waited for Qdrant to apply it."""
+        """Nothing to do: every upsert already waited for Qdrant to apply it.
+
+        :meth:`rebuild` keeps the protocol's no-op: Qdrant's optimizer maintains the HNSW.
+        """
 
     def close(self) -> None:
         """Close the client when this index owns it."""
@@ -228,28 +241,36 @@ class QdrantIndex:
         create = models.CreateAlias(collection_name=self.name, alias_name=alias)
         ops.append(models.CreateAliasOperation(create_alias=create))
         self.client.update_collection_aliases(change_aliases_operations=ops)
-        logger.info("alias %r now points at collection %r", alias, self.name)
+        log.info("alias %r now points at collection %r", alias, self.name)
 
     def defer_indexing(self) -> None:
-        """Stop HNSW indexing (``indexing_threshold=0``) for a bulk load, as Qdrant advises."""
+        """Stop HNSW indexing (``indexing_threshold=0``) for a bulk load, as Qdrant advises.
+
+        The threshold it replaces is saved in the collection's metadata, where any process's
+        :meth:`restore_indexing` finds it; a load already deferred keeps the saved value.
+        """
         if self.local:
-            logger.debug("local Qdrant has no HNSW optimizer; defer_indexing is a no-op")
+            log.debug("local Qdrant has no HNSW optimizer; defer_indexing is a no-op")
             return
         current = self.client.get_collection(self.name).config.optimizer_config
         if current.indexing_threshold:
-            self._saved_threshold = current.indexing_threshold
+            saved = {SAVED_THRESHOLD_KEY: current.indexing_threshold}
+            self.client.update_collection(self.name, metadata=saved)
         self._set_indexing_threshold(0)
 
     def restore_indexing(self) -> None:
-        """Re-enable indexing with the threshold saved by :meth:`defer_indexing`.
+        """Re-enable indexing with the threshold saved in the collection's metadata by
+        :meth:`defer_indexing` (of this handle or any other).
 
-        Falls back to Qdrant's default (10000 kB) when nothing was saved, e.g. after a load
-        that crashed left the threshold at 0.
+        Falls back to Qdrant's default (10000 kB) when nothing was saved, e.g. a collection
+        whose threshold was set to 0 by hand.
         """
         if self.local:
-            logger.debug("local Qdrant has no HNSW optimizer; restore_indexing is a no-op")
+            log.debug("local Qdrant has no HNSW optimizer; restore_indexing is a no-op")
             return
-        self._set_indexing_threshold(self._saved_threshold or _DEFAULT_INDEXING_THRESHOLD)
+        metadata = self.client.get_collection(self.name).config.metadata or {}
+        saved = metadata.get(SAVED_THRESHOLD_KEY)
+        self._set_indexing_threshold(int(saved) if saved else _DEFAULT_INDEXING_THRESHOLD)
 
     @contextmanager
     def bulk_load(self) -> Iterator[QdrantIndex]:
@@ -272,7 +293,7 @@ class QdrantIndex:
         if size <= LOCAL_MODE_LIMIT:
             return
         _warned_local_size = True
-        logger.warning(
+        log.warning(
             "local Qdrant collection %r holds %d points; local mode keeps every point in "
             "Python and filters in a Python loop (slow to open and to search past ~10k "
             "points): use the nmslib backend locally (EMBPLAT_INDEX_BACKEND=nmslib) or a "
@@ -284,100 +305,13 @@ class QdrantIndex:
     def _set_indexing_threshold(self, value: int) -> None:
         diff = models.OptimizersConfigDiff(indexing_threshold=value)
         self.client.update_collection(self.name, optimizers_config=diff)
-        logger.info("collection %r: indexing_threshold=%d", self.name, value)
-
-    def _check_collection(self) -> None:
-        params = self.client.get_collection(self.name).config.params.vectors
-        if not isinstance(params, models.VectorParams):
-            raise ConfigError(
-                f"Qdrant collection {self.name!r} uses named vectors; this platform needs a "
-                "single unnamed vector: delete it or choose another collection name"
-            )
-        if params.size != self.dim:
-            raise ConfigError(
-                f"Qdrant collection {self.name!r} holds {params.size}-d vectors but the model "
-                f"produces {self.dim}-d ones; use another collection name or delete it"
-            )
-        if params.distance != models.Distance.COSINE:
-            raise ConfigError(
-                f"Qdrant collection {self.name!r} uses {params.distance.value} distance, not "
-                "Cosine; delete it or choose another collection name"
-            )
-
-    def _ensure_payload_indexes(self) -> None:
-        if self.local:
-            logger.debug("local Qdrant ignores payload indexes; not creating them")
-            return
-        # every process opening the collection gets here: skip the (waited-for) writes
-        # when the keyword indexes already exist
-        schema = self.client.get_collection(self.name).payload_schema or {}
-        for field in INDEXED_FIELDS:
-            info = schema.get(field)
-            if info is not None and info.data_type == models.PayloadSchemaType.KEYWORD:
-                continue
-            self.client.create_payload_index(
-                self.name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
-            )
+        log.info("collection %r: indexing_threshold=%d", self.name, value)
 
     def _retrieve(self, ids: Sequence[str], *, with_vectors: bool) -> dict[str, Any]:
-        wanted = [pid for pid in dict.fromkeys(ids) if _is_canonical_uuid(pid)]
+        wanted = [pid for pid in dict.fromkeys(ids) if is_canonical_uuid(pid)]
         if not wanted:
             return {}
         records = self.client.retrieve(
             self.name, ids=wanted, with_payload=True, with_vectors=with_vectors
         )
         return {str(r.id): r for r in records}
-
-
-def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
-    """Translate a platform filter (field -> value or list of values) to a Qdrant filter.
-
-    Raises:
-        DataError: a value is not a string, integer or bool, or a list mixes types (Qdrant's
-            ``MatchAny`` takes only all-string or all-integer lists).
-    """
-    if not flt:
-        return None
-    conditions = []
-    for key, want in flt.items():
-        match: Any
-        if isinstance(want, list | tuple | set | frozenset):
-            kinds = {type(v) for v in want}
-            if not (kinds <= {str} or kinds <= {int}):
-                raise DataError(
-                    f"filter on {key!r} lists {sorted(map(repr, want))}; Qdrant matches lists "
-                    "of strings or of integers only"
-                )
-            match = models.MatchAny(any=list(want))
-        elif isinstance(want, str | int):  # bool is an int
-            match = models.MatchValue(value=want)
-        else:
-            raise DataError(
-                f"filter on {key!r} has value {want!r}; Qdrant matches strings, integers "
-                "and booleans only"
-            )
-        conditions.append(models.FieldCondition(key=key, match=match))
-    return models.Filter(must=conditions)
-
-
-def _check_upload_options(upload_batch: int, parallel: int, max_retries: int) -> None:
-    if upload_batch < 1:
-        raise ConfigError(
-            f"upload_batch is {upload_batch}; use a positive number of points per request "
-            "(64-256 is what Qdrant recommends, EMBPLAT_QDRANT_UPLOAD_BATCH)"
-        )
-    if parallel < 1:
-        raise ConfigError(
-            f"parallel is {parallel}; use 1 or more upload processes (EMBPLAT_QDRANT_PARALLEL)"
-        )
-    if max_retries < 0:
-        raise ConfigError(
-            f"max_retries is {max_retries}; use 0 or more (EMBPLAT_QDRANT_MAX_RETRIES)"
-        )
-
-
-def _is_canonical_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except (ValueError, TypeError, AttributeError):
-        return False

@@ -1,6 +1,6 @@
 """The Celery application, built from Settings (server mode).
 
-``platform worker`` and the dispatcher build their app with :func:`make_celery` from the
+``platform worker`` and the server-mode job runner build their app with :func:`make_celery` from the
 Settings they were given (CLI flags included). ``celery -A embplat.workers.celery_app``
 (Flower, ``celery inspect``) finds the module-level ``app``, built from the environment on
 first access, so importing this module for the task names reads no configuration.
@@ -20,10 +20,7 @@ from celery import Celery
 
 from embplat.config import Settings, load_settings
 from embplat.errors import ConfigError
-
-EMBED_TASK = "embplat.embed_batch"
-TRAIN_TASK = "embplat.train"
-REBUILD_TASK = "embplat.rebuild_index"
+from embplat.jobs.runner import EMBED_BATCH, TRAIN
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -39,15 +36,11 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="cpu",
-        task_routes={
-            EMBED_TASK: {"queue": "gpu"},
-            TRAIN_TASK: {"queue": "gpu"},
-            REBUILD_TASK: {"queue": "cpu"},
-        },
+        task_routes={EMBED_BATCH: {"queue": "gpu"}, TRAIN: {"queue": "gpu"}},
         task_soft_time_limit=c.task_soft_time_limit,
         task_time_limit=c.task_time_limit,
         task_annotations={
-            TRAIN_TASK: {
+            TRAIN: {
                 "soft_time_limit": c.train_soft_time_limit,
                 "time_limit": c.train_time_limit,
             }

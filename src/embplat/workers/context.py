@@ -7,21 +7,23 @@ from typing import TYPE_CHECKING
 
 from embplat.catalog.db import ensure_schema, make_engine, session_factory
 from embplat.config import Settings
+from embplat.jobs.runner import InProcessRunner, JobRunner
 from embplat.models.registry import builtin_key
-from embplat.pipelines.context import Context, EmbedOptions, IngestOptions
+from embplat.pipelines.context import Context, EmbedOptions, IngestOptions, Spaces
 from embplat.retrieval import VectorIndex, open_index
 
 if TYPE_CHECKING:
-    from embplat.models.encoders import TorchImageEncoder
+    from embplat.models.registry import ImageEncoder
 
 
-def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
-    """Open the catalog (bringing an SQLite schema to head) and wire index and encoder.
+def build_context(settings: Settings, *, in_process: bool = False) -> Context:
+    """Open the catalog (bringing an SQLite schema to head) and wire index, encoder and the
+    job runner: the one place that decides where jobs run.
 
     Args:
         settings: the configuration.
-        dispatch: in server mode (a broker is configured) send embedding batches to workers;
-            False runs them here (what a worker does).
+        in_process: run every job's tasks here even in server mode (what a worker does);
+            otherwise server mode (a broker is configured) sends them to the workers.
 
     In local mode, jobs of this host whose process is gone are marked ``interrupted``
     (``embplat.pipelines.jobs.interrupt_dead_jobs``).
@@ -35,29 +37,11 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
     index_root = settings.home / "index"
 
     def opener(name: str, dim: int) -> VectorIndex:
-        q, ix = settings.qdrant, settings.index
-        return open_index(
-            backend,
-            name=name,
-            dim=dim,
-            root=index_root,
-            qdrant_url=q.url,
-            qdrant_api_key=q.api_key,
-            qdrant_path=settings.qdrant_path,
-            hnsw_m=ix.hnsw_m,
-            ef_construction=ix.ef_construction,
-            ef_search=ix.ef_search,
-            buffer_limit=ix.buffer_limit,
-            lock_timeout=ix.lock_timeout,
-            upload_batch=q.upload_batch,
-            qdrant_prefer_grpc=q.prefer_grpc,
-            qdrant_grpc_port=q.grpc_port,
-            qdrant_parallel=q.parallel,
-            qdrant_max_retries=q.max_retries,
-        )
+        options = settings.index_options()
+        return open_index(backend, name=name, dim=dim, root=index_root, options=options)
 
     @functools.cache
-    def encoder() -> TorchImageEncoder:
+    def encoder() -> ImageEncoder:
         from embplat.models.encoders import default_torch_threads, get_encoder
 
         e = settings.embed
@@ -73,18 +57,17 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         )
 
     sessions = session_factory(engine)
-    dispatcher = None
-    if dispatch and settings.server_mode:
-        from embplat.workers.dispatch import CeleryDispatcher
+    runner: JobRunner = InProcessRunner(sessions)
+    if settings.server_mode and not in_process:
+        from embplat.workers.celery_runner import CeleryRunner
 
-        dispatcher = CeleryDispatcher(settings)
+        runner = CeleryRunner(sessions, settings)
     elif not settings.server_mode:
         # a local job whose process was killed would stay `running` forever: close it
         from embplat.pipelines.jobs import interrupt_dead_jobs
 
         interrupt_dead_jobs(sessions)
-    return Context(
-        dispatch=dispatcher,
+    spaces = Spaces(
         sessions=sessions,
         open_index=opener,
         make_encoder=encoder,
@@ -95,6 +78,12 @@ def build_context(settings: Settings, *, dispatch: bool = True) -> Context:
         home=settings.home,
         index_root=index_root,
         device=settings.embed.device,
+    )
+    return Context(
+        sessions=sessions,
+        spaces=spaces,
+        runner=runner,
+        home=settings.home,
         embed=EmbedOptions(
             batch_size=settings.embed.batch_size,
             num_workers=settings.embed.num_workers,

@@ -15,8 +15,9 @@ from sqlalchemy.exc import OperationalError
 from embplat.config import Settings, load_settings
 from embplat.errors import ServiceUnavailableError
 from embplat.ingest.batches import mark_batch_failed
+from embplat.jobs.runner import EMBED_BATCH, TRAIN
 from embplat.pipelines.context import Context
-from embplat.workers.celery_app import EMBED_TASK, REBUILD_TASK, TRAIN_TASK
+from embplat.pipelines.embed import run_embed_batch
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,12 @@ def worker_context() -> Context:
     if _context is None:
         from embplat.workers.context import build_context
 
-        _context = build_context(_settings or load_settings(), dispatch=False)
+        _context = build_context(_settings or load_settings(), in_process=True)
     return _context
 
 
 @shared_task(
-    name=EMBED_TASK,
+    name=EMBED_BATCH,
     bind=True,
     autoretry_for=TRANSIENT,
     retry_backoff=True,
@@ -60,7 +61,7 @@ def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
     """Embed batch ``seq`` of job ``job_id`` into the active index; idempotent."""
     ctx = worker_context()
     try:
-        return ctx.run_embed_batch(job_id, seq)
+        return run_embed_batch(ctx, job_id, seq)
     except TRANSIENT as exc:
         if self.request.retries < self.max_retries:
             raise  # autoretry sends it again, with backoff
@@ -82,26 +83,14 @@ def _give_up(ctx: Context, job_id: int, seq: int, error: str) -> None:
         )
 
 
-@shared_task(name=TRAIN_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+@shared_task(name=TRAIN, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def train(recipe: str, config: dict[str, Any]) -> dict[str, Any]:
     """Train a recipe in this worker (GPU queue); returns ``model`` and ``existing``.
 
-    The dispatcher fixed the model's name (in ``config``) and recorded a queued ``train``
-    job: this task runs that job, and a second delivery of it returns the model already
+    ``submit_training`` fixed the model's name (in ``config``) and recorded a queued
+    ``train`` job: this task runs that job, and a second delivery of it returns the model already
     registered instead of training another (time limits come from the settings).
     """
-    from embplat.pipelines.jobs import train_queued
+    from embplat.pipelines.training_jobs import train_queued
 
     return train_queued(worker_context(), recipe, config)
-
-
-@shared_task(name=REBUILD_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
-def rebuild_index() -> dict[str, Any]:
-    """Rebuild the active index's graph (nmslib) or flush it (other backends)."""
-    ctx = worker_context()
-    index = ctx.space().index
-    rebuild = getattr(index, "rebuild", None)
-    if callable(rebuild):
-        rebuild()
-    index.flush()
-    return {"index": index.name, "points": index.count(None)}

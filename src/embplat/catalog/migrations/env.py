@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
 
+from embplat.catalog.db import make_engine
 from embplat.catalog.models import Base
 
 config = context.config
@@ -37,12 +37,12 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    section = {"sqlalchemy.url": _url()}
-    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = make_engine(_url())  # an SQLite file's folder is created, as by `platform`
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
+    engine.dispose()
 
 
 if context.is_offline_mode():

@@ -1,13 +1,24 @@
 """Catalog access: plain functions, keyword-only arguments, an explicit session, one module
-per aggregate (classes, images, spaces — models, collections and embeddings — jobs, metrics).
+per aggregate (classes, images, spaces — models, collections and embeddings — jobs, their
+batches, metrics).
 
-Writes that may race (two workers, a re-run) are ``INSERT .. ON CONFLICT DO NOTHING`` on the
-natural keys, so they never duplicate rows and never deadlock on each other's inserts.
+Writes that may race (two workers, a re-run) are ``INSERT .. ON CONFLICT`` on the natural keys
+(``_common.insert_ignore`` and ``_common.upsert``, the one place that knows the SQL dialect),
+so they never duplicate rows and never deadlock on each other's inserts.
 Callers use ``from embplat.catalog import repo`` and ``repo.<function>``.
 """
 
-from embplat.catalog.repo._common import (
-    insert_ignore,
+from embplat.catalog.repo.batches import (
+    add_batches,
+    batch_failures,
+    count_batches,
+    fail_batch,
+    finish_batch,
+    get_batch,
+    job_batches,
+    requeue_batches,
+    start_batch,
+    unfinished_batches,
 )
 from embplat.catalog.repo.classes import (
     class_counts,
@@ -58,10 +69,13 @@ from embplat.catalog.repo.spaces import (
 __all__ = [
     "KnownFile",
     "PathRow",
+    "add_batches",
     "add_embeddings",
     "add_images",
+    "batch_failures",
     "class_counts",
     "class_image_ids",
+    "count_batches",
     "count_embeddings",
     "count_images",
     "create_job",
@@ -72,6 +86,9 @@ __all__ = [
     "ensure_classes",
     "ensure_collection",
     "ensure_model",
+    "fail_batch",
+    "finish_batch",
+    "get_batch",
     "get_class",
     "get_images",
     "get_job",
@@ -80,7 +97,7 @@ __all__ = [
     "image_points_by_image",
     "images_by_hash",
     "images_with_prefix",
-    "insert_ignore",
+    "job_batches",
     "known_files",
     "labelled_images",
     "list_jobs",
@@ -89,7 +106,10 @@ __all__ = [
     "pending_image_ids",
     "record_metrics",
     "relocate_images",
+    "requeue_batches",
     "set_image_mtimes",
+    "start_batch",
     "trained_collections",
+    "unfinished_batches",
     "update_job",
 ]

@@ -1,23 +1,68 @@
-"""Shared helper: a dialect-aware insert that skips rows already present."""
+"""Shared by the repository modules: the one dialect-aware ``INSERT .. ON CONFLICT`` and
+the chunking of long id lists."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+#: ids per ``IN (...)`` clause, well below the bound-parameter limits of every driver
+CHUNK = 500
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size`` (for ``IN`` clauses)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(session: Session, model: type, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """``INSERT INTO model VALUES rows`` in the dialect of the session's database, which
+    both offer ``on_conflict_do_nothing`` / ``on_conflict_do_update`` and ``excluded``."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(model).values(list(rows))
 
 
 def insert_ignore(
     *, session: Session, model: type, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
 ) -> int:
-    """Insert rows, skipping those that collide on ``keys``; returns how many were inserted."""
+    """Insert rows, skipping those that collide on ``keys`` (a unique constraint).
+
+    Returns:
+        How many rows were inserted.
+    """
     if not rows:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = _insert(session, model, rows).on_conflict_do_nothing(index_elements=list(keys))
     # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
     return len(session.execute(stmt.returning(model.id)).all())  # type: ignore[attr-defined]
+
+
+def upsert(
+    *,
+    session: Session,
+    model: type,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> int:
+    """Insert rows; those that collide on ``keys`` get their ``update`` columns overwritten.
+
+    Returns:
+        How many rows were written (inserted or updated).
+    """
+    if not rows:
+        return 0
+    stmt = _insert(session, model, rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={col: stmt.excluded[col] for col in update}
+    )
+    session.execute(stmt)
+    return len(rows)

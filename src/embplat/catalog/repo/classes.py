@@ -13,8 +13,6 @@ from embplat.catalog.models import (
 )
 from embplat.catalog.repo._common import insert_ignore
 
-# --- classes ---------------------------------------------------------------------------------
-
 
 def ensure_classes(
     *,

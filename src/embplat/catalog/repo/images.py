@@ -3,7 +3,7 @@ catalog in step with the folders (moves, path prefixes, removal)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -16,7 +16,7 @@ from embplat.catalog.models import (
     Image,
     ModelRecord,
 )
-from embplat.catalog.repo._common import insert_ignore
+from embplat.catalog.repo._common import chunks, insert_ignore
 
 # --- images ----------------------------------------------------------------------------------
 
@@ -38,8 +38,7 @@ def known_files(*, session: Session, paths: Sequence[str]) -> dict[str, list[Kno
     yet (an interrupted re-ingest, or a catalog written before replacements were detected).
     """
     out: dict[str, list[KnownFile]] = {}
-    for start in range(0, len(paths), 500):
-        chunk = paths[start : start + 500]
+    for chunk in chunks(paths):
         rows = session.execute(
             select(Image.path, Image.id, Image.sha256, Image.nbytes, Image.mtime_ns)
             .where(Image.path.in_(chunk))
@@ -71,8 +70,7 @@ def set_image_mtimes(*, session: Session, mtimes: Mapping[int, int]) -> None:
 def images_by_hash(*, session: Session, hashes: Sequence[str]) -> dict[str, Image]:
     """sha256 -> Image for hashes already in the catalog."""
     out: dict[str, Image] = {}
-    for start in range(0, len(hashes), 500):
-        chunk = hashes[start : start + 500]
+    for chunk in chunks(hashes):
         out.update(
             (i.sha256, i) for i in session.scalars(select(Image).where(Image.sha256.in_(chunk)))
         )
@@ -98,19 +96,22 @@ def count_images(*, session: Session, split: str | None = None) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def image_points(*, session: Session, image_ids: Sequence[int]) -> list[tuple[str, int, str]]:
-    """(collection name, dim, point id) of every recorded point of the given images."""
-    out: list[tuple[str, int, str]] = []
-    ids = list(image_ids)
-    for start in range(0, len(ids), 500):
+def _point_rows(session: Session, image_ids: Sequence[int]) -> Iterator[tuple[int, str, int, str]]:
+    """(image id, collection name, dim, point id) of every recorded point of the images,
+    by collection then point within each chunk of ids."""
+    for chunk in chunks(list(image_ids)):
         stmt = (
-            select(Collection.name, Collection.dim, Embedding.point_id)
-            .join(Embedding, Embedding.collection_id == Collection.id)
-            .where(Embedding.image_id.in_(ids[start : start + 500]))
+            select(Embedding.image_id, Collection.name, Collection.dim, Embedding.point_id)
+            .join(Collection, Embedding.collection_id == Collection.id)
+            .where(Embedding.image_id.in_(chunk))
             .order_by(Collection.id, Embedding.id)
         )
-        out.extend(tuple(row) for row in session.execute(stmt))  # type: ignore[misc]
-    return out
+        yield from (tuple(row) for row in session.execute(stmt))  # type: ignore[misc]
+
+
+def image_points(*, session: Session, image_ids: Sequence[int]) -> list[tuple[str, int, str]]:
+    """(collection name, dim, point id) of every recorded point of the given images."""
+    return [(name, dim, pid) for _, name, dim, pid in _point_rows(session, image_ids)]
 
 
 def delete_images(*, session: Session, ids: Sequence[int]) -> int:
@@ -120,9 +121,7 @@ def delete_images(*, session: Session, ids: Sequence[int]) -> int:
         How many image rows were deleted (ids already gone are not counted).
     """
     removed = 0
-    ids = list(ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in chunks(list(ids)):
         session.execute(delete(Embedding).where(Embedding.image_id.in_(chunk)))
         gone = session.execute(delete(Image).where(Image.id.in_(chunk)).returning(Image.id))
         removed += len(gone.all())
@@ -166,16 +165,8 @@ def image_points_by_image(
 ) -> dict[int, list[tuple[str, int, str]]]:
     """image id -> (collection name, dim, point id) of each of its recorded points."""
     out: dict[int, list[tuple[str, int, str]]] = {}
-    ids = list(image_ids)
-    for start in range(0, len(ids), 500):
-        stmt = (
-            select(Embedding.image_id, Collection.name, Collection.dim, Embedding.point_id)
-            .join(Collection, Embedding.collection_id == Collection.id)
-            .where(Embedding.image_id.in_(ids[start : start + 500]))
-            .order_by(Collection.id, Embedding.id)
-        )
-        for image_id, name, dim, pid in session.execute(stmt):
-            out.setdefault(image_id, []).append((name, dim, pid))
+    for image_id, name, dim, pid in _point_rows(session, image_ids):
+        out.setdefault(image_id, []).append((name, dim, pid))
     return out
 
 

@@ -17,8 +17,6 @@ from embplat.catalog.models import (
 )
 from embplat.errors import NotFoundError
 
-# --- jobs ------------------------------------------------------------------------------------
-
 
 def create_job(*, session: Session, kind: str, params: Mapping[str, Any], total: int = 0) -> Job:
     """A new queued job."""

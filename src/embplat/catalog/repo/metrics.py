@@ -15,9 +15,8 @@ from embplat.catalog.models import (
     ModelRecord,
     utcnow,
 )
+from embplat.catalog.repo._common import upsert
 from embplat.errors import NotFoundError
-
-# --- evaluation metrics ----------------------------------------------------------------------
 
 
 def record_metrics(
@@ -40,19 +39,13 @@ def record_metrics(
         for name, v in values.items()
         if isinstance(v, numbers.Real) and not isinstance(v, bool)
     ]
-    if not rows:
-        return 0
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(MetricValue).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["model_id", "split", "name"],
-        set_={"value": stmt.excluded.value, "created_at": stmt.excluded.created_at},
+    return upsert(
+        session=session,
+        model=MetricValue,
+        rows=rows,
+        keys=["model_id", "split", "name"],
+        update=["value", "created_at"],
     )
-    session.execute(stmt)
-    return len(rows)
 
 
 def model_metrics(

@@ -1,15 +1,17 @@
-"""The ``metric`` recipe object for ``embplat.models.training.fit``.
+"""The ``metric`` recipe: deep metric learning with pytorch-metric-learning losses.
 
 Triplet (EPSHN), ProxyNCA, ArcFace or SubCenterArcFace on a linear (+BN) embedding head,
-m-per-class batches; the valid metric is leave-one-out precision@1 of the valid embeddings
-(cosine), the quantity kNN classification through the index depends on. The exported
-encoder is backbone + head.
+m-per-class batches, the reference recipe's own transforms (``models.metric``); the valid
+metric is leave-one-out precision@1 of the valid embeddings (cosine), the quantity kNN
+classification through the index depends on. The exported encoder is backbone + head.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +20,14 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from embplat.models.heads import HeadSpec
-from embplat.models.metric import MetricConfig, MinedLoss, build_loss, make_sampler
+from embplat.models.metric import (
+    MetricConfig,
+    MinedLoss,
+    build_loss,
+    make_sampler,
+    make_transforms,
+)
+from embplat.models.recipes import Built, RecipeSpec, register_recipe
 
 
 class MetricRecipe:
@@ -66,3 +75,16 @@ def precision_at_1(embeddings: torch.Tensor, labels: torch.Tensor, chunk: int = 
         sims[rows, rows + start] = -math.inf
         hits += int((labels[sims.argmax(dim=1)] == labels[start : start + chunk]).sum())
     return hits / len(labels)
+
+
+@register_recipe
+class Metric(RecipeSpec[MetricConfig]):
+    """Registry entry of the ``metric`` recipe."""
+
+    name = "metric"
+    config = MetricConfig
+
+    def build(self, cfg: MetricConfig, classes: list[str], *, home: Path) -> Built:
+        """The configured loss over ``classes``, with the recipe's own transforms."""
+        transforms = functools.partial(make_transforms, resize=cfg.resize)
+        return Built(MetricRecipe(cfg, len(classes)), transforms=transforms)

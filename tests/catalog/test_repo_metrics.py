@@ -2,22 +2,12 @@ import math
 
 import numpy as np
 import pytest
-from alembic import command
-from sqlalchemy import inspect
 
 from embplat.catalog import repo
-from embplat.catalog.db import alembic_config, make_engine, session_factory, transaction, upgrade
+from embplat.catalog.db import transaction
 from embplat.errors import NotFoundError
 
 MODEL = {"kind": "metric", "encoder": "tiny_cnn", "weights": "w.pt", "dim": 16, "image_size": 32}
-
-
-@pytest.fixture
-def sessions(catalog_url):
-    engine = make_engine(catalog_url)
-    upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def test_metrics_are_upserted_and_compared_side_by_side(sessions):
@@ -53,31 +43,3 @@ def test_metrics_are_upserted_and_compared_side_by_side(sessions):
         assert repo.record_metrics(session=s, model_id=a, split="test", values={}) == 0
         with pytest.raises(NotFoundError, match=r"'metric-9'.*known: devise-1, metric-1"):
             repo.model_metrics(session=s, names=["metric-1", "metric-9"])
-
-
-def test_metrics_migration_downgrades_cleanly(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    assert "metrics" in inspect(engine).get_table_names()
-    with engine.begin() as conn:
-        cfg = alembic_config(url)
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003_metrics-1")
-    assert "metrics" not in inspect(engine).get_table_names()
-    assert "models" in inspect(engine).get_table_names()
-    engine.dispose()
-
-
-def test_long_open_set_split_names_are_stored(sessions):
-    """``evaluate --unknown a,b,c`` records under ``valid-unknown:<names>``; PostgreSQL
-    rejected names over 32 characters before migration 0006."""
-    split = "valid-unknown:ankle+boot,pullover,sneaker,t-shirt"
-    assert len(split) > 32
-    with transaction(sessions) as s:
-        model = repo.ensure_model(session=s, name="metric-1", **MODEL).id
-        repo.record_metrics(session=s, model_id=model, split=split, values={"accuracy": 0.5})
-    with transaction(sessions) as s:
-        assert repo.model_metrics(session=s, names=["metric-1"], split=split) == {
-            "metric-1": {"accuracy": 0.5}
-        }
