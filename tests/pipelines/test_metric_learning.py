@@ -11,7 +11,6 @@ from PIL import Image
 from torchvision import transforms as T
 
 from embplat.catalog import repo
-from embplat.catalog.db import transaction
 from embplat.config import load_settings
 from embplat.errors import ConfigError, NotFoundError
 from embplat.models import training
@@ -259,16 +258,3 @@ def test_full_evaluation_writes_the_report_and_records_metrics(ctx, tmp_path):
 
     frozen = evaluate(ctx, EvaluationRequest(full=True))  # the active (frozen) encoder
     assert frozen["model"] == ctx.spaces.space().key and frozen["report"] is None
-    with transaction(ctx.sessions) as session:  # a pretrained encoder, not the active one
-        repo.ensure_model(
-            session=session,
-            name="resnet18-imagenet",
-            kind="encoder",
-            encoder="resnet18",
-            weights="imagenet",
-            dim=512,
-            image_size=224,
-            config={},
-        )
-    with pytest.raises(ConfigError, match="pretrained encoder"):
-        evaluate(ctx, EvaluationRequest(model="resnet18-imagenet"))
