@@ -9,7 +9,9 @@ ALL_BUT_BAG := t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,ankle+bo
 
 .PHONY: install sample-data demo test lint bench clean
 
-install: $(VENV)/.installed $(FMNIST)
+CHROMIUM := /usr/bin/chromedriver
+
+install: $(VENV)/.installed $(FMNIST) $(CHROMIUM)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 $(FMNIST):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+# the search page's browser test (tests/serve/test_page.py) drives Debian's chromium
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium chromium-driver
 
 sample-data: install
 	$(PLATFORM) datasets fashion-mnist --out data/fmnist --per-class 40 \

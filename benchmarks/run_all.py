@@ -27,6 +27,7 @@ SCRIPTS = [
     "qdrant_load.py",
     "server_ingest.py",
     "gpu_ingest.py",
+    "serve.py",
 ]
 #: Small arguments of a script that has no ``--quick`` flag.
 SMALL_ARGS = {

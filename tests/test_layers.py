@@ -1,6 +1,6 @@
 """The package layers only point down, and only the edges read configuration.
 
-cli → workers → pipelines (use cases) → jobs (runner) → ingest / evaluation →
+cli → serve → api → workers → pipelines (use cases) → jobs (runner) → ingest / evaluation →
 retrieval / models / catalog → config → errors.
 """
 
@@ -26,16 +26,18 @@ RANK = {
     "jobs": 4,
     "pipelines": 5,
     "workers": 6,
-    "cli": 7,
-    "__main__": 8,
-    "__init__": 8,
+    "api": 7,
+    "serve": 8,
+    "cli": 9,
+    "__main__": 10,
+    "__init__": 10,
 }
 
 #: Leaf modules (declarations importing nothing of the project's) any layer may import.
 LEAVES = {"embplat.retrieval.backends"}
 
 #: Where Settings and the environment may be read.
-CONFIG_READERS = ("cli/", "workers/", "config.py", "catalog/migrations/env.py")
+CONFIG_READERS = ("cli/", "workers/", "api/", "config.py", "catalog/migrations/env.py")
 
 
 def _modules() -> list[tuple[str, Path, ast.Module]]:

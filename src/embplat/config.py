@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embplat.errors import ConfigError
@@ -168,6 +175,25 @@ class IngestSettings(BaseSettings):
     batch_size: int = Field(256, ge=1)
 
 
+class ServeSettings(BaseSettings):
+    """``platform serve``: where it listens, who may call it, and how much one request may send."""
+
+    model_config = _group("EMBPLAT_SERVE_")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(None, description="required in the X-API-Key header")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed origins; none: off")
+    max_upload_bytes: int = Field(10 * 2**20, ge=1024, description="largest image accepted")
+    max_images: int = Field(32, ge=1, le=1024, description="images per classify request")
+    max_pixels: int = Field(
+        40_000_000, ge=1, description="largest uploaded image, checked before decoding"
+    )
+    max_k: int = Field(1000, ge=1, description="largest k a request may ask")
+    upload_dir: Path | None = Field(
+        None, description="where uploaded class images are kept; default <home>/uploads"
+    )
+
+
 class Settings(BaseSettings):
     """All configuration. Only ``cli/`` and ``workers/`` build or read this object."""
 
@@ -179,6 +205,7 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @field_validator("home")
     @classmethod

@@ -1,8 +1,8 @@
 """SQLAlchemy 2 models of the catalog. The schema itself is created by alembic migrations.
 
 Unique constraints carry idempotency: an image is identified by its content hash, an
-embedding by (collection, image), a class by its name — so re-runs and concurrent writers
-insert nothing twice.
+embedding by (collection, image), a class by its name, a caption by (image, source,
+ordinal) — so re-runs and concurrent writers insert nothing twice.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class Base(DeclarativeBase):
 
 
 class ClassLabel(Base):
-    """A class name. ``role`` is ``seen`` (trainclasses) or ``unseen`` (testclasses)."""
+    """A class name. ``role`` is ``seen`` (trainclasses), ``unseen`` (testclasses) or
+    ``none``: the neutral class of images that came with captions but no class (training
+    recipes that learn classes read ``seen`` images only, so they never learn it)."""
 
     __tablename__ = "classes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -175,4 +177,26 @@ class MetricValue(Base):
     split: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
     value: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Caption(Base):
+    """One sentence describing an image: read from a captions file (``source="file"``,
+    ``model`` NULL) or written by a captioning model (``source="generated"``, ``model`` its
+    name).
+
+    ``ordinal`` is the caption's place among its image's captions of that source (Flickr8k's
+    ``#n``, the position in a JSON list or a manifest): a re-run of the same file writes the
+    same rows, a corrected file updates their text. Captions leave with their image.
+    """
+
+    __tablename__ = "captions"
+    __table_args__ = (UniqueConstraint("image_id", "source", "ordinal"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # the unique constraint's index (image_id first) serves lookups by image
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16), default="file")
+    model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -37,13 +37,19 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 @db_app.command("current")
-def db_current(ctx: typer.Context) -> None:
+def db_current(
+    ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Print the catalog's schema revision and the newest one shipped."""
     from embplat.catalog.db import current_revision, head_revision, make_engine
     from embplat.config import mask_url
 
     url = ctx.obj.settings.catalog_url
-    console.print(f"{mask_url(url)}: {current_revision(make_engine(url))} (head {head_revision()})")
+    current, head = current_revision(make_engine(url)), head_revision()
+    if json_out:
+        print_json({"catalog": mask_url(url), "current": current, "head": head})
+        return
+    console.print(f"{mask_url(url)}: {current} (head {head})")
 
 
 @jobs_app.callback(invoke_without_command=True)
@@ -153,10 +159,13 @@ def jobs_table(rows: list[Any]) -> Table:
     return table
 
 
-def encoders() -> None:
+def encoders(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Registered image encoders."""
     from embplat.models.registry import encoder_names
 
+    if json_out:
+        print_json(encoder_names())
+        return
     for name in encoder_names():
         console.print(name)
 

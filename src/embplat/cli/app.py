@@ -84,7 +84,7 @@ def _storage_error(exc: OSError) -> bool:
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
     help="embplat: labelled images → a searchable embedding space (kNN classify, search).",
@@ -124,6 +124,14 @@ class State:
             raise typer.Exit(2) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from embplat import __version__
+
+        typer.echo(f"embplat {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
     ctx: typer.Context,
@@ -135,6 +143,12 @@ def main_callback(
     image_size: Annotated[int | None, typer.Option(help="encoder input side in pixels")] = None,
     device: Annotated[str | None, typer.Option(help="auto|cpu|cuda[:N]")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """Settings precedence: these flags > environment (EMBPLAT_*) > .env > defaults."""
     from embplat.config import load_settings
@@ -166,6 +180,7 @@ def main_callback(
 def _register_groups() -> None:
     from embplat.cli import (
         admin,
+        captions,
         datasets,
         doctor,
         evaluate,
@@ -174,6 +189,7 @@ def _register_groups() -> None:
         ingest,
         models,
         query,
+        serve,
         train,
         vectors,
         worker,
@@ -191,9 +207,11 @@ def _register_groups() -> None:
         models,
         vectors,
         experiment,
+        serve,
     ):
         module.register(app)
     app.add_typer(datasets.app, name="datasets", help="Build sample datasets from local files.")
+    app.add_typer(captions.app, name="captions", help="Show the captions of an image.")
 
 
 _register_groups()

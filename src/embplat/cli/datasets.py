@@ -1,4 +1,5 @@
-"""``platform datasets``: build sample datasets in the AwA2 layout from local files."""
+"""``platform datasets``: build sample datasets: Fashion-MNIST in the AwA2 layout from local
+files, captioned scenes in the Flickr8k layout."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def fashion_mnist(
         size=size,
     )
     console.print(f"wrote {root}")
+
+
+@app.command("scenes")
+def scenes(
+    out: Annotated[Path, typer.Option(help="output folder (Flickr8k layout)")],
+    images: Annotated[int, typer.Option(help="how many images (a tenth test, a tenth dev)")] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    size: Annotated[int, typer.Option(help="side of the written JPEGs in pixels")] = 128,
+) -> None:
+    """Render captioned scenes (coloured shapes left of / above one another, five true
+    captions each) as Flicker8k_Dataset/ + Flickr8k.token.txt + Flickr_8k.*Images.txt:
+    `platform ingest OUT` catalogs images and captions."""
+    from embplat.ingest.scenes import build_scenes
+
+    root = build_scenes(out, images=images, seed=seed, size=size)
+    console.print(f"wrote {images} captioned scenes to {root}")

@@ -53,7 +53,20 @@ def register(app: typer.Typer) -> None:
 
 def ingest(
     ctx: typer.Context,
-    root: Annotated[Path, typer.Argument(help="JPEGImages folder (AwA2) or class-per-folder tree")],
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="JPEGImages folder (AwA2), class-per-folder tree, Flickr8k folder, or the "
+            "folder of the images a --captions file names"
+        ),
+    ],
+    captions: Annotated[
+        Path | None,
+        typer.Option(
+            help="captions file: Karpathy split JSON (dataset_*.json), COCO captions_*.json, "
+            "Flickr8k token .txt, or a .csv/.jsonl manifest (image, caption[, class, split])"
+        ),
+    ] = None,
     embed: Annotated[bool, typer.Option(help="embed new images into the active index")] = True,
     models: ModelsOpt = "all",
     prune: PruneOpt = None,
@@ -62,13 +75,20 @@ def ingest(
 ) -> None:
     """Catalog every valid image under ROOT (idempotent) and embed it (active index and the
     trained models' indexes). The index follows the folder: rewritten files replace their
-    image, moved files keep it under the new path, deleted files leave."""
+    image, moved files keep it under the new path, deleted files leave. Captions (a Flickr8k
+    folder's, or --captions) are stored beside their images; bad lines are reported."""
     from embplat.pipelines.ingest import ingest_tree
 
     context = ctx.obj.context()
     with progress_bars(not json_out) as bars:
         result = ingest_tree(
-            context, root, embed=embed, models=parse_models(models), prune=prune, progress=bars
+            context,
+            root,
+            embed=embed,
+            models=parse_models(models),
+            prune=prune,
+            captions=captions,
+            progress=bars,
         )
         if wait:
             _wait_all(context.sessions, result, bars)
@@ -237,6 +257,8 @@ def _report(result: IngestResult, json_out: bool) -> None:
             console.print(f"{model}: queued {info['queued']} images as job {info['job_id']}")
         else:
             console.print(f"{model}: {info['embedded']} images embedded into its index")
+    if result.captions or result.captions_updated:
+        console.print(f"captions: {result.captions} new, {result.captions_updated} updated")
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
         f"{result.added} new, {_changes(result)}{result.already} already cataloged, "

@@ -25,6 +25,7 @@ def vectors_load(
     max_words: Annotated[
         int | None, typer.Option(help="text files: keep only the first N words")
     ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make FILE the active word vectors (text files are converted once into the data home)."""
     from embplat.models.wordvectors import open_vectors, set_active_source, source_for_file
@@ -33,6 +34,9 @@ def vectors_load(
     source = source_for_file(file, home, max_words=max_words)
     vectors = open_vectors(source)
     set_active_source(home, source)
+    if json_out:
+        print_json({**source.as_dict(), "dim": vectors.dim})
+        return
     console.print(f"active word vectors: {source.label} ({vectors.dim}-d, {source.kind})")
 
 

@@ -139,8 +139,12 @@ def _register_chunk(
         path, stat = str(item.path), stats[str(item.path)]
         _compare(path, info.sha256, stat.mtime_ns, known.get(path, []), report, touched)
         dup = existing.get(info.sha256)
-        split = force_split or split_for(
-            info.sha256, unseen=item.class_name in unseen, valid_fraction=valid_fraction
+        split = (
+            force_split
+            or item.split
+            or split_for(
+                info.sha256, unseen=item.class_name in unseen, valid_fraction=valid_fraction
+            )
         )
         if dup is not None and dup.id not in moved and _gone(dup.path, path):
             report.moved.append(_move(dup, item, class_ids[item.class_name], split, info, stat))

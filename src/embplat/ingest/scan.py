@@ -1,4 +1,5 @@
-"""Folder scanners: an AwA2-layout tree or a plain class-per-folder tree → a list of images.
+"""Folder scanners: an AwA2-layout tree or a plain class-per-folder tree → a list of images
+(caption datasets are scanned by :mod:`embplat.ingest.captioned`).
 
 AwA2 layout::
 
@@ -18,9 +19,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from embplat.errors import DataError
+
+if TYPE_CHECKING:
+    from embplat.ingest.captions import CaptionRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +37,12 @@ _LOGGED_WARNINGS = 20
 
 @dataclass(frozen=True)
 class ScanItem:
-    """One image file and the class its folder names."""
+    """One image file, the class its folder (or manifest) names, and the split its dataset
+    gives it (None: chosen by content hash at registration)."""
 
     path: Path
     class_name: str
+    split: str | None = None
 
 
 @dataclass
@@ -44,21 +50,24 @@ class ScanResult:
     """What :func:`scan_tree` found.
 
     Attributes:
-        layout: ``"awa2"`` (classes.txt beside a JPEGImages folder) or ``"folders"``.
-        root: The folder holding the class folders (``JPEGImages`` for AwA2).
+        layout: ``"awa2"`` (classes.txt beside a JPEGImages folder), ``"folders"``,
+            ``"flickr8k"`` or ``"captions"`` (a folder of images and a captions file).
+        root: The folder holding the class folders (``JPEGImages`` for AwA2), or the images.
         items: Image files, sorted by class folder then file name.
         classes: All class names: classes.txt order (plus unlisted folders, sorted) for AwA2,
             sorted folder names otherwise.
         unseen: Classes named in testclasses.txt; empty for plain folders.
-        warnings: One human-readable line per skipped file or inconsistency.
+        warnings: One human-readable line per skipped file, caption or inconsistency.
+        captions: (image file, caption) of caption datasets.
     """
 
-    layout: Literal["awa2", "folders"]
+    layout: Literal["awa2", "folders", "flickr8k", "captions"]
     root: Path
     items: list[ScanItem] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     unseen: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    captions: list[tuple[Path, CaptionRecord]] = field(default_factory=list)
 
 
 def scan_tree(root: Path) -> ScanResult:

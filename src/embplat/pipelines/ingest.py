@@ -19,9 +19,10 @@ from embplat.ingest.batches import (
     batch_failures,
     plan_batches,
 )
+from embplat.ingest.captioned import NO_CLASS, NO_CLASS_ROLE, scan_dataset, store_captions
 from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
-from embplat.ingest.scan import ScanItem, scan_folder, scan_tree
+from embplat.ingest.scan import ScanItem, scan_folder
 from embplat.jobs.runner import JobHandle
 from embplat.pipelines.context import Context
 from embplat.pipelines.doctor_checks import forget_lost_points
@@ -52,6 +53,9 @@ class IngestResult:
     removed: int = 0
     embedded: int = 0
     queued: int = 0
+    #: caption rows stored anew, and stored rows whose text the captions file changed
+    captions: int = 0
+    captions_updated: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     classes: int = 0
@@ -69,9 +73,11 @@ def ingest_tree(
     embed: bool = True,
     models: Sequence[str] | None = None,
     prune: bool | None = None,
+    captions: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> IngestResult:
-    """Scan ``root`` (AwA2 layout or class-per-folder), catalog new images, embed pending ones.
+    """Scan ``root`` (AwA2 layout, class-per-folder, Flickr8k layout, or images named by a
+    ``captions`` file), catalog new images and their captions, embed pending images.
 
     The catalog and every index follow the folder: a cataloged file whose content changed (or
     that no longer decodes) has its previous image removed (``replaced``); content found at a
@@ -84,18 +90,24 @@ def ingest_tree(
             None = every trained model with an index).
         prune: vanished files: None removes them unless it looks like an accident, True
             removes them anyway, False only reports them.
+        captions: a captions file naming images under ``root`` (formats in
+            :mod:`embplat.ingest.captioned`); its split, when given, decides the images'.
 
     Raises:
-        DataError: ``root`` is missing or holds no class folders.
+        DataError: ``root`` is missing or holds no class folders, or the captions file is
+            unusable.
         NotFoundError, ConfigError: a named model is unknown or not a trained model.
     """
     progress = progress or NoProgress()
-    scan = scan_tree(root.absolute())  # workers must resolve the stored paths
+    # workers must resolve the stored paths
+    scan = scan_dataset(root.absolute(), captions.absolute() if captions else None)
     _check_models(ctx, models if embed else None)
     if embed:
         ctx.runner.check()
     with transaction(ctx.sessions) as session:
         roles = {c: "unseen" for c in scan.unseen}
+        if scan.captions:  # the neutral class of images that came without one
+            roles[NO_CLASS] = NO_CLASS_ROLE
         class_ids = repo.ensure_classes(
             session=session, names=scan.classes, roles=roles, source=str(scan.root)
         )
@@ -109,12 +121,17 @@ def ingest_tree(
 
     def work(job: JobHandle) -> dict[str, object]:
         reg = _register(ctx, result, scan.items, class_ids, set(scan.unseen), None, prune, progress)
+        if scan.captions:
+            stored = store_captions(scan.captions, sessions=ctx.sessions)
+            result.captions, result.captions_updated = stored.added, stored.updated
+            result.warnings.extend(stored.warnings)
         _merge(result, reg, _embed_pending(ctx, progress, job) if embed else None)
         return result.as_dict()
 
+    params = {"root": str(root), "embed": embed, "prune": prune}
     result.job_id, _ = ctx.runner.run(
         kind="ingest",
-        params={"root": str(root), "embed": embed, "prune": prune},
+        params=params | ({"captions": str(captions)} if captions else {}),
         work=work,
     )
     if embed:

@@ -1,6 +1,6 @@
 """Catalog access: plain functions, keyword-only arguments, an explicit session, one module
-per aggregate (classes, images, spaces — models, collections and embeddings — jobs, their
-batches, metrics).
+per aggregate (classes, images, captions, spaces — models, collections and embeddings —
+jobs, their batches, metrics).
 
 Writes that may race (two workers, a re-run) are ``INSERT .. ON CONFLICT`` on the natural keys
 (``_common.insert_ignore`` and ``_common.upsert``, the one place that knows the SQL dialect),
@@ -19,6 +19,15 @@ from embplat.catalog.repo.batches import (
     requeue_batches,
     start_batch,
     unfinished_batches,
+)
+from embplat.catalog.repo.captions import (
+    CaptionWrite,
+    add_captions,
+    count_captions,
+    find_images,
+    get_captions,
+    image_splits,
+    split_captions,
 )
 from embplat.catalog.repo.classes import (
     class_counts,
@@ -67,15 +76,18 @@ from embplat.catalog.repo.spaces import (
 )
 
 __all__ = [
+    "CaptionWrite",
     "KnownFile",
     "PathRow",
     "add_batches",
+    "add_captions",
     "add_embeddings",
     "add_images",
     "batch_failures",
     "class_counts",
     "class_image_ids",
     "count_batches",
+    "count_captions",
     "count_embeddings",
     "count_images",
     "create_job",
@@ -87,14 +99,17 @@ __all__ = [
     "ensure_collection",
     "ensure_model",
     "fail_batch",
+    "find_images",
     "finish_batch",
     "get_batch",
+    "get_captions",
     "get_class",
     "get_images",
     "get_job",
     "get_model",
     "image_points",
     "image_points_by_image",
+    "image_splits",
     "images_by_hash",
     "images_with_prefix",
     "job_batches",
@@ -108,6 +123,7 @@ __all__ = [
     "relocate_images",
     "requeue_batches",
     "set_image_mtimes",
+    "split_captions",
     "start_batch",
     "trained_collections",
     "unfinished_batches",

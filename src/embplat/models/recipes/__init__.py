@@ -99,11 +99,15 @@ class RecipeSpec(Generic[C]):
         config: its frozen config class (a :class:`TrainConfig` subclass).
         hooks: post-training steps by name, run by the training use case after fitting or
             after embedding (``pipelines.train_hooks`` lists them).
+        data: what it trains on: ``classes`` (labelled images through ``build``/``stages``
+            and ``models.training.fit``) or ``captions`` ((image, caption) pairs, trained by
+            ``pipelines.train_pairs``; ``build`` and ``stages`` are unused).
     """
 
     name: ClassVar[str]
     config: ClassVar[type[TrainConfig]]  # C, which a ClassVar cannot name
     hooks: ClassVar[tuple[str, ...]] = ()
+    data: ClassVar[str] = "classes"
 
     def build(self, cfg: C, classes: list[str], *, home: Path) -> Built:
         """The ``Recipe`` object for ``classes`` (in class-index order).

@@ -1,0 +1,32 @@
+"""The public Python API: :class:`Platform` and the result types it answers with.
+
+```python
+from embplat import Platform
+p = Platform(home=".embplat")
+p.classify("img.jpg", k=10).label
+```
+"""
+
+from embplat.api.platform import Platform
+from embplat.api.results import (
+    Classification,
+    ClassInfo,
+    Failure,
+    ImageInfo,
+    JobInfo,
+    Match,
+    ModelInfo,
+    SearchResult,
+)
+
+__all__ = [
+    "ClassInfo",
+    "Classification",
+    "Failure",
+    "ImageInfo",
+    "JobInfo",
+    "Match",
+    "ModelInfo",
+    "Platform",
+    "SearchResult",
+]

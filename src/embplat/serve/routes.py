@@ -1,0 +1,242 @@
+"""The service's routes: classify, search, classes, jobs, models, images, probes, metrics.
+
+Handlers read the request (uploads are checked in :mod:`embplat.serve.uploads`) and run the
+:class:`~embplat.api.Platform`'s model work on the service's one model thread (catalog
+reads on the thread pool), so the encoder and index serve one request at a time. Images are
+served by catalog id only.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from embplat.api import Platform
+from embplat.serve.app import STATIC, Service
+from embplat.serve.uploads import UPLOAD_BODY, read_images
+
+router = APIRouter()
+
+K = Annotated[int, Query(ge=1, description="neighbours (at most EMBPLAT_SERVE_MAX_K)")]
+Model = Annotated[str | None, Query(max_length=200, description="a trained model's name")]
+ClassName = Annotated[str | None, Query(alias="class", max_length=200)]
+Split = Annotated[Literal["train", "valid", "test"] | None, Query()]
+Kind = Annotated[Literal["image", "label"], Query()]
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _platform(request: Request, k: int | None = None) -> Platform:
+    service = _service(request)
+    if k is not None and k > service.options.max_k:
+        raise HTTPException(422, f"k={k} is over the limit of {service.options.max_k}")
+    return service.platform
+
+
+async def _json(request: Request) -> Any:
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise HTTPException(422, f"body is not valid JSON ({exc})") from exc
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The search page."""
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/healthz", tags=["probes"])
+def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["probes"])
+async def readyz(request: Request) -> JSONResponse:
+    """The catalog answers and the active index is open (503 otherwise)."""
+    try:
+        info = await _service(request).run(_platform(request).ready)
+    except Exception as exc:  # any fault of a dependency means "not ready", never a 500
+        return JSONResponse({"error": "unavailable", "detail": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ready", **info})
+
+
+@router.get("/metrics", tags=["probes"])
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency histograms, model load time."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(_service(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/classify", tags=["query"], openapi_extra=UPLOAD_BODY)
+async def classify(
+    request: Request,
+    k: K = 10,
+    model: Model = None,
+    weighted: bool = False,
+    reject_below: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    reject_on: Literal["share", "score"] = "share",
+) -> JSONResponse:
+    """Classify one or more uploaded images by kNN vote (multipart field `image`, or JSON
+    `{"images": [base64...]}`). One answer per image, in order; an image that cannot be
+    read is an entry `{"source", "error"}`, and a request where none can is a 422."""
+    platform = _platform(request, k)
+    service = _service(request)
+    uploads = await read_images(request, service.options.limits, json_body=await _json(request))
+    service.metrics.images.labels("classify").inc(len(uploads))
+    answers = await service.run(
+        lambda: platform.classify_many(
+            [u.data for u in uploads],
+            k=k,
+            weighted=weighted,
+            model=model,
+            reject_below=reject_below,
+            reject_on=reject_on,
+            names=[u.name for u in uploads],
+        )
+    )
+    results = [a.to_dict() for a in answers]
+    if all("error" in r for r in results):
+        detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
+        return JSONResponse({"error": "invalid", "detail": detail, "results": results}, 422)
+    return JSONResponse({"results": results})
+
+
+@router.get("/search", tags=["query"])
+async def search(
+    request: Request,
+    text: Annotated[str | None, Query(max_length=500)] = None,
+    point_id: Annotated[str | None, Query(max_length=64)] = None,
+    k: K = 5,
+    label: ClassName = None,
+    split: Split = None,
+    kind: Kind = "image",
+    model: Model = None,
+) -> dict[str, Any]:
+    """Nearest images to a text (a DeViSE model's word space) or to a stored point's id."""
+    platform = _platform(request, k)
+    found = await _service(request).run(
+        lambda: platform.search(
+            text=text, point_id=point_id, k=k, label=label, split=split, kind=kind, model=model
+        )
+    )
+    return found.to_dict()
+
+
+@router.post("/search", tags=["query"], openapi_extra=UPLOAD_BODY)
+async def search_by_upload(
+    request: Request,
+    k: K = 5,
+    label: ClassName = None,
+    split: Split = None,
+    kind: Kind = "image",
+    model: Model = None,
+) -> dict[str, Any]:
+    """Nearest images to an uploaded image (multipart `image` or JSON `images`), or to a
+    vector (JSON `{"vector": [...]}`, the space's dimension)."""
+    platform = _platform(request, k)
+    body = await _json(request)
+    options: dict[str, Any] = {"k": k, "label": label, "split": split, "kind": kind}
+    options["model"] = model
+    if isinstance(body, dict) and "vector" in body:
+        query: dict[str, Any] = {"vector": body["vector"]}
+    else:
+        uploads = await read_images(request, _service(request).options.limits, json_body=body)
+        if len(uploads) != 1:
+            raise HTTPException(422, f"search takes one image, got {len(uploads)}")
+        query = {"image": uploads[0].data}
+    found = await _service(request).run(lambda: platform.search(**query, **options))
+    if "image" in query:
+        found.query = f"image {uploads[0].name}"
+    return found.to_dict()
+
+
+@router.get("/classes", tags=["catalog"])
+async def classes(request: Request) -> list[dict[str, Any]]:
+    """Every class with its role and image count per split."""
+    rows = await _service(request).run(_platform(request).classes)
+    return [c.to_dict() for c in rows]
+
+
+@router.post("/classes/{name}", tags=["catalog"], status_code=201, openapi_extra=UPLOAD_BODY)
+async def add_class(request: Request, name: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    """Enrol class `name` from uploaded images, as a recorded job (in-process, or on the
+    workers in server mode): classifiable at once, no retraining."""
+    platform = _platform(request)
+    uploads = await read_images(
+        request, _service(request).options.limits, json_body=await _json(request)
+    )
+    return await _service(request).run(platform.add_class, name, [u.data for u in uploads])
+
+
+@router.get("/jobs", tags=["catalog"])
+async def jobs(
+    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> list[dict[str, Any]]:
+    """The most recent jobs, newest first."""
+    rows = await run_in_threadpool(_platform(request).jobs, limit)
+    return [j.to_dict() for j in rows]
+
+
+@router.get("/jobs/{job_id}", tags=["catalog"])
+async def job(request: Request, job_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    """One job's state and progress."""
+    return (await run_in_threadpool(_platform(request).job, job_id)).to_dict()
+
+
+@router.get("/models", tags=["catalog"])
+async def models(request: Request) -> list[dict[str, Any]]:
+    """Registered models: pretrained encoders used so far and trained models."""
+    return [m.to_dict() for m in await run_in_threadpool(_platform(request).models)]
+
+
+@router.get("/images/{image_id}", tags=["images"])
+async def image(request: Request, image_id: Annotated[int, Path(ge=1)]) -> Response:
+    """A cataloged image's file, by catalog id."""
+    from pathlib import Path as FilePath
+
+    from embplat.errors import NotFoundError
+
+    info = await run_in_threadpool(_platform(request).image, image_id)
+    if not FilePath(info.path).is_file():
+        raise NotFoundError(f"the file of image {image_id} is gone; run `platform doctor`")
+    return FileResponse(info.path)
+
+
+@router.get("/images/{image_id}/thumbnail", tags=["images"])
+async def thumbnail(
+    request: Request,
+    image_id: Annotated[int, Path(ge=1)],
+    size: Annotated[int, Query(ge=16, le=512)] = 128,
+) -> Response:
+    """A cataloged image as a JPEG at most `size` pixels on its long side."""
+    platform = _platform(request)
+    info = await run_in_threadpool(platform.image, image_id)
+    max_pixels = _service(request).options.max_pixels
+    data = await run_in_threadpool(_thumbnail, info.path, size, max_pixels)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:
+    from embplat.errors import NotFoundError
+    from embplat.ingest.images import load_rgb
+
+    try:
+        img = load_rgb(path, max_pixels=max_pixels)
+    except Exception as exc:
+        raise NotFoundError(f"the file of this image cannot be read any more: {exc}") from exc
+    img.thumbnail((size, size))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
