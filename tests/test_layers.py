@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "embplat"
 RANK = {
     "errors": 0,
     "progress": 0,
+    "lazy": 0,
     "config": 1,
     "catalog": 2,
     "models": 2,

@@ -6,7 +6,9 @@ first access, so ``import embplat`` (and the CLI's start-up) stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from embplat.lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["Classification", "Match", "Platform", "SearchResult", "__version__"]
@@ -15,12 +17,7 @@ if TYPE_CHECKING:
     from embplat.api import Classification, Match, Platform, SearchResult
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__ and name != "__version__":
-        from embplat import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'embplat' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {name: "embplat.api" for name in __all__[:-1]})
 
 
 def __dir__() -> list[str]:

@@ -87,9 +87,9 @@ def test_bad_captions_files_and_unknown_images_are_one_line(env, tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text('{"images": 3}', encoding="utf-8")
     r = invoke([*env, "ingest", str(tmp_path), "--captions", str(bad), "--no-embed"])
-    assert r.exit_code == 2 and "not a Karpathy split JSON" in r.output
+    assert r.exit_code == 1 and "not a Karpathy split JSON" in r.output
     assert "Traceback" not in r.output
     r = invoke([*env, "captions", "show", "nowhere.jpg"])
-    assert r.exit_code == 2 and "not in the catalog" in r.output
+    assert r.exit_code == 1 and "not in the catalog" in r.output
     r = invoke(["datasets", "scenes", "--out", str(tmp_path / "s"), "--images", "3"])
     assert r.exit_code == 2 and "need at least 10" in r.output

@@ -79,19 +79,19 @@ def test_ingest_summary_counts_replaced_files(env, bmp_tree, imagefactory):
         r = invoke([*common, "jobs", "resume", "1"])  # finished: nothing to run again
         assert r.exit_code == 0 and "0 batches run again, job succeeded" in r.stdout
         r = invoke([*common, "jobs", "resume", "99"])
-        assert r.exit_code == 2 and "99" in r.stderr
+        assert r.exit_code == 1 and "99" in r.stderr
         assert len(json.loads(invoke([*common, "jobs", "--json"]).stdout)) == 3
     finally:
         torch.set_num_threads(threads)
 
 
 @pytest.mark.reliability
-def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):
+def test_user_errors_are_one_red_line_failures_exit_1_usage_errors_2(env, tmp_path):
     r = invoke([*env, "classify", str(tmp_path / "missing.jpg")])
-    assert r.exit_code == 2
+    assert r.exit_code == 1
     assert "error:" in r.stderr and "Traceback" not in r.output
     r = invoke([*env, "ingest", str(tmp_path / "nowhere")])
-    assert r.exit_code == 2 and "nowhere" in r.stderr
+    assert r.exit_code == 1 and "nowhere" in r.stderr
     image = tmp_path / "x.jpg"
     Image.new("RGB", (8, 8)).save(image)
     r = invoke(["--encoder", "nope", "classify", str(image)])
@@ -101,7 +101,7 @@ def test_user_errors_are_one_red_line_and_exit_2(env, tmp_path):
 @pytest.mark.reliability
 def test_classify_before_ingest_says_what_to_do(env, fmnist_queries):
     r = invoke([*env, "classify", str(fmnist_queries / "coat" / "coat_00001.jpg")])
-    assert r.exit_code == 2 and "platform ingest" in r.stderr
+    assert r.exit_code == 1 and "platform ingest" in r.stderr
 
 
 @pytest.mark.reliability
@@ -130,7 +130,7 @@ def test_real_subprocess_reports_error_without_traceback(tmp_path):
         env=env,
         timeout=120,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "missing.jpg does not exist" in proc.stderr and "Traceback" not in proc.stderr
     help_text = subprocess.run(
         [sys.executable, "-m", "embplat", "--help"], capture_output=True, text=True, timeout=120

@@ -45,7 +45,7 @@ def test_train_list_show_and_semantic_queries(env):
     assert run("ingest", str(root), "--no-embed").exit_code == 0
 
     r = run("search", "--text", "bag")
-    assert r.exit_code == 2 and "platform train devise" in r.stderr
+    assert r.exit_code == 1 and "platform train devise" in r.stderr
 
     info = run_json("train", "classifier", *EPOCHS)
     assert info["name"] == "classifier-1" and info["kind"] == "classifier"
@@ -75,7 +75,7 @@ def test_train_list_show_and_semantic_queries(env):
     added = run_json("classes", "add", "zebra", "--zero-shot")
     assert added["models"] == ["devise-1"]
     r = run("classes", "add", "zebra")
-    assert r.exit_code == 2 and "--zero-shot" in r.stderr
+    assert r.exit_code == 1 and "--zero-shot" in r.stderr
 
     report = run_json("evaluate", "--zero-shot", "--no-plots")
     assert report["unseen_classes"] == ["sandal"] and report["calibrated"]["gamma"] is not None
@@ -96,4 +96,4 @@ def test_vectors_load_show_reset(env):
     assert run("vectors", "reset").exit_code == 0
     assert run_json("vectors", "show")["origin"] == "glove-6B-50d"
     r = run("vectors", "load", str(env / "missing.vec"))
-    assert r.exit_code == 2 and "missing.vec does not exist" in r.stderr
+    assert r.exit_code == 1 and "missing.vec does not exist" in r.stderr

@@ -114,7 +114,7 @@ def test_search_filters_are_checked(ingested: Path) -> None:
     assert invoke("ingest", str(ingested)).exit_code == 0
     query = str(ingested / "cats" / "cats_1.bmp")
     r = invoke("search", "--image", query, "--class", "nope")
-    assert r.exit_code == 2 and "matches class='nope'" in one_error_line(r)
+    assert r.exit_code == 1 and "matches class='nope'" in one_error_line(r)
     assert "holds no enrolled images yet" not in r.stderr
     r = invoke("classify", query, "--show", "-1")
     assert r.exit_code == 2 and "--show" in r.output
@@ -183,7 +183,7 @@ def test_unwritable_index_folder_is_one_line_and_the_rerun_recovers(
 
     monkeypatch.setattr(ExactIndex, "flush", refused)
     result = runner.invoke(app, [*COMMON, "ingest", str(bmp_tree)])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
     assert "cannot write" in line and "Permission denied" in line and str(home) in line
     monkeypatch.setattr(ExactIndex, "flush", real_flush)

@@ -138,7 +138,7 @@ def test_images_delete_unknown_path_or_id_is_one_red_line(home, ingested):
     missing = ingested / "cats" / "nope.bmp"
     for args in ([str(missing)], [str(ingested / "dogs" / "*.bmp")], ["--id", "999"], []):
         r = invoke("images", "delete", *args)
-        assert r.exit_code == 2, (args, r.output)
+        assert r.exit_code == 1, (args, r.output)
         assert len(r.stderr.strip().splitlines()) == 1 and "error" in r.stderr
     assert "nope.bmp" in invoke("images", "delete", str(missing)).stderr
     assert _counts(home)[0] == 6
@@ -154,7 +154,7 @@ def test_classes_remove(home, ingested):
     assert names == ["coffee"]
 
     r = invoke("classes", "remove", "cats")
-    assert r.exit_code == 2 and "no class named 'cats'" in r.stderr
+    assert r.exit_code == 1 and "no class named 'cats'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = invoke("classes", "remove", "coffee", "--json")
     assert json.loads(r.stdout) == {"class": "coffee", "images": 3, "labels": 0}

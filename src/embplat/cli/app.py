@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from embplat.cli.output import error_line
-from embplat.errors import EmbplatError
+from embplat.errors import ConfigError, EmbplatError
 
 if TYPE_CHECKING:  # imported when used: `--help` must not pay for them (tests/cli/test_startup)
     from sqlalchemy.exc import DatabaseError
@@ -22,8 +22,20 @@ if TYPE_CHECKING:  # imported when used: `--help` must not pay for them (tests/c
     from embplat.pipelines.context import Context
 
 
+#: Exit codes: a failed operation (bad data, a missing item, a service down), a usage error
+#: (a bad option, value or configuration: Click's own usage errors exit 2 too), Ctrl-C.
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def exit_code(exc: BaseException) -> int:
+    """:data:`EXIT_USAGE` for a configuration or value the user must change, else
+    :data:`EXIT_FAILED`."""
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+
+
 class _Group(TyperGroup):
-    """Turns project errors into one red line and exit code 2, never a traceback."""
+    """Turns project errors into one red line and an exit code (:func:`exit_code`), never a
+    traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -31,13 +43,13 @@ class _Group(TyperGroup):
         except EmbplatError as exc:
             _mark_failed(ctx)
             error_line(str(exc))
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(exc)) from None
         except OSError as exc:
             if not _storage_error(exc):
                 raise
             _mark_failed(ctx)
             error_line(_storage_message(exc))
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_FAILED) from None
         except Exception as exc:
             if not _database_error(exc):
                 raise
@@ -46,10 +58,10 @@ class _Group(TyperGroup):
 
             url = ctx.obj.settings.catalog_url if isinstance(ctx.obj, State) else "the catalog"
             error_line(str(catalog_failure(url, exc)))
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
             error_line("interrupted; everything committed so far is kept, re-run to resume")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _database_error(exc: Exception) -> TypeGuard[DatabaseError]:
@@ -109,7 +121,7 @@ class State:
         return self._ctx
 
     def close(self) -> None:
-        """Flush the index if it was opened; a failure is one line and exit code 2 (none
+        """Flush the index if it was opened; a failure is one line and exit code 1 (none
         when the command already failed and said why)."""
         if self._ctx is None:
             return
@@ -121,7 +133,7 @@ class State:
                 raise
             if not self.failed:
                 error_line(_storage_message(exc) if isinstance(exc, OSError) else str(exc))
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_FAILED) from None
 
 
 def _print_version(value: bool) -> None:
@@ -171,7 +183,7 @@ def main_callback(
         )
     except EmbplatError as exc:
         error_line(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(exit_code(exc)) from None
     state = State(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -7,8 +7,9 @@ built-in backbones themselves, ``list_recipes``/``get_recipe`` the built-in reci
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from embplat.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from embplat.models.encoders import TorchImageEncoder, get_encoder, list_encoders
@@ -38,9 +39,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -6,8 +6,9 @@ backend options that ``embplat.config`` nests) imports without numpy or a backen
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from embplat.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from embplat.retrieval.arrays import IdPositions, SearchArrays, search_arrays
@@ -39,9 +40,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)
