@@ -45,10 +45,13 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60, **kw)  # type: ignore[arg-type]
 
 
-def start_server(home: Path, log: Path, **env: str) -> Server:
-    """Start ``platform serve`` on ``home`` and wait until it answers ``/readyz``."""
+def start_server(
+    home: Path, log: Path, *, flags: tuple[str, ...] = tuple(FLAGS), **env: str
+) -> Server:
+    """Start ``platform serve`` on ``home`` (with the root ``flags``) and wait until it
+    answers ``/readyz``."""
     port = free_port()
-    cmd = [sys.executable, "-m", "embplat", *FLAGS, "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "embplat", *flags, "serve", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=home_env(home, **env), stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
