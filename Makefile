@@ -5,6 +5,7 @@ PLATFORM := $(VENV)/bin/platform
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_HOME ?= .embplat
+SCENES_HOME ?= data/scenes-home
 ALL_BUT_BAG := t-shirt,trouser,pullover,dress,coat,sandal,shirt,sneaker,ankle+boot
 
 .PHONY: install sample-data demo test lint bench clean
@@ -44,6 +45,14 @@ demo: sample-data
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) evaluate --split valid --k 10
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) classes list
 	EMBPLAT_HOME=$(DEMO_HOME) $(PLATFORM) doctor
+	# captions: a sentence search on the captioned scenes (their own data home)
+	$(PLATFORM) datasets scenes --out data/scenes --images 200
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) ingest data/scenes
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) train matching --text-encoder glove --loss infonce \
+	    --epochs 5 --embed-dim 128 --lr 1e-3
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) search --text "a red circle above a blue square" \
+	    --model matching-1 --k 5
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) evaluate --model matching-1
 
 test: install
 	scripts/services.sh up

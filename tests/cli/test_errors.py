@@ -96,7 +96,7 @@ def test_classify_answers_good_images_and_reports_bad_ones(ingested: Path, tmp_p
     assert one_error_line(r).startswith(f"error: {corrupt}: not an image Pillow can read")
 
     r = invoke("classify", str(corrupt), missing)  # nothing answered
-    assert r.exit_code == 2
+    assert r.exit_code == 1
     assert [line.split(":")[1].strip() for line in r.stderr.splitlines()] == [
         str(corrupt),
         missing,

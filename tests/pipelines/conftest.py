@@ -47,3 +47,44 @@ def tree_copy(tmp_path, fmnist_root):
     dst = tmp_path / "awa2"
     shutil.copytree(fmnist_root.parent, dst)
     return dst / "JPEGImages"
+
+
+#: A small matching model: glove captions, infonce, on the tiny encoder's cached vectors.
+MATCHING_CONFIG = {
+    "text_encoder": "glove",
+    "loss": "infonce",
+    "freeze_epochs": 30,
+    "embed_dim": 64,
+    "batch_size": 32,
+    "lr": 1e-2,
+    "device": "cpu",
+    "encoder": "tiny_cnn",
+}
+
+
+@pytest.fixture(scope="session")
+def scenes_root(tmp_path_factory):
+    """60 captioned scenes (Flickr8k layout: 48 train, 6 dev, 6 test images, 5 captions each)."""
+    from embplat.ingest.scenes import build_scenes
+
+    return build_scenes(tmp_path_factory.mktemp("scenes") / "scenes", images=60, size=64)
+
+
+@pytest.fixture(scope="session")
+def matching_trained(tmp_path_factory, scenes_root):
+    """A context (exact index, ``tiny_cnn``) holding the scenes and a trained matching model
+    named ``m``; shared by the tests that only read it."""
+    from embplat.pipelines.ingest import ingest_tree
+    from embplat.pipelines.train import train_recipe
+
+    ctx = make_context(tmp_path_factory.mktemp("matching") / "home", "exact", encoder="tiny_cnn")
+    ingest_tree(ctx, scenes_root)
+    train_recipe(ctx, "matching", {**MATCHING_CONFIG, "name": "m"})
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def matching_config():
+    """A copy of :data:`MATCHING_CONFIG` (a small, quick matching model)."""
+    return dict(MATCHING_CONFIG)

@@ -60,7 +60,9 @@ def evaluate_cmd(
     encoder): exact search and the index side by side, kNN accuracy@1/@10, NMI/AMI, an
     open-set accuracy/coverage curve (test-split classes and --unknown ones as unknown),
     metrics recorded in the catalog (`platform models compare`). With --zero-shot: a
-    visual-semantic model's ZSL and GZSL accuracies instead.
+    visual-semantic model's ZSL and GZSL accuracies instead. With a matching model: R@1/5/10
+    and median/mean rank image→text and text→image on the test split, exact and through
+    the index, recorded.
     """
     from embplat.pipelines.evaluate import EvaluationRequest, evaluate
 
@@ -81,6 +83,8 @@ def evaluate_cmd(
         r = evaluate(ctx.obj.context(), request, bars)
     if json_out:
         print_json(r)
+    elif "index_similarity" in r:
+        _print_crossmodal(r)
     elif zero_shot:
         _print_zero_shot(r)
     elif request.complete:
@@ -152,6 +156,17 @@ def _exact_vs_index(r: dict[str, Any]) -> Table:
     for key, value in (ann.get("agreement") or {}).items():
         table.add_row(f"index vs exact {key}", "", fmt_metric(value), "")
     return table
+
+
+def _print_crossmodal(r: dict[str, Any]) -> None:
+    """Both directions' R@K and ranks, exact (the model's similarity) and through the index."""
+    title = f"{r['model']} · {r['split']} · {r['images']} images, {r['captions']} captions"
+    table = Table("metric", f"exact ({r['loss']})", "index (cosine)", title=title)
+    table.title_justify = "left"
+    for key, value in r["metrics"].items():
+        table.add_row(key, fmt_metric(value), fmt_metric(r["index"].get(key)))
+    console.print(table)
+    console.print(f"{r['recorded']} metrics recorded for {r['model']} ({r['split']})")
 
 
 def _print_zero_shot(r: dict[str, Any]) -> None:

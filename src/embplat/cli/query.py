@@ -12,6 +12,7 @@ from embplat.cli.output import console, error_line, print_json, warn_line
 from embplat.errors import DataError
 
 if TYPE_CHECKING:
+    from embplat.pipelines.crossmodal import CaptionHit
     from embplat.pipelines.query import Neighbour, Prediction, QueryFailure
 
 
@@ -82,14 +83,19 @@ def classify_cmd(
         for failure in failures:
             error_line(str(failure))
     if failures:
-        raise typer.Exit(1 if answers else 2)
+        raise typer.Exit(1)  # a failed operation (some or all images), see cli.app.exit_code
 
 
 def search_cmd(
     ctx: typer.Context,
     image: Annotated[Path | None, typer.Option("--image", help="query image")] = None,
-    text: Annotated[str | None, typer.Option("--text", help="query words (DeViSE)")] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", help="query words (DeViSE) or a sentence (matching)")
+    ] = None,
     labels: Annotated[bool, typer.Option("--labels", help="image → labels (DeViSE)")] = False,
+    captions: Annotated[
+        bool, typer.Option("--captions", help="image → captions (a matching --model)")
+    ] = False,
     k: Annotated[int, typer.Option("--k")] = 5,
     split: Annotated[str | None, typer.Option(help="only this split: train|valid|test")] = None,
     label: Annotated[str | None, typer.Option("--class", help="only this class")] = None,
@@ -97,19 +103,36 @@ def search_cmd(
     model: Annotated[str | None, ModelOpt] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Nearest images to a query image or text, or (--labels) the labels nearest an image."""
-    from embplat.pipelines import semantic
+    """Nearest images to a query image or text, or (--labels) the labels nearest an image.
+
+    With a matching model (`platform train matching`): --text is a sentence embedded by its
+    text tower, and --image --captions lists the captions nearest the image.
+    """
+    from embplat.pipelines import crossmodal, semantic
     from embplat.pipelines.query import check_split, search_by_image
 
     check_split(split)
     context = ctx.obj.context()
     flt = {key: v for key, v in (("split", split), ("class", label)) if v}
     notes: list[str] = []
-    if text is not None:
+    if text is not None and crossmodal.is_caption_model(context, model):
+        assert model is not None  # is_caption_model(None) is False
+        hits = crossmodal.search_by_sentence(context, text, model=model, k=k, flt=flt)
+        title = f"nearest to the sentence {text!r} ({model})"
+    elif text is not None:
         hits, used = semantic.search_by_text(context, text, model=model, k=k, flt=flt)
         title = f"nearest to the words {text!r} ({used})"
     elif image is None:
         raise DataError("give a query with --image PATH or --text WORDS")
+    elif captions:
+        if model is None:
+            raise DataError("--captions needs --model NAME of a matching model")
+        near = crossmodal.captions_of_image(context, image, model=model, k=k, flt=flt)
+        if json_out:
+            print_json([c.as_dict() for c in near])
+        else:
+            console.print(_caption_table(near, f"captions nearest to {image} ({model})"))
+        return
     elif labels:
         found = semantic.label_images(context, [image], model=model, k=k)[0]
         if json_out:
@@ -187,6 +210,13 @@ def _print_prediction(p: Prediction, show: int) -> None:
     )
     if show:
         console.print(_neighbour_table(p.neighbours[:show], None))
+
+
+def _caption_table(hits: list[CaptionHit], title: str) -> Table:
+    table = Table("#", "caption", "score", "image", title=title, title_justify="left")
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), h.text, f"{h.score:.4f}", h.path)
+    return table
 
 
 def _neighbour_table(hits: list[Neighbour], title: str | None) -> Table:

@@ -1,4 +1,5 @@
-"""``platform train classifier|devise|metric``: train a recipe on the catalog's seen classes."""
+"""``platform train classifier|devise|metric|matching``: train a recipe on the catalog's seen
+classes (``matching``: on its captioned images)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from embplat.cli.output import (
 )
 
 train_app = typer.Typer(
-    no_args_is_help=True, help="Train a recipe (transfer learning, DeViSE, metric learning)."
+    no_args_is_help=True,
+    help="Train a recipe (transfer learning, DeViSE, metric learning, image–caption matching).",
 )
 
 
@@ -189,6 +191,32 @@ def metric_cmd(
     _run(ctx, "metric", metric_config({**options, "name": name, "embed": embed}), json_out)
 
 
+@train_app.command("matching")
+def matching_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, Opt(help="model name (default matching-N)")] = None,
+    text_encoder: Annotated[str, Opt(help="gru | minilm | glove")] = "gru",
+    loss: Annotated[str, Opt(help="order | vse | infonce")] = "order",
+    epochs: Annotated[int, Opt(help="epochs on the active encoder's cached features")] = 15,
+    embed_dim: Annotated[int, Opt(help="dimension of the joint space")] = 512,
+    margin: Annotated[float | None, Opt(help="hinge margin (default order 0.05, vse 0.2)")] = None,
+    temperature: Annotated[float, Opt(help="infonce: starting temperature (learnt)")] = 0.07,
+    text_hidden: Annotated[int, Opt(help="gru: hidden size")] = 512,
+    vectors: Annotated[str, Opt(help="word vectors of glove/gru (default: the active ones)")] = "",
+    batch_size: Annotated[int, Opt(help="(image, caption) pairs per step")] = 128,
+    lr: Annotated[float, Opt(help="Adam(W) learning rate")] = 2e-4,
+    seed: SeedOpt = 0,
+    embed: Annotated[bool, Opt(help="write the image and caption points")] = True,
+    keep_checkpoints: KeepOpt = "all",
+    json_out: JsonOpt = False,
+) -> None:
+    """Image–caption matching: image tower over the active encoder's cached vectors, text
+    tower over a sentence encoder, best epoch by valid R-sum; fills the model's collection
+    with image and caption points (`search --text`, `search --image --captions`)."""
+    config = {k: v for k, v in locals().items() if k not in {"ctx", "json_out", "epochs"}}
+    _run(ctx, "matching", {**config, "freeze_epochs": epochs}, json_out)
+
+
 def metric_config(options: dict[str, Any]) -> dict[str, Any]:
     """CLI options → ``MetricConfig`` fields: ``epochs`` are the unfrozen epochs; the LR
     defaults to 1e-3 for Adam and 1e-2 for SGD."""
@@ -242,10 +270,15 @@ def _run(ctx: typer.Context, recipe: str, options: dict[str, Any], json_out: boo
         print_json(info)
         return
     console.print(epochs_table(info))
+    data = info["data"]
+    seen = (
+        f"{data['train_captions']} captions of {data['train_images']} train images"
+        if "train_captions" in data
+        else f"{data['train_images']} train images of {len(data['classes'])} classes"
+    )
     console.print(
         f"[bold green]{name}[/]: best epoch {info['best_epoch']} "
-        f"({info['metric']}, untrained {info['baseline']}), {info['data']['train_images']} "
-        f"train images of {len(info['data']['classes'])} classes → index {info['collection']}"
+        f"({info['metric']}, untrained {info['baseline']}), {seen} → index {info['collection']}"
     )
     for path in info.get("plots") or []:
         console.print(f"plot: {context.home / path}")

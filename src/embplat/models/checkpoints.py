@@ -79,10 +79,17 @@ def load_trained_encoder(
     Its embeddings go to the model's own collection (``embplat_<name>``) through the same
     embedding code as any encoder.
 
+    A matching model (image–caption) gives its image side: the image encoder it was
+    trained on, then its image tower.
+
     Raises:
         ConfigError: the checkpoint is missing or unreadable.
     """
     ckpt = load_checkpoint(path)
+    if ckpt.get("recipe") == "matching":
+        from embplat.models.recipes.matching.saved import matching_image_encoder
+
+        return matching_image_encoder(ckpt, path=path, name=name, device=device)
     module, dim = trained_module(ckpt)
     enc = ckpt["encoder"]
     backbone = Backbone(

@@ -7,7 +7,9 @@ neighbours are searched through the index. The kNN evaluation scores those neigh
 (``EvaluationRequest.complete``) scores exact neighbours and sets the index's beside them,
 adds NMI/AMI, an open-set accuracy/coverage curve where images of never-enrolled classes
 should be answered ``unknown``, records the scalars in the catalog and can write an HTML
-report. A zero-shot request is a visual-semantic model's ZSL/GZSL evaluation instead.
+report. A zero-shot request is a visual-semantic model's ZSL/GZSL evaluation instead; a
+model trained on captions (matching) gets the cross-modal evaluation
+(``pipelines.evaluate_matching``, test split unless another split than ``valid`` is asked).
 """
 
 from __future__ import annotations
@@ -101,6 +103,15 @@ def evaluate(
             without queries, or one that leaves nothing known.
         NotFoundError: no such model.
     """
+    from embplat.pipelines.crossmodal import is_caption_model
+
+    if is_caption_model(ctx, request.model) and not request.zero_shot:
+        from embplat.pipelines.evaluate_matching import evaluate_matching
+
+        assert request.model is not None
+        return evaluate_matching(
+            ctx, request.model, "test" if request.split == "valid" else request.split
+        )
     if request.zero_shot:
         from embplat.pipelines.zeroshot import evaluate_zero_shot
 

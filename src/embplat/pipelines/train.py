@@ -55,7 +55,8 @@ def train_recipe(
     job_id: int | None = None,
 ) -> str:
     """Train the registered ``recipe`` (e.g. ``classifier``, ``devise``, ``metric``) and
-    register the model.
+    register the model. A recipe that learns from captions (``data = "captions"``) is
+    trained by ``pipelines.train_pairs`` under the same recorded job.
 
     Args:
         config: the recipe's frozen config, or its JSON-like dict (unknown keys are refused).
@@ -72,6 +73,10 @@ def train_recipe(
     check_hooks(spec.hooks)
     cfg = make_config(recipe, config)
     name = model_name(ctx, recipe, cfg.name)
+    if spec.data == "captions":  # (image, caption) pairs, not labelled images
+        from embplat.pipelines.train_pairs import train_pairs
+
+        return train_pairs(ctx, recipe, cfg, name, progress, job_id=job_id)
     data = catalog_samples(ctx, cfg)
     built = spec.build(cfg, data.classes, home=ctx.home)  # fails fast on unknown labels
 

@@ -10,7 +10,7 @@ warning is logged once per process past :data:`LOCAL_MODE_LIMIT`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +57,8 @@ class QdrantIndex(VectorIndex):
         client: a connected client (server or local mode).
         upload_batch: points per upsert request; Qdrant recommends 64–256 for bulk loads.
         owns_client: close ``client`` in :meth:`close` (set when the index created it).
+        release: called by :meth:`close` instead, for a client shared with other indexes
+            (local mode: one client per folder, see ``qdrant_open``).
         parallel: upload processes (``upload_collection(parallel=...)``) against a server; local
             mode always uses 1.
         max_retries: times a failed upload request is retried before the error is raised.
@@ -76,8 +78,10 @@ class QdrantIndex(VectorIndex):
         *,
         parallel: int = 1,
         max_retries: int = 3,
+        release: Callable[[], None] | None = None,
     ) -> None:
         check_upload_options(upload_batch, parallel, max_retries)
+        self._release = release
         self.name, self.dim, self.client = name, dim, client
         self.upload_batch, self.owns_client = upload_batch, owns_client
         opts = client.init_options
@@ -227,8 +231,11 @@ class QdrantIndex(VectorIndex):
         """
 
     def close(self) -> None:
-        """Close the client when this index owns it."""
-        if self.owns_client:
+        """Close the client when this index owns it (or release its share of it)."""
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+        elif self.owns_client:
             self.client.close()
 
     def set_alias(self, alias: str) -> None:

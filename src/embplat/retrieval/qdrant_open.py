@@ -1,9 +1,19 @@
 """Open the Qdrant backend from its options: a server client, or qdrant-client's embedded
-local mode in a folder, chosen once here."""
+local mode in a folder, chosen once here.
+
+Local mode locks its folder per client, so every collection opened in one process from the
+same folder shares one client (counted; closed with the last index using it): a training
+reads the active encoder's collection while it writes the model's.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 from embplat.errors import ConfigError, ServiceUnavailableError
 from embplat.retrieval.backends import QdrantOptions
@@ -36,15 +46,9 @@ def open_index(*, name: str, dim: int, root: Path, options: QdrantOptions) -> Ve
             prefer_grpc=options.prefer_grpc,
             grpc_port=options.grpc_port,
         )
+        release = client.close
     elif options.path is not None:
-        Path(options.path).mkdir(parents=True, exist_ok=True)
-        try:
-            client = QdrantClient(path=str(options.path))
-        except RuntimeError as exc:  # the folder is locked by another client
-            raise ServiceUnavailableError(
-                f"local Qdrant folder {options.path} is in use by another process ({exc}); "
-                "stop it or run a Qdrant server"
-            ) from exc
+        client, release = _local_client(Path(options.path))
     else:
         raise ConfigError(
             "the qdrant backend needs a server URL (EMBPLAT_QDRANT_URL) or a local folder "
@@ -56,12 +60,12 @@ def open_index(*, name: str, dim: int, root: Path, options: QdrantOptions) -> Ve
             dim,
             client,
             upload_batch=options.upload_batch,
-            owns_client=True,
             parallel=options.parallel,
             max_retries=options.max_retries,
+            release=release,
         )
     except BaseException as exc:
-        client.close()
+        release()
         if isinstance(exc, ResponseHandlingException) or _grpc_unavailable(exc):
             port = f" (gRPC port {options.grpc_port})" if options.prefer_grpc else ""
             raise ServiceUnavailableError(
@@ -69,6 +73,43 @@ def open_index(*, name: str, dim: int, root: Path, options: QdrantOptions) -> Ve
                 "EMBPLAT_QDRANT_URL"
             ) from exc
         raise
+
+
+_LOCAL_LOCK = threading.Lock()
+#: resolved folder -> [its local-mode client, how many open indexes use it]
+_LOCAL: dict[str, list[Any]] = {}
+
+
+def _local_client(path: Path) -> tuple[QdrantClient, Any]:
+    """This process's local-mode client of ``path`` and a function releasing one use of it.
+
+    Raises:
+        ServiceUnavailableError: another process holds the folder.
+    """
+    from qdrant_client import QdrantClient
+
+    key = str(path.resolve())
+    with _LOCAL_LOCK:
+        if key not in _LOCAL:
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                _LOCAL[key] = [QdrantClient(path=key), 0]
+            except RuntimeError as exc:  # the folder is locked by another client
+                raise ServiceUnavailableError(
+                    f"local Qdrant folder {path} is in use by another process ({exc}); "
+                    "stop it or run a Qdrant server"
+                ) from exc
+        entry = _LOCAL[key]
+        entry[1] += 1
+
+    def release() -> None:
+        with _LOCAL_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0 and _LOCAL.get(key) is entry:
+                del _LOCAL[key]
+                entry[0].close()
+
+    return entry[0], release
 
 
 def _grpc_unavailable(exc: BaseException) -> bool:
