@@ -38,6 +38,7 @@ from embplat.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from embplat.serve.batching import Batcher
 from embplat.serve.metrics import Metrics, route_of
 from embplat.serve.security import BodyTooLarge, Guard
 from embplat.serve.uploads import Limits
@@ -98,6 +99,16 @@ class Service:
     model_thread: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="embplat-model")
     )
+    #: classify requests that arrive together share one forward pass
+    batcher: Batcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = Batcher(self._classify, max_items=max(self.options.max_images, 64))
+
+    async def _classify(
+        self, images: list[Any], names: list[str], options: dict[str, Any]
+    ) -> list[Any]:
+        return await self.run(self.platform.classify_many, images, names=names, **options)
 
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``call(*args, **kwargs)`` on the model thread, awaited."""
@@ -119,6 +130,7 @@ def create_app(platform: Platform, options: ServeOptions | None = None) -> FastA
             service.metrics.model_load.set(seconds)
             log.info("encoder and index ready in %.2f s", seconds)
         yield
+        await service.batcher.close()
         await service.run(platform.close)
         service.model_thread.shutdown()
 

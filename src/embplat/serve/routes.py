@@ -91,20 +91,18 @@ async def classify(
     """Classify one or more uploaded images by kNN vote (multipart field `image`, or JSON
     `{"images": [base64...]}`). One answer per image, in order; an image that cannot be
     read is an entry `{"source", "error"}`, and a request where none can is a 422."""
-    platform = _platform(request, k)
+    _platform(request, k)  # checks k against the limit
     service = _service(request)
     uploads = await read_images(request, service.options.limits, json_body=await _json(request))
     service.metrics.images.labels("classify").inc(len(uploads))
-    answers = await service.run(
-        lambda: platform.classify_many(
-            [u.data for u in uploads],
-            k=k,
-            weighted=weighted,
-            model=model,
-            reject_below=reject_below,
-            reject_on=reject_on,
-            names=[u.name for u in uploads],
-        )
+    answers = await service.batcher.submit(  # shares a forward pass with concurrent requests
+        [u.data for u in uploads],
+        [u.name for u in uploads],
+        k=k,
+        weighted=weighted,
+        model=model,
+        reject_below=reject_below,
+        reject_on=reject_on,
     )
     results = [a.to_dict() for a in answers]
     if all("error" in r for r in results):
