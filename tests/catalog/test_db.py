@@ -96,3 +96,29 @@ def test_catalog_folder_under_a_file_is_a_config_error(tmp_path):
     (tmp_path / "home").write_text("not a folder")
     with pytest.raises(ConfigError, match=f"cannot create the catalog folder {tmp_path}/home/x"):
         make_engine(f"sqlite:///{tmp_path / 'home' / 'x' / 'catalog.sqlite3'}")
+
+
+@pytest.mark.reliability
+def test_processes_opening_a_new_sqlite_catalog_at_once_all_succeed(tmp_path):
+    """SQLite runs migration DDL outside a transaction: without the upgrade lock, two
+    processes creating one catalog at once both create its tables and one fails."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from embplat.catalog.db import ensure_schema, make_engine\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "ensure_schema(make_engine(sys.argv[1]), auto_upgrade=True)\n"
+    )
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'round{round_}' / 'catalog.sqlite3'}"
+        start = f"{time.time() + 2.0}"  # every process starts its upgrade at this instant
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, url, start], stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        assert current_revision(make_engine(url)) == head_revision()

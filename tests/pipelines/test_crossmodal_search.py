@@ -63,6 +63,10 @@ def test_captions_of_an_image_come_first_for_a_learnt_image(matching_trained):
     hits = captions_of_image(ctx, Path(image.path), model="m", k=3)
     assert hits[0].image_id == image.id and hits[0].path == image.path
     assert len(hits) == 3 and all(h.text for h in hits)
+    # caption points carry their image's class, so a class filter applies to them too
+    same = captions_of_image(ctx, Path(image.path), model="m", k=3, flt={"class": image.label.name})
+    assert [h.image_id for h in same] == [h.image_id for h in hits]
+    assert captions_of_image(ctx, Path(image.path), model="m", k=3, flt={"class": "zzz"}) == []
 
 
 def test_bad_queries(matching_trained, tmp_path):

@@ -126,13 +126,36 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     if current_revision(engine) == head_revision():
         return
     if auto_upgrade:
-        log.info("upgrading catalog schema at %s", mask_url(str(engine.url)))
-        upgrade(engine)
+        with _upgrade_lock(engine):  # two processes opening a new home at once
+            if current_revision(engine) != head_revision():  # the other one may have done it
+                log.info("upgrading catalog schema at %s", mask_url(str(engine.url)))
+                upgrade(engine)
         return
     raise ServiceUnavailableError(
         f"catalog {mask_url(engine.url.render_as_string())} is not at schema "
         f"{head_revision()}: run `platform db upgrade`"
     )
+
+
+@contextmanager
+def _upgrade_lock(engine: Engine) -> Iterator[None]:
+    """Hold ``<catalog file>.upgrade.lock`` (SQLite files only): SQLite runs a migration's
+    DDL outside a transaction, so two processes upgrading one new catalog at once would both
+    create its tables."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock = Path(database).with_name(Path(database).name + ".upgrade.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: How migration files are named: ``NNNN_short_name.py``, whose revision id is the file name

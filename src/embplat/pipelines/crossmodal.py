@@ -162,9 +162,9 @@ def search_by_sentence(
     with torch.no_grad():
         query = net.embed_texts(net.text.prepare([text])).numpy().astype(np.float32)
     index = ctx.spaces.index(collection_name(model), query.shape[1])
-    flt = {"kind": "image", **(flt or {})}
-    if index.count(flt) == 0:
+    if index.count({"kind": "image"}) == 0:  # a filter matching nothing is no error
         raise IndexEmptyError(f"{index.name} holds no images to search: retrain {model}")
+    flt = {"kind": "image", **(flt or {})}
     return [Neighbour.from_hit(h) for h in index.search(query, k, flt)[0]]
 
 
@@ -185,9 +185,9 @@ def captions_of_image(
         )
     require_files([path])
     space = ctx.spaces.space(model)
-    flt = {"kind": "caption", **(flt or {})}
-    if space.index.count(flt) == 0:
+    if space.index.count({"kind": "caption"}) == 0:  # a filter matching nothing is no error
         raise IndexEmptyError(f"{space.index.name} holds no captions: retrain {model}")
+    flt = {"kind": "caption", **(flt or {})}
     query = embed_query_images(space, [path], max_pixels=ctx.ingest.max_pixels)
     return [
         CaptionHit(
@@ -207,6 +207,7 @@ def _caption_payload(
     return {
         "kind": "caption",
         "image_id": image.id,
+        "class": image.label.name,  # so caption searches filter by class like image ones
         "caption_id": caption_id,
         "text": text,
         "ordinal": ordinal,
