@@ -77,7 +77,8 @@ def test_caption_example_runs_against_a_platform_collection(
     assert len(captions) == 5 and all(h.payload["kind"] == "caption" for h in captions)
     first = captions[0].payload
     assert set(first) == {
-        "kind", "image_id", "caption_id", "text", "ordinal", "split", "path", "sha256", "model",
+        "kind", "image_id", "class", "caption_id", "text", "ordinal", "split", "path", "sha256",
+        "model",
     }  # fmt: skip
     assert str(captions[0].id) == caption_point_id(first["sha256"], first["ordinal"], "matching-1")
     # the same top captions as exact cosine search over the platform's caption points
