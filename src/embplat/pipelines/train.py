@@ -84,6 +84,20 @@ def train_recipe(
         sink = _JobProgress(progress or NoProgress(), job)
         return _Run(ctx, spec, cfg, name, data, built, sink, job).execute()
 
+    return run_training_job(ctx, recipe, cfg, name, work, job_id=job_id)
+
+
+def run_training_job(
+    ctx: Context,
+    recipe: str,
+    cfg: TrainConfig,
+    name: str,
+    work: Callable[[JobHandle], dict[str, Any]],
+    *,
+    job_id: int | None = None,
+) -> str:
+    """Run ``work`` as the recorded ``train`` job of model ``name`` (the queued ``job_id``,
+    else a new job); returns ``name``."""
     ctx.runner.run(
         kind="train",
         params={"recipe": recipe, "model": name, "config": cfg.as_dict()},

@@ -35,6 +35,7 @@ from embplat.pipelines.caption_pairs import CaptionPairs, caption_pairs, require
 from embplat.pipelines.context import Context, Space
 from embplat.pipelines.crossmodal import write_points
 from embplat.pipelines.embed import embed_into
+from embplat.pipelines.train import run_training_job
 from embplat.pipelines.train_data import home_relative
 from embplat.progress import NoProgress, ProgressSink
 from embplat.retrieval import collection_name
@@ -72,13 +73,7 @@ def train_pairs(
     def work(job: JobHandle) -> dict[str, Any]:
         return _PairRun(ctx, recipe, matching, name, progress or NoProgress(), job).execute()
 
-    ctx.runner.run(
-        kind="train",
-        params={"recipe": recipe, "model": name, "config": cfg.as_dict()},
-        work=work,
-        job_id=job_id,
-    )
-    return name
+    return run_training_job(ctx, recipe, cfg, name, work, job_id=job_id)
 
 
 @dataclass
