@@ -19,6 +19,7 @@ from embplat.errors import DataError, IndexEmptyError, NotFoundError
 from embplat.pipelines.context import Context
 from embplat.pipelines.query import check_split, search_by_image
 from embplat.retrieval import Filter, Hit
+from embplat.retrieval.base import unit_rows
 
 #: Point kinds a search may be restricted to.
 KINDS = ("image", "label")
@@ -100,17 +101,18 @@ def _stored(index: Any, point_id: str) -> np.ndarray:
 
 
 def _unit(vector: Any, dim: int) -> np.ndarray:
+    """One query row, checked and normalised by the indexes' own ``unit_rows``."""
     try:
         row = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     except (TypeError, ValueError) as exc:
         raise DataError(f"vector must be {dim} numbers ({exc})") from exc
-    norm = float(np.linalg.norm(row))
-    if row.shape[1] != dim or not np.isfinite(row).all() or norm == 0.0:
+    try:
+        return unit_rows(row, dim)
+    except DataError as exc:
         raise DataError(
-            f"vector must be {dim} finite numbers, not all zero (got {row.shape[1]}); "
+            f"vector must be {dim} finite numbers, not all zero (got {row.shape[1]}: {exc}); "
             "the space's dimension is in `platform models list`"
-        )
-    return row / norm
+        ) from exc
 
 
 def _match(hit: Hit) -> Match:
