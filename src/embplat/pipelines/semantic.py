@@ -25,7 +25,6 @@ from embplat.models.wordvectors import (
     active_source,
     label_vector,
     open_vectors,
-    resolve_source,
 )
 from embplat.pipelines.context import Context, Space
 from embplat.pipelines.query import (
@@ -66,11 +65,6 @@ class LabelPrediction:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def resolve_vectors(ctx: Context, spec: str = "") -> VectorSource:
-    """ "" → the active vectors of the data home; else a file (``.bin``, ``.vec``, ``.txt``)."""
-    return resolve_source(spec, ctx.home)
 
 
 def semantic_model(ctx: Context, model: str | None = None) -> str:
