@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-
-from conftest import FLAGS, home_env, start_server, stop
+from servers import FLAGS, home_env, start_server, stop
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import api_settings, start_server, stop
+from servers import api_settings, start_server, stop
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from conftest import start_server, stop
+from servers import start_server, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
