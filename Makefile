@@ -53,6 +53,10 @@ demo: sample-data
 	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) search --text "a red circle above a blue square" \
 	    --model matching-1 --k 5
 	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) evaluate --model matching-1
+	# captioning: a short training, then a caption of one image with its log-probability
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) train caption --epochs 3 --image-size 128 \
+	    --attention-dim 128 --decoder-dim 128 --lr 2e-3
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) caption data/scenes/Flicker8k_Dataset/scene_00000.jpg --beam 3
 
 test: install
 	scripts/services.sh up

@@ -223,7 +223,10 @@ def _register_groups() -> None:
     ):
         module.register(app)
     app.add_typer(datasets.app, name="datasets", help="Build sample datasets from local files.")
-    app.add_typer(captions.app, name="captions", help="Show the captions of an image.")
+    app.add_typer(
+        captions.app, name="captions", help="Captions of an image; generate and index them."
+    )
+    app.command("caption")(captions.caption_cmd)
 
 
 _register_groups()

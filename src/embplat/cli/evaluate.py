@@ -16,6 +16,7 @@ from embplat.cli.output import (
     print_json,
     progress_bars,
 )
+from embplat.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +53,9 @@ def evaluate_cmd(
             "answered unknown (open-set curve; implies the full run)"
         ),
     ] = None,
+    beam: Annotated[
+        str, typer.Option(help="captioning model: comma-separated beam widths scored")
+    ] = "1,3,5",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Precision@1, recall@k, MAP@R, kNN accuracy and a per-class report for one split.
@@ -62,7 +66,8 @@ def evaluate_cmd(
     metrics recorded in the catalog (`platform models compare`). With --zero-shot: a
     visual-semantic model's ZSL and GZSL accuracies instead. With a matching model: R@1/5/10
     and median/mean rank image→text and text→image on the test split, exact and through
-    the index, recorded.
+    the index, recorded. With a captioning model: BLEU-1..4 on the test split at each
+    --beam width and the top-5 token accuracy, recorded.
     """
     from embplat.pipelines.evaluate import EvaluationRequest, evaluate
 
@@ -78,11 +83,14 @@ def evaluate_cmd(
         zero_shot=zero_shot,
         calibrate=calibrate,
         plots=plots,
+        beams=_beams(beam),
     )
     with progress_bars(not json_out) as bars:
         r = evaluate(ctx.obj.context(), request, bars)
     if json_out:
         print_json(r)
+    elif "beams" in r:
+        _print_captioning(r)
     elif "index_similarity" in r:
         _print_crossmodal(r)
     elif zero_shot:
@@ -191,3 +199,30 @@ def _print_zero_shot(r: dict[str, Any]) -> None:
         console.print(f"  {name}: ZSL top-1 {fmt_metric(acc, 3)}")
     for path in r["plots"]:
         console.print(f"plot: {path}")
+
+
+def _beams(text: str) -> tuple[int, ...]:
+    try:
+        beams = tuple(int(b) for b in comma_list(text))
+    except ValueError:
+        raise ConfigError(f"--beam {text!r}: give widths such as 1,3,5") from None
+    if not beams:
+        raise ConfigError("--beam: give at least one width, e.g. 3")
+    return beams
+
+
+def _print_captioning(r: dict[str, Any]) -> None:
+    """BLEU per beam width, top-5 accuracy and a few generated captions."""
+    table = Table("beam", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "s", title=r["model"])
+    for beam, s in r["beams"].items():
+        bleu = [fmt_metric(s[f"bleu{n}"]) for n in range(1, 5)]
+        table.add_row(str(beam), *bleu, f"{s['seconds']:.1f}")
+    console.print(table)
+    console.print(
+        f"{r['images']} {r['split']} images, {r['references']} reference captions; "
+        f"top-5 token accuracy {fmt_metric(r['top5'])}"
+    )
+    for e in r["examples"]:
+        console.print(
+            f"{Path(e['path']).name}: {e['caption']}  [dim](e.g. {e['references'][0]})[/]"
+        )

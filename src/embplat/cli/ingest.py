@@ -71,6 +71,14 @@ def ingest(
     models: ModelsOpt = "all",
     prune: PruneOpt = None,
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = False,
+    caption_with: Annotated[
+        str | None,
+        typer.Option(
+            help="a captioning model: images under ROOT without captions get generated ones, "
+            "indexed for `platform search --text`"
+        ),
+    ] = None,
+    caption_beam: Annotated[int, typer.Option(help="--caption-with's beam width")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Catalog every valid image under ROOT (idempotent) and embed it (active index and the
@@ -80,6 +88,12 @@ def ingest(
     from embplat.pipelines.ingest import ingest_tree
 
     context = ctx.obj.context()
+    if caption_with is not None:  # a bad model or beam fails before anything is written
+        from embplat.models.recipes.caption.config import check_beam
+        from embplat.pipelines.captioning import load_captioner
+
+        check_beam(caption_beam, "--caption-beam")
+        load_captioner(context, caption_with)
     with progress_bars(not json_out) as bars:
         result = ingest_tree(
             context,
@@ -92,7 +106,21 @@ def ingest(
         )
         if wait:
             _wait_all(context.sessions, result, bars)
+        captioned = None
+        if caption_with is not None:
+            from embplat.pipelines.generated_captions import caption_folder
+
+            captioned = caption_folder(
+                context, root, model=caption_with, beam=caption_beam, progress=bars
+            )
+    if json_out and captioned is not None:
+        print_json({**result.as_dict(), "captioning": captioned})
+        return
     _report(result, json_out)
+    if captioned is not None:
+        from embplat.cli.captions import print_caption_job
+
+        print_caption_job(captioned, json_out=False)
 
 
 def parse_models(value: str) -> list[str] | None:

@@ -82,9 +82,14 @@ def models_show(
         console.print(f"[bold]{key}[/]: {info.get(key)}")
     data = info.get("data") or {}
     if data:
+        of = (
+            f"of {', '.join(data['classes'])}"
+            if data.get("classes")
+            else f"with {data.get('train_captions', 0)} / {data.get('valid_captions', 0)} captions"
+        )
         console.print(
             f"[bold]data[/]: {data['train_images']} train / {data['valid_images']} valid images "
-            f"of {', '.join(data['classes'])}"
+            + of
         )
     if info.get("vectors"):
         console.print(f"[bold]word vectors[/]: {info['vectors']}")

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 #: Worker task names (``embplat.workers.tasks`` defines a Celery task for each).
 EMBED_BATCH = "embplat.embed_batch"
+CAPTION_BATCH = "embplat.caption_batch"
 TRAIN = "embplat.train"
 
 

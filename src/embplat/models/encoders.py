@@ -38,7 +38,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Backbone:
-    """What a registered factory returns: a module mapping (B,3,S,S) to (B,dim) features."""
+    """What a registered factory returns: a module mapping (B,3,S,S) to (B,dim) features.
+
+    Attributes:
+        spatial: the same network's trunk before pooling, mapping (B, 3, S, S) to the
+            (B, spatial_dim, h, w) feature map whose spatial mean is ``module``'s output; it
+            shares ``module``'s parameters (training one trains the other). None for a
+            backbone without one (the caption recipe needs it).
+        spatial_dim: the feature map's channels C.
+    """
 
     module: nn.Module
     dim: int
@@ -46,6 +54,8 @@ class Backbone:
     default_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    spatial: nn.Module | None = None
+    spatial_dim: int | None = None
 
 
 class TorchImageEncoder:

@@ -56,6 +56,7 @@ class EvaluationRequest:
         report: write the HTML report there; projection: its 2-D map (auto, pca, umap).
         unseen_split: images of this split join the open-set curve as unknowns.
         zero_shot, calibrate, plots: a visual-semantic model's ZSL/GZSL evaluation.
+        beams: a captioning model's beam widths (BLEU at each).
     """
 
     split: str = "valid"
@@ -71,6 +72,7 @@ class EvaluationRequest:
     zero_shot: bool = False
     calibrate: bool = True
     plots: bool = True
+    beams: tuple[int, ...] = (1, 3, 5)
 
     @property
     def reference_split(self) -> str:
@@ -103,8 +105,15 @@ def evaluate(
             without queries, or one that leaves nothing known.
         NotFoundError: no such model.
     """
+    from embplat.pipelines.captioning import is_captioner
     from embplat.pipelines.crossmodal import is_caption_model
 
+    if is_captioner(ctx, request.model):
+        from embplat.pipelines.evaluate_captioner import evaluate_captioner
+
+        assert request.model is not None
+        split = "test" if request.split == "valid" else request.split  # as for matching
+        return evaluate_captioner(ctx, request.model, split, request.beams)
     if is_caption_model(ctx, request.model) and not request.zero_shot:
         from embplat.pipelines.evaluate_matching import evaluate_matching
 

@@ -128,7 +128,10 @@ def resume_job(
         bar = deferred_task(
             progress or NoProgress(), f"job {job_id}: {len(seqs)} batches", len(seqs)
         )
-        tasks = [embed_batch_task(ctx, job_id, seq) for seq in seqs]
+        make = embed_batch_task
+        if kind == "caption":
+            from embplat.pipelines.generated_captions import caption_batch_task as make
+        tasks = [make(ctx, job_id, seq) for seq in seqs]
         done = ctx.runner.submit([_counted(task, bar) for task in tasks])
         out["queued"] = len(done.queued)
         log.info("resumed %d batches of job %d", len(seqs), job_id)

@@ -55,8 +55,9 @@ def train_recipe(
     job_id: int | None = None,
 ) -> str:
     """Train the registered ``recipe`` (e.g. ``classifier``, ``devise``, ``metric``) and
-    register the model. A recipe that learns from captions (``data = "captions"``) is
-    trained by ``pipelines.train_pairs`` under the same recorded job.
+    register the model. A recipe that learns from captions is trained under the same
+    recorded job by ``pipelines.train_pairs`` (``data = "captions"``: matching) or
+    ``pipelines.train_captioner`` (``data = "captioning"``: caption generation).
 
     Args:
         config: the recipe's frozen config, or its JSON-like dict (unknown keys are refused).
@@ -77,6 +78,10 @@ def train_recipe(
         from embplat.pipelines.train_pairs import train_pairs
 
         return train_pairs(ctx, recipe, cfg, name, progress, job_id=job_id)
+    if spec.data == "captioning":  # captioned images, decoded and attended over
+        from embplat.pipelines.train_captioner import train_captioner
+
+        return train_captioner(ctx, recipe, cfg, name, progress, job_id=job_id)
     data = catalog_samples(ctx, cfg)
     built = spec.build(cfg, data.classes, home=ctx.home)  # fails fast on unknown labels
 

@@ -20,7 +20,7 @@ from celery import Celery
 
 from embplat.config import Settings, load_settings
 from embplat.errors import ConfigError
-from embplat.jobs.runner import EMBED_BATCH, TRAIN
+from embplat.jobs.runner import CAPTION_BATCH, EMBED_BATCH, TRAIN
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -36,7 +36,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="cpu",
-        task_routes={EMBED_BATCH: {"queue": "gpu"}, TRAIN: {"queue": "gpu"}},
+        task_routes={name: {"queue": "gpu"} for name in (EMBED_BATCH, CAPTION_BATCH, TRAIN)},
         task_soft_time_limit=c.task_soft_time_limit,
         task_time_limit=c.task_time_limit,
         task_annotations={

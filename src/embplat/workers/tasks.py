@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from embplat.config import Settings, load_settings
 from embplat.errors import ServiceUnavailableError
 from embplat.ingest.batches import mark_batch_failed
-from embplat.jobs.runner import EMBED_BATCH, TRAIN
+from embplat.jobs.runner import CAPTION_BATCH, EMBED_BATCH, TRAIN
 from embplat.pipelines.context import Context
 from embplat.pipelines.embed import run_embed_batch
 
@@ -65,6 +65,31 @@ def embed_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
     except TRANSIENT as exc:
         if self.request.retries < self.max_retries:
             raise  # autoretry sends it again, with backoff
+        _give_up(ctx, job_id, seq, f"gave up after {self.request.retries} retries: {exc!r}")
+        raise
+    except Exception as exc:
+        _give_up(ctx, job_id, seq, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(
+    name=CAPTION_BATCH,
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=8,
+)
+def caption_batch(self: Any, job_id: int, seq: int) -> dict[str, Any]:
+    """Caption batch ``seq`` of job ``job_id`` and index the captions; idempotent."""
+    from embplat.pipelines.generated_captions import run_caption_batch
+
+    ctx = worker_context()
+    try:
+        return run_caption_batch(ctx, job_id, seq)
+    except TRANSIENT as exc:
+        if self.request.retries < self.max_retries:
+            raise
         _give_up(ctx, job_id, seq, f"gave up after {self.request.retries} retries: {exc!r}")
         raise
     except Exception as exc:

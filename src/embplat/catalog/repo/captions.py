@@ -86,6 +86,21 @@ def split_captions(
     return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]
 
 
+def captioned_image_ids(
+    *, session: Session, image_ids: Sequence[int] | None = None, source: str | None = None
+) -> list[int]:
+    """Ids of the images (of ``image_ids``, or all) that have a caption (of ``source``)."""
+    stmt = select(Caption.image_id).distinct()
+    if source is not None:
+        stmt = stmt.where(Caption.source == source)
+    if image_ids is None:
+        return sorted(session.scalars(stmt))
+    out: list[int] = []
+    for chunk in chunks(list(image_ids)):
+        out.extend(session.scalars(stmt.where(Caption.image_id.in_(chunk))))
+    return sorted(set(out))
+
+
 def image_splits(*, session: Session, paths: Sequence[str]) -> dict[str, tuple[int, str]]:
     """path -> (image id, split) of the newest image stored under each of ``paths`` (an
     older row under the same path is a replaced file not removed yet)."""

@@ -88,6 +88,11 @@ def get_images(*, session: Session, ids: Sequence[int]) -> list[Image]:
     return [found[i] for i in ids if i in found]
 
 
+def all_image_ids(*, session: Session) -> list[int]:
+    """Ids of every cataloged image, ascending."""
+    return list(session.scalars(select(Image.id).order_by(Image.id)))
+
+
 def count_images(*, session: Session, split: str | None = None) -> int:
     """Number of images, optionally of one split."""
     stmt = select(func.count()).select_from(Image)

@@ -1,0 +1,299 @@
+"""The show-attend-tell captioner: a spatial image encoder and a soft-attention LSTM decoder.
+
+- :class:`SpatialEncoder`: a registered backbone's ``spatial`` trunk, images → (B, P, C)
+  feature vectors, one per location of its h x w map (P = h * w).
+- :class:`AttentionDecoder`: at each step, soft attention over the P locations from the
+  previous hidden state, the attended context gated by a sigmoid scalar per channel
+  (``f_beta``), an ``LSTMCell`` over [word embedding, gated context], and dropout before
+  the vocabulary layer; h0/c0 come from the mean feature vector.
+- :func:`caption_loss`: cross-entropy of the real (unpadded) tokens plus the doubly
+  stochastic attention penalty.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embplat.errors import ConfigError
+from embplat.models.encoders import Backbone
+from embplat.models.recipes.caption.config import NO_VECTORS, CaptionConfig
+from embplat.models.recipes.caption.vocab import PAD_ID, CaptionVocab
+from embplat.models.wordvectors import WordVectors, open_vectors, resolve_source
+
+log = logging.getLogger(__name__)
+
+#: Random embedding rows are uniform in (-INIT_RANGE, INIT_RANGE), as the reference system.
+INIT_RANGE = 0.1
+
+
+@dataclass(frozen=True)
+class DecoderOutput:
+    """Teacher-forced decoder output for a batch of captions of T tokens.
+
+    Attributes:
+        scores: (B, T-1, V) logits predicting ``tokens[:, 1:]``.
+        alphas: (B, T-1, P) attention weights of each step over the P locations.
+        mask: (B, T-1) bool, True where the predicted token is a real one (not padding).
+    """
+
+    scores: torch.Tensor
+    alphas: torch.Tensor
+    mask: torch.Tensor
+
+
+class SpatialEncoder(nn.Module):
+    """(B, 3, S, S) images → (B, P, C) location features of a backbone's spatial trunk.
+
+    ``grid`` is the (h, w) of the last map it produced (P = h * w), so an attention vector
+    can be drawn back over the image.
+    """
+
+    def __init__(self, trunk: nn.Module, dim: int):
+        super().__init__()
+        self.trunk, self.dim = trunk, dim
+        self.grid: tuple[int, int] | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, h * w, C)."""
+        maps = self.trunk(images)
+        self.grid = (int(maps.shape[2]), int(maps.shape[3]))
+        return maps.flatten(2).transpose(1, 2)
+
+
+class SoftAttention(nn.Module):
+    """Additive attention: ``alpha = softmax(w . relu(W_e f + W_d h))`` over locations."""
+
+    def __init__(self, encoder_dim: int, decoder_dim: int, attention_dim: int):
+        super().__init__()
+        self.keys = nn.Linear(encoder_dim, attention_dim)
+        self.query = nn.Linear(decoder_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(
+        self, features: torch.Tensor, keys: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context (N, C) and weights (N, P) for features (N, P, C), ``keys(features)``
+        (N, P, A) and hidden states (N, D)."""
+        energy = self.score(torch.relu(keys + self.query(h).unsqueeze(1))).squeeze(2)
+        alpha = torch.softmax(energy.float(), dim=1).to(features.dtype)
+        return torch.bmm(alpha.unsqueeze(1), features).squeeze(1), alpha
+
+
+class AttentionDecoder(nn.Module):
+    """The LSTM decoder with soft attention over P location features of C channels."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_dim: int,
+        *,
+        attention_dim: int,
+        decoder_dim: int,
+        embed_dim: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.vocab_size, self.encoder_dim = vocab_size, encoder_dim
+        self.attention = SoftAttention(encoder_dim, decoder_dim, attention_dim)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTMCell(embed_dim + encoder_dim, decoder_dim)
+        self.init_h = nn.Linear(encoder_dim, decoder_dim)
+        self.init_c = nn.Linear(encoder_dim, decoder_dim)
+        self.f_beta = nn.Linear(decoder_dim, encoder_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(decoder_dim, vocab_size)
+        with torch.no_grad():
+            self.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
+            self.embedding.weight[PAD_ID].zero_()
+            self.fc.weight.uniform_(-INIT_RANGE, INIT_RANGE)
+            self.fc.bias.zero_()
+
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LSTM (h0, c0), each (N, D), from the mean of features (N, P, C)."""
+        mean = features.mean(dim=1)
+        return self.init_h(mean), self.init_c(mean)
+
+    def keys(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, P, A) attention keys of features (N, P, C), computed once per image."""
+        return self.attention.keys(features)
+
+    def step(
+        self,
+        features: torch.Tensor,
+        keys: torch.Tensor,
+        words: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decoding step.
+
+        Args:
+            features: (N, P, C) location features; keys: their (N, P, A) attention keys.
+            words: (N,) ids of the previous tokens; h, c: (N, D) LSTM state.
+
+        Returns:
+            logits (N, V) of the next token, attention (N, P), and the new h, c (N, D).
+        """
+        context, alpha = self.attention(features, keys, h)
+        gated = torch.sigmoid(self.f_beta(h)) * context
+        h, c = self.lstm(torch.cat([self.embedding(words), gated], dim=1), (h, c))
+        return self.fc(self.dropout(h)), alpha, h, c
+
+    def forward(
+        self, features: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> DecoderOutput:
+        """Teacher forcing: every step is fed the true previous token.
+
+        Args:
+            features: (B, P, C) location features.
+            tokens: (B, T) ids, ``<start>`` first, padded with ``<pad>``.
+            lengths: (B,) real tokens per row, ``<start>`` and ``<end>`` included.
+
+        Returns:
+            :class:`DecoderOutput` with (B, T-1, V) scores, (B, T-1, P) alphas, (B, T-1) mask.
+        """
+        keys = self.keys(features)
+        h, c = self.init_state(features)
+        scores, alphas = [], []
+        for t in range(tokens.shape[1] - 1):
+            logits, alpha, h, c = self.step(features, keys, tokens[:, t], h, c)
+            scores.append(logits)
+            alphas.append(alpha)
+        steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
+        mask = steps.unsqueeze(0) < (lengths.to(tokens.device) - 1).unsqueeze(1)
+        return DecoderOutput(torch.stack(scores, 1), torch.stack(alphas, 1), mask)
+
+
+class CaptionModel(nn.Module):
+    """Encoder + decoder; ``embedding_init`` records where the word embeddings started."""
+
+    def __init__(self, encoder: SpatialEncoder, decoder: AttentionDecoder):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.embedding_init: dict[str, Any] = {"vectors": NO_VECTORS, "known": 0}
+
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the feature map of the last images encoded (P = h * w): what a
+        hypothesis's (L, P) attention rows reshape to.
+
+        Raises:
+            ConfigError: no image has been encoded yet.
+        """
+        if self.encoder.grid is None:
+            raise ConfigError("the caption model has encoded no image yet, so its grid is unknown")
+        return self.encoder.grid
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> DecoderOutput:
+        """Teacher forcing end to end: images (B, 3, S, S), tokens (B, T), lengths (B,)."""
+        return self.decoder(self.encoder(images), tokens, lengths)
+
+
+def caption_loss(out: DecoderOutput, tokens: torch.Tensor, *, alpha_c: float) -> torch.Tensor:
+    """Mean cross-entropy over the real target tokens + ``alpha_c * ((1 - sum_t alpha)^2)``
+    averaged over images and locations (the doubly stochastic attention penalty: each
+    location should be attended about once over the caption).
+
+    Args:
+        out: the decoder's output for ``tokens`` (B, T).
+    """
+    targets = tokens[:, 1 : 1 + out.scores.shape[1]]
+    loss = F.cross_entropy(out.scores[out.mask].float(), targets[out.mask])
+    if alpha_c:
+        attended = (out.alphas.float() * out.mask.unsqueeze(2)).sum(dim=1)
+        loss = loss + alpha_c * ((1.0 - attended) ** 2).mean()
+    return loss
+
+
+def build_caption_model(
+    cfg: CaptionConfig, backbone: Backbone, vocab: CaptionVocab, *, vectors: WordVectors | None
+) -> CaptionModel:
+    """A captioner over ``backbone``'s spatial trunk (its parameters shared, not copied).
+
+    Args:
+        vectors: word vectors initialising the embeddings of the words they know; None = all
+            random.
+
+    Raises:
+        ConfigError: the backbone has no spatial feature map.
+    """
+    if backbone.spatial is None or backbone.spatial_dim is None:
+        raise ConfigError(
+            "this image encoder has no spatial feature map, which captioning attends over; "
+            "choose efficientnet_lite0, resnet18, resnet50, squeezenet1_1 or tiny_cnn"
+        )
+    decoder = AttentionDecoder(
+        len(vocab),
+        backbone.spatial_dim,
+        attention_dim=cfg.attention_dim,
+        decoder_dim=cfg.decoder_dim,
+        embed_dim=cfg.embed_dim,
+        dropout=cfg.dropout,
+    )
+    model = CaptionModel(SpatialEncoder(backbone.spatial, backbone.spatial_dim), decoder)
+    if vectors is not None:
+        known = init_embeddings(decoder.embedding.weight, vocab, vectors)
+        model.embedding_init = {"vectors": vectors.source.label, "known": known}
+        log.info("caption embeddings: %d of %d words from %s", known, len(vocab), vectors.source)
+    return model
+
+
+@torch.no_grad()
+def init_embeddings(weight: torch.Tensor, vocab: CaptionVocab, vectors: WordVectors) -> int:
+    """Start the rows of words ``vectors`` knows from their vectors; the others stay random.
+
+    A word's unit vector is mapped to the embedding size by a fixed projection with
+    orthonormal rows or columns (seed 0, the same for every run, the identity when the sizes
+    match), then scaled to the expected norm of a random row, so known and unknown words
+    start on one scale.
+
+    Args:
+        weight: (V, E) embedding matrix, changed in place.
+
+    Returns:
+        How many words were initialised from vectors.
+    """
+    rows, found = [], []
+    for i, word in enumerate(vocab.words[4:], start=4):
+        vec = vectors.vector(word)
+        if vec is not None and float((vec**2).sum()) > 0:
+            rows.append(i)
+            # a copy: the vectors may be a read-only memory map
+            found.append(torch.from_numpy(np.array(vec, dtype=np.float32)))
+    if not rows:
+        return 0
+    known = F.normalize(torch.stack(found), dim=1) @ _projection(vectors.dim, weight.shape[1])
+    target = INIT_RANGE / 3**0.5 * weight.shape[1] ** 0.5  # E(norm) of uniform(-r, r) rows
+    weight[rows] = (F.normalize(known, dim=1) * target).to(weight.dtype)
+    return len(rows)
+
+
+def _projection(dim: int, out: int) -> torch.Tensor:
+    """(dim, out): the identity when equal, else orthonormal rows/columns (seed 0)."""
+    if dim == out:
+        return torch.eye(dim)
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(max(dim, out), min(dim, out), generator=gen))
+    return q.T if dim < out else q
+
+
+def caption_vectors(spec: str, home: Path) -> WordVectors | None:
+    """The word vectors a config's ``vectors`` names: ``none`` → None (random embeddings),
+    "" → the active vectors of ``home``, else a file.
+
+    Raises:
+        DataError: the file does not exist or cannot be parsed.
+        ConfigError: the vectors cannot be opened.
+    """
+    if spec.strip().lower() == NO_VECTORS:
+        return None
+    return open_vectors(resolve_source(spec, home))

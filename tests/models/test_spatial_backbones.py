@@ -1,0 +1,42 @@
+"""Every built-in backbone exposes its spatial trunk: the feature map whose average is its
+pooled feature vector, sharing the same parameters."""
+
+import pytest
+import torch
+
+from embplat.models.encoders import get_backbone
+
+
+@pytest.mark.parametrize(
+    ("name", "weights", "size", "grid"),
+    [
+        ("tiny_cnn", None, 32, 4),
+        ("tiny_cnn", None, 64, 8),
+        ("efficientnet_lite0", None, 64, 2),
+        ("resnet18", "random", 64, 2),
+        ("squeezenet1_1", "random", 64, 3),
+    ],
+)
+def test_pooled_features_are_the_spatial_maps_average(name, weights, size, grid):
+    backbone = get_backbone(name, weights)
+    assert backbone.spatial is not None and backbone.spatial_dim is not None
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    backbone.module.eval()
+    with torch.no_grad():
+        pooled = backbone.module(x)
+        maps = backbone.spatial(x)
+    assert maps.shape == (2, backbone.spatial_dim, grid, grid)
+    assert pooled.shape == (2, backbone.dim)
+    torch.testing.assert_close(maps.mean(dim=(2, 3)), pooled, rtol=1e-4, atol=1e-5)
+    pooled_params = {id(p) for p in backbone.module.parameters()}
+    assert {id(p) for p in backbone.spatial.parameters()} <= pooled_params
+
+
+def test_training_the_spatial_trunk_changes_the_pooled_encoder():
+    backbone = get_backbone("tiny_cnn")
+    x = torch.ones(1, 3, 32, 32)
+    before = backbone.module(x).detach().clone()
+    with torch.no_grad():
+        for p in backbone.spatial.parameters():
+            p.add_(0.1)
+    assert not torch.allclose(backbone.module(x), before)
