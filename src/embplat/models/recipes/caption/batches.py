@@ -70,6 +70,28 @@ def sortish_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def image_batches(
+    images: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch of batches (arrays of pair indices) where every image comes with all its
+    captions: about ``batch_size`` pairs, each image encoded once per batch. Fine-tuning
+    uses these, so an epoch encodes each image once instead of once per caption.
+
+    Args:
+        images: (N,) the image row of each pair.
+        rng: the run's seeded generator (each call draws a new order).
+    """
+    by_image = np.argsort(images, kind="stable")
+    rows, starts = np.unique(images[by_image], return_index=True)
+    groups = np.split(by_image, starts[1:])  # the pairs of each image row, in row order
+    per_batch = max(1, round(batch_size * len(rows) / max(len(images), 1)))
+    order = rng.permutation(len(rows))
+    return [
+        np.concatenate([groups[g] for g in order[i : i + per_batch]])
+        for i in range(0, len(order), per_batch)
+    ]
+
+
 def pad_batch(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) int64 ids padded with ``<pad>`` to the longest row, and (B,) lengths."""
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)

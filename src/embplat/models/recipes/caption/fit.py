@@ -36,6 +36,7 @@ from embplat.models.encoders import resolve_device
 from embplat.models.recipes.caption.batches import (
     CaptionPairs,
     caption_pairs,
+    image_batches,
     pad_batch,
     sortish_batches,
 )
@@ -250,7 +251,11 @@ class CaptionTrainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         params = [p for g in optimizer.param_groups for p in g["params"]]
         total, seen, start = 0.0, 0, time.perf_counter()
-        for batch in sortish_batches(pairs.lengths, self.cfg.batch_size, self._rng):
+        if frozen:
+            batches = sortish_batches(pairs.lengths, self.cfg.batch_size, self._rng)
+        else:  # fine-tuning: each image encoded once an epoch, with all its captions
+            batches = image_batches(pairs.images, self.cfg.batch_size, self._rng)
+        for batch in batches:
             tokens, lengths = (
                 t.to(self.device) for t in pad_batch([pairs.tokens[i] for i in batch])
             )
