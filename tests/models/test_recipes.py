@@ -66,4 +66,4 @@ def test_devise_trains_a_softmax_stage_first_when_asked(stage1, kinds):
         assert [(p.name, p.epochs) for p in first.phases] == [("stage1-frozen", 3), ("stage1", 2)]
         assert first.recipe.head.out_dim == 3 and first.extras == {}  # a softmax over a, b, c
     assert stages[-1].recipe is built.recipe and stages[-1].extras == {"label_vectors": 1}
-    assert spec.hooks == ("pca_plot", "label_vectors")
+    assert spec.hooks == ("pca_plot", "gzsl_calibration", "label_vectors")

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from embplat.errors import DataError
+from embplat.models.vector_files import source_for_file
 from embplat.models.wordvectors import (
     VectorSource,
     active_source,
     label_vector,
     open_vectors,
     set_active_source,
-    source_for_file,
 )
 
 

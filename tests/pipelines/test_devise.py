@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from embplat.catalog import repo
+from embplat.catalog.db import transaction
 from embplat.config import load_settings
-from embplat.errors import DataError, NotFoundError
+from embplat.errors import ConfigError, DataError, NotFoundError
 from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
 from embplat.pipelines.ingest import ingest_tree
 from embplat.pipelines.semantic import add_zero_shot_class, label_images, search_by_text
@@ -80,6 +81,10 @@ def test_both_recipes_learn_and_record_their_lineage(trained):
     assert phases == ["stage1-frozen"] * 3 + ["stage1"] + ["frozen"] * 3 + ["unfrozen"] * 2
     assert len(config["label_center"]) == 50
     assert config["vectors"]["origin"] == "glove-6B-50d"
+    cal = config["gzsl_calibration"]  # chosen from the 3 seen classes: 3 splits, 1 held out
+    assert cal["method"] == "class-split-cv" and cal["holdout"] == 1
+    assert len(cal["fold_gammas"]) == len(cal["fold_h"]) <= 3
+    assert min(cal["fold_gammas"]) <= cal["gamma"] <= max(cal["fold_gammas"])
     assert (ctx.home / config["plots"][0]).stat().st_size > 10_000  # the PCA plot
     with ctx.sessions() as session:
         jobs = [j for j in repo.list_jobs(session=session) if j.kind == "train"]
@@ -135,4 +140,63 @@ def test_zero_shot_evaluation_reports_zsl_and_gzsl_with_and_without_calibration(
     c = r["calibrated"]
     assert c["calibration_images"] + c["eval_images"] == g["seen_images"] + g["unseen_images"]
     assert c["with"]["H"] >= 0 and set(c["without"]) == {"seen", "unseen", "H"}
-    assert all(p.endswith(".png") for p in r["plots"]) and len(r["plots"]) == 2
+    stored = r["stored_calibration"]  # the training-time gamma, on all held-out images
+    assert stored["gamma"] == _record(ctx, devise)[2]["gzsl_calibration"]["gamma"]
+    assert stored["method"] == "class-split-cv" and stored["notes"] == []
+    assert set(stored) >= {"seen", "unseen", "H"} and 0 <= stored["H"] <= 1
+    assert all(p.endswith(".png") for p in r["plots"]) and len(r["plots"]) == 3
+
+
+def _scores(pred):
+    return {c.label: c.score for c in pred.candidates}
+
+
+def test_classification_applies_the_stored_gamma_unless_told_otherwise(trained):
+    ctx, root, _, devise = trained
+    gamma = _record(ctx, devise)[2]["gzsl_calibration"]["gamma"]
+    sandal = sorted((root / "sandal").iterdir())[1]
+    [raw] = label_images(ctx, [sandal], k=10, gamma=0.0)
+    [default] = label_images(ctx, [sandal], k=10)
+    assert default.gamma == gamma and raw.gamma == 0.0 and default.notes == []
+    for label, score in _scores(default).items():  # seen labels lose exactly gamma
+        shift = gamma if label in SEEN else 0.0
+        assert score == pytest.approx(_scores(raw)[label] - shift, abs=2e-6)
+    assert default.label == max(_scores(default), key=_scores(default).get)
+    [forced] = label_images(ctx, [sandal], k=10, gamma=3.0)  # an explicit value wins
+    assert forced.gamma == 3.0 and forced.role == "unseen" and forced.label not in SEEN
+    assert default.as_dict()["gamma"] == gamma  # reported in the JSON-ready form
+
+
+def test_a_model_without_stored_calibration_gets_gamma_0_and_a_note(trained):
+    ctx, root, _, devise = trained
+    with transaction(ctx.sessions) as session:
+        record = repo.get_model(session=session, name=devise)
+        kept = dict(record.config)
+        record.config = {k: v for k, v in kept.items() if k != "gzsl_calibration"}
+    try:
+        [pred] = label_images(ctx, [sorted((root / "sandal").iterdir())[0]])
+        assert pred.gamma == 0.0 and "no stored GZSL calibration" in pred.notes[0]
+        assert evaluate_zero_shot(ctx, plots=False)["stored_calibration"]["gamma"] == 0.0
+    finally:
+        with transaction(ctx.sessions) as session:
+            repo.get_model(session=session, name=devise).config = kept
+
+
+def test_hubness_correction_rescores_classification_and_text_search(trained):
+    ctx, root, _, devise = trained
+    sandal = sorted((root / "sandal").iterdir())[0]
+    [csls] = label_images(ctx, [sandal], k=3, hubness="csls")
+    assert csls.hubness == "csls" and csls.gamma == 0.0 and "not applied" in csls.notes[0]
+    [explicit] = label_images(ctx, [sandal], k=3, hubness="isoftmax", gamma=0.1)
+    assert explicit.gamma == 0.1 and explicit.notes == [] and len(explicit.candidates) == 3
+    default, _ = search_by_text(ctx, "bag", k=5)  # text search corrects hubs by default
+    assert default == search_by_text(ctx, "bag", k=5, hubness="isoftmax")[0]
+    plain, _ = search_by_text(ctx, "bag", k=5, hubness="none")  # the index's own top-k
+    assert len(plain) == 5 and plain[0].score >= plain[-1].score
+    fixed, used = search_by_text(ctx, "bag", k=5, hubness="csls")
+    assert used == devise and len(fixed) == 5 and all(h.path.endswith(".jpg") for h in fixed)
+    assert [h.score for h in fixed] == sorted((h.score for h in fixed), reverse=True)
+    test_only, _ = search_by_text(ctx, "bag", k=50, hubness="isoftmax", flt={"split": "test"})
+    assert {h.label for h in test_only} == {"sandal"}  # the filter holds on the scan path
+    with pytest.raises(ConfigError, match="unknown hubness"):
+        label_images(ctx, [sandal], hubness="zca")

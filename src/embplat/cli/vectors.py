@@ -1,4 +1,4 @@
-"""``platform vectors load|show|reset``: the word vectors DeViSE maps images onto."""
+"""``platform vectors load|use|show|reset``: the word vectors DeViSE maps images onto."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from rich.table import Table
 
 from embplat.cli.output import console, print_json
 
-vectors_app = typer.Typer(no_args_is_help=True, help="Word vectors (fastText, GloVe).")
+vectors_app = typer.Typer(
+    no_args_is_help=True, help="Word vectors (fastText, GloVe, MiniLM prompt vectors)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +30,40 @@ def vectors_load(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make FILE the active word vectors (text files are converted once into the data home)."""
-    from embplat.models.wordvectors import open_vectors, set_active_source, source_for_file
+    from embplat.models.vector_files import source_for_file
+    from embplat.models.wordvectors import open_vectors, set_active_source
 
     home = ctx.obj.settings.home
     source = source_for_file(file, home, max_words=max_words)
     vectors = open_vectors(source)
     set_active_source(home, source)
+    if json_out:
+        print_json({**source.as_dict(), "dim": vectors.dim})
+        return
+    console.print(f"active word vectors: {source.label} ({vectors.dim}-d, {source.kind})")
+
+
+@vectors_app.command("use")
+def vectors_use(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(help="glove (bundled GloVe 6B 50-d) or minilm (MiniLM prompts)")
+    ],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make a built-in source the active vectors: `minilm` embeds each label in prompts
+    ("a photo of a {label}", ...) with the bundled all-MiniLM-L6-v2 (384-d, offline)."""
+    from embplat.errors import ConfigError
+    from embplat.models.wordvectors import NAMED_SOURCES, open_vectors, set_active_source
+
+    if name not in NAMED_SOURCES:
+        raise ConfigError(
+            f"unknown word vectors {name!r}; choose one of: {', '.join(sorted(NAMED_SOURCES))}, "
+            "or load a file with `platform vectors load FILE`"
+        )
+    source = NAMED_SOURCES[name]
+    vectors = open_vectors(source)
+    set_active_source(ctx.obj.settings.home, source)
     if json_out:
         print_json({**source.as_dict(), "dim": vectors.dim})
         return

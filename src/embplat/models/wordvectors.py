@@ -7,8 +7,14 @@ turns it into a ``WordVectors`` object (cached per process). Sources:
   the offline default).
 - ``fasttext``: a fastText ``.bin`` model; words it never saw get vectors from their
   character n-grams (subwords).
-- ``array``: a folder with ``words.txt`` + ``vectors.npy``, what :func:`convert_text_file`
-  makes once from a ``.vec`` / GloVe ``.txt`` file, so later runs memory-map it.
+- ``array``: a folder with ``words.txt`` + ``vectors.npy``, what
+  ``vector_files.convert_text_file`` makes once from a ``.vec`` / GloVe ``.txt`` file, so
+  later runs memory-map it.
+- ``minilm``: prompt-ensembled sentence embeddings ("a photo of a {label}", ...) from the
+  bundled all-MiniLM-L6-v2, 384-d (``embplat.models.prompt_vectors``); offline.
+
+Named sources (:data:`NAMED_SOURCES`: ``glove``, ``minilm``) are chosen by name wherever a
+vector file is accepted (``platform vectors use``, ``train devise --vectors``).
 
 :func:`label_vector` turns a class name (``killer+whale``, ``ankle+boot``, ``t-shirt``) into
 one unit vector: the mean of its tokens' unit vectors.
@@ -32,6 +38,7 @@ from embplat.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"
+MINILM = "minilm"
 _ACTIVE_FILE = "vectors.json"
 
 
@@ -56,6 +63,14 @@ class VectorSource:
     def from_dict(cls, data: dict[str, Any] | None) -> VectorSource:
         """Inverse of :meth:`as_dict`; None or empty gives the bundled default."""
         return cls(**data) if data else cls()
+
+
+#: Built-in sources by name: the bundled GloVe 6B 50-d, and MiniLM prompt vectors.
+NAMED_SOURCES: dict[str, VectorSource] = {
+    "glove": VectorSource(),
+    BUNDLED: VectorSource(),
+    MINILM: VectorSource(kind=MINILM, origin="all-MiniLM-L6-v2-prompts"),
+}
 
 
 class WordVectors(Protocol):
@@ -106,13 +121,17 @@ def label_tokens(name: str) -> list[str]:
 
 
 def label_vector(vectors: WordVectors, name: str) -> np.ndarray:
-    """Unit (dim,) float32 vector of a label: the mean of its tokens' unit vectors.
+    """Unit (dim,) float32 vector of a label: the mean of its tokens' unit vectors, or, for
+    vectors that embed whole phrases (a ``phrase`` method: prompt vectors), the phrase's.
 
     A hyphenated token (``t-shirt``) is looked up whole first, then by its parts.
 
     Raises:
         DataError: no token of ``name`` has a vector; the message names the label.
     """
+    phrase = getattr(vectors, "phrase", None)
+    if phrase is not None:
+        return np.asarray(phrase(name), dtype=np.float32)
     found: list[np.ndarray] = []
     tokens = label_tokens(name)
     for token in tokens:
@@ -175,6 +194,10 @@ def open_vectors(source: VectorSource) -> WordVectors:
     """
     if source.kind == BUNDLED:
         return _bundled()
+    if source.kind == MINILM:
+        from embplat.models.prompt_vectors import minilm_vectors
+
+        return minilm_vectors(source)
     if source.kind == "fasttext":
         path = _existing(source.path)
         import fasttext
@@ -188,7 +211,9 @@ def open_vectors(source: VectorSource) -> WordVectors:
         words = (folder / "words.txt").read_text(encoding="utf-8").split("\n")
         matrix = np.load(folder / "vectors.npy", mmap_mode="r")
         return ArrayVectors(source, words[: len(matrix)], matrix)
-    raise ConfigError(f"unknown word-vector kind {source.kind!r}: use bundled, fasttext or array")
+    raise ConfigError(
+        f"unknown word-vector kind {source.kind!r}: use bundled, minilm, fasttext or array"
+    )
 
 
 def _bundled() -> ArrayVectors:
@@ -208,78 +233,6 @@ def _existing(path: str) -> Path:
     return p
 
 
-def convert_text_file(path: Path, out: Path, *, max_words: int | None = None) -> VectorSource:
-    """Read a ``.vec`` (first line ``N D``) or GloVe ``.txt`` file into ``out`` as an array.
-
-    Raises:
-        DataError: the file is missing, empty, has rows of differing lengths, or a value that
-            is not a finite number (the message names the file and line).
-    """
-    if not path.is_file():
-        raise DataError(f"word-vector file {path} does not exist")
-    words: list[str] = []
-    rows: list[np.ndarray] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh):
-            parts = line.rstrip().split(" ")
-            if n == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # fastText .vec header: "<count> <dim>"
-            if len(parts) < 2:
-                continue
-            if rows and len(parts) - 1 != rows[0].shape[0]:
-                raise DataError(
-                    f"{path} line {n + 1}: {len(parts) - 1} numbers, expected {rows[0].shape[0]}"
-                )
-            words.append(parts[0])
-            rows.append(_parse_row(path, n + 1, parts[1:]))
-            if max_words and len(words) >= max_words:
-                break
-    if not rows:
-        raise DataError(f"{path} holds no word vectors (expected lines 'word v1 v2 ...')")
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "vectors.npy", np.stack(rows))
-    (out / "words.txt").write_text("\n".join(words), encoding="utf-8")
-    return VectorSource(kind="array", path=str(out.resolve()), origin=path.name)
-
-
-def _parse_row(path: Path, line: int, values: list[str]) -> np.ndarray:
-    """(dim,) float32 of one line's numbers; NaN and infinity are refused like text, since one
-    such vector would turn every label mean and cosine it enters into NaN."""
-    with np.errstate(over="ignore"):  # 1e40 overflows float32 to inf, refused below
-        try:
-            row = np.asarray(values, dtype=np.float32)
-        except ValueError:
-            row = None
-        if row is not None and np.all(np.isfinite(row)):
-            return row
-        bad = next(v for v in values if not _finite(v))
-        raise DataError(
-            f"{path} line {line}: {bad[:40]!r} is not a finite number; fix or delete that line "
-            "(expected 'word v1 v2 ...' with decimal numbers)"
-        )
-
-
-def _finite(value: str) -> bool:
-    try:
-        return bool(np.isfinite(np.float32(value)))
-    except ValueError:
-        return False
-
-
-def source_for_file(path: Path, home: Path, *, max_words: int | None = None) -> VectorSource:
-    """The source for a user's file: ``.bin`` as fastText, text files converted into ``home``.
-
-    Raises:
-        DataError: the file does not exist or cannot be parsed.
-    """
-    if not path.is_file():
-        raise DataError(f"word-vector file {path} does not exist")
-    if path.suffix == ".bin":
-        return VectorSource(kind="fasttext", path=str(path.resolve()), origin=path.name)
-    slug = re.sub(r"[^a-z0-9]+", "_", path.name.lower()).strip("_")
-    return convert_text_file(path, home / "vectors" / slug, max_words=max_words)
-
-
 def active_source(home: Path) -> VectorSource:
     """The vectors chosen with ``platform vectors load``, else the bundled GloVe 50-d."""
     record = home / _ACTIVE_FILE
@@ -292,12 +245,20 @@ def active_source(home: Path) -> VectorSource:
 
 
 def resolve_source(spec: str, home: Path) -> VectorSource:
-    """``""`` → the active vectors of ``home``; else a file (``.bin``, ``.vec``, ``.txt``).
+    """``""`` → the active vectors of ``home``; a name of :data:`NAMED_SOURCES` (``glove``,
+    ``minilm``) → that source; else a file (``.bin``, ``.vec``, ``.txt``; ``./minilm`` for a
+    file so named).
 
     Raises:
         DataError: the file does not exist or cannot be parsed.
     """
-    return active_source(home) if not spec else source_for_file(Path(spec), home)
+    if not spec:
+        return active_source(home)
+    if spec in NAMED_SOURCES:
+        return NAMED_SOURCES[spec]
+    from embplat.models.vector_files import source_for_file
+
+    return source_for_file(Path(spec), home)
 
 
 def set_active_source(home: Path, source: VectorSource) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from embplat.errors import ConfigError
 from embplat.models.recipes import Built
 from embplat.models.train_config import TrainConfig
-from embplat.models.training import EpochResult
+from embplat.models.training import EpochResult, best_epoch
 from embplat.pipelines.context import Context
 from embplat.pipelines.semantic import publish_label_vectors
 from embplat.pipelines.train_data import home_relative
@@ -61,6 +61,20 @@ def pca_plot(run: Trained) -> dict[str, Any]:
     return {"plots": [home_relative(run.ctx, str(out))] if out else []}
 
 
+def gzsl_calibration(run: Trained) -> dict[str, Any]:
+    """``gzsl_calibration``: calibrated stacking's gamma for the registered epoch, chosen by
+    cross-validation over splits of the seen classes (no unseen image); ``label_images``
+    applies it by default. Recipes with a label space only."""
+    labels = run.built.labels
+    if labels is None or not run.epochs:
+        return {}
+    from embplat.pipelines.calibration import calibrate_checkpoint  # torch: only when training
+
+    checkpoint = best_epoch(run.epochs).checkpoint
+    found = calibrate_checkpoint(run.ctx, checkpoint, run.classes, labels.matrix(run.classes))
+    return {"gzsl_calibration": found.as_dict()}
+
+
 def label_vectors(run: Trained) -> dict[str, Any]:
     """``labels``: how many label points were published into the model's collection."""
     return {"labels": len(publish_label_vectors(run.ctx, run.model))}
@@ -69,6 +83,7 @@ def label_vectors(run: Trained) -> dict[str, Any]:
 #: Hook name → hook. Recipes name the ones they need in ``RecipeSpec.hooks``.
 HOOKS: dict[str, TrainHook] = {
     "pca_plot": TrainHook("fit", pca_plot),
+    "gzsl_calibration": TrainHook("fit", gzsl_calibration),
     "label_vectors": TrainHook("embed", label_vectors),
 }
 

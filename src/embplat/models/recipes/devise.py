@@ -4,8 +4,10 @@ The softmax head is replaced by a linear projection to the word-vector dimension
 an image lands near its label's word vector: cosine loss (1 − cos), or DeViSE's hinge rank
 loss against the other labels' vectors. A softmax classifier is trained first (stage 1),
 as in the paper. Exports backbone + projection, so images and label vectors share one space
-(zero-shot); after training, the PCA plot is drawn and the label vectors are published
-into the model's collection.
+(zero-shot); after training, the PCA plot is drawn, the GZSL calibration (calibrated
+stacking's gamma, from the seen classes only) is chosen and stored in the lineage, and the
+label vectors are published into the model's collection. ``vectors`` may name a built-in
+source (``glove``, ``minilm``: MiniLM prompt vectors) or a file.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ DEVISE_LOSSES = ("cosine", "hinge")
 class DeviseConfig(TrainConfig):
     """The ``devise`` recipe.
 
-    ``vectors``: a word-vector file, or "" for the active ones. ``center``: subtract the mean
-    of the training labels' vectors from every label vector (see ``LabelSpace``).
+    ``vectors``: ``glove``, ``minilm``, a word-vector file, or "" for the active ones.
+    ``center``: subtract the mean of the training labels' vectors from every label vector
+    (see ``LabelSpace``).
     ``stage1_epochs``: softmax-classifier epochs with the backbone unfrozen (after
     ``freeze_epochs`` cheap head-only epochs) before the projection replaces the softmax.
     """
@@ -124,7 +127,7 @@ class Devise(RecipeSpec[DeviseConfig]):
 
     name = "devise"
     config = DeviseConfig
-    hooks = ("pca_plot", "label_vectors")
+    hooks = ("pca_plot", "gzsl_calibration", "label_vectors")
 
     def build(self, cfg: DeviseConfig, classes: list[str], *, home: Path) -> Built:
         """The projection onto ``classes``' label vectors (centred or not).

@@ -1,0 +1,28 @@
+"""``platform vectors use``: switch to a built-in word-vector source by name."""
+
+import json
+
+from typer.testing import CliRunner
+
+from embplat.cli.app import app
+
+runner = CliRunner()
+
+
+def test_vectors_use_switches_between_named_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMBPLAT_CATALOG_URL", raising=False)
+    monkeypatch.setenv("EMBPLAT_HOME", str(tmp_path / "home"))
+    r = runner.invoke(app, ["vectors", "use", "minilm", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {
+        "kind": "minilm",
+        "path": "",
+        "origin": "all-MiniLM-L6-v2-prompts",
+        "dim": 384,
+    }
+    shown = json.loads(runner.invoke(app, ["vectors", "show", "coat", "jacket", "--json"]).stdout)
+    assert shown["kind"] == "minilm" and shown["similarity"]["coat"]["jacket"] > 0.5
+    r = runner.invoke(app, ["vectors", "use", "glove"])
+    assert r.exit_code == 0 and "glove-6B-50d (50-d, bundled)" in r.stdout
+    r = runner.invoke(app, ["vectors", "use", "word2vec"])
+    assert r.exit_code == 2 and "unknown word vectors 'word2vec'" in r.stderr
