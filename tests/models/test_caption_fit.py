@@ -164,3 +164,21 @@ def test_the_captioner_learns_to_name_solid_colours():
     assert all(NAMES[i] in text.split() for i, text in enumerate(texts))
     assert trainer.best().bleu["bleu4"] == pytest.approx(1.0) and trainer.best().top5 > 0.9
     assert np.mean([r.loss for r in trainer.reports[-3:]]) < 0.5 * trainer.reports[0].loss
+
+
+def test_fine_tuning_trains_the_encoder_but_keeps_its_batch_norm_statistics():
+    train, valid = colour_set(8, ["a {} image"]), colour_set(4, ["a {} image"], seed=1)
+    vocab = CaptionVocab.build([c for refs in train.captions for c in refs], min_count=1)
+    cfg = CaptionConfig(
+        encoder="resnet18", weights="random", lr=1e-2, device="cpu", max_len=8, attention_dim=8,
+        decoder_dim=16, embed_dim=8, dropout=0.0, batch_size=4, freeze_epochs=0, unfreeze_epochs=1,
+    )  # fmt: skip
+    model = build_caption_model(cfg, get_backbone("resnet18", "random"), vocab, vectors=None)
+    bn = model.encoder.trunk[1]  # resnet18's first BatchNorm2d
+    stats, conv = bn.running_mean.clone(), model.encoder.trunk[0].weight.detach().clone()
+    trainer = CaptionTrainer(
+        model, vocab, cfg, device="cpu", bleu=corpus_bleu_scores, top5=top5_accuracy
+    )
+    trainer.fit(train, valid, on_epoch=lambda report, net: None)
+    assert torch.equal(bn.running_mean, stats)  # few images a batch: the pretrained stats stay
+    assert not torch.equal(model.encoder.trunk[0].weight, conv)  # the encoder did train

@@ -246,8 +246,10 @@ class CaptionTrainer:
         """One pass over every pair; (mean loss, pairs per second)."""
         frozen = not any(p.requires_grad for p in self.model.encoder.parameters())
         self.model.train()
-        if frozen:
-            self.model.encoder.eval()
+        for module in self.model.encoder.modules():
+            # batch norm keeps its pretrained statistics: fine-tuning batches hold few images
+            if frozen or isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         params = [p for g in optimizer.param_groups for p in g["params"]]
         total, seen, start = 0.0, 0, time.perf_counter()
