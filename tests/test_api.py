@@ -1,5 +1,6 @@
-"""The public Python API: the README's example runs, inputs of every kind agree, and
-``import embplat`` stays light."""
+"""The public Python API: the README's example runs, inputs of every kind agree (in-memory
+ones never touch the disk), vector queries build no encoder, and ``import embplat`` stays
+light."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 from PIL import Image
 
 from embplat.api import Classification, Failure, Platform
+from embplat.catalog import repo
 from embplat.config import load_settings
 from embplat.errors import ConfigError, DataError, NotFoundError
+from embplat.retrieval import point_id
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -127,3 +130,80 @@ def test_add_class_from_images_and_catalog_views(platform, fmnist_queries, tmp_p
     assert platform.image(1).id == 1 and platform.models()[0].kind == "encoder"
     with pytest.raises(ConfigError, match="unknown Platform options"):
         Platform(tmp_path, colour="red")
+
+
+def test_vector_and_point_queries_build_no_encoder(platform, monkeypatch):
+    dim = platform.context.spaces.space().index.dim
+    expected = platform.search(vector=np.ones(dim), k=3).to_dict()
+    with Platform(settings=platform.settings) as fresh:
+
+        def no_encoder():
+            raise AssertionError("a vector query built the image encoder")
+
+        monkeypatch.setattr(fresh.context.spaces, "make_encoder", no_encoder)
+        assert fresh.search(vector=np.ones(dim), k=3).to_dict() == expected
+        key = fresh.models()[0].name  # the active encoder's model key
+        first = expected["matches"][0]["image_id"]
+        with fresh.context.sessions() as session:
+            sha = repo.get_images(session=session, ids=[first])[0].sha256
+        by_point = fresh.search(point_id=point_id(sha, key), k=1).matches[0]
+        assert (by_point.image_id, by_point.score) == (first, pytest.approx(1.0, abs=1e-5))
+        with pytest.raises(NotFoundError, match="not in index"):
+            fresh.search(point_id="00000000-0000-0000-0000-000000000000")
+        with pytest.raises(ConfigError, match="pretrained encoder"):
+            fresh.search(vector=np.ones(dim), model=key)
+
+
+def test_in_memory_images_are_never_written_to_disk(platform, fmnist_queries, monkeypatch):
+    path = sorted((fmnist_queries / "coat").iterdir())[0]
+    expected = platform.classify(path, k=5)
+    by_image = platform.search(image=path, k=3)
+
+    def no_folder(*args, **kwargs):
+        raise AssertionError("an in-memory query image was written to a temporary folder")
+
+    monkeypatch.setattr("tempfile.TemporaryDirectory", no_folder)
+    for same in (path.read_bytes(), Image.open(path), np.asarray(Image.open(path).convert("L"))):
+        got = platform.classify(same, k=5)
+        assert (got.label, got.neighbours) == (expected.label, expected.neighbours)
+        assert got.source == "<image 0>"
+        assert platform.search(image=same, k=3).matches == by_image.matches
+    failed = platform.classify_many([path.read_bytes()[:50], path], k=5, names=["cut.jpg", "ok"])
+    assert isinstance(failed[0], Failure) and failed[0].source == "cut.jpg"
+    assert "<image" not in failed[0].error and failed[1].label == expected.label
+
+
+def test_search_kinds_need_their_model(platform, fmnist_queries):
+    query = sorted((fmnist_queries / "bag").iterdir())[0]
+    with pytest.raises(NotFoundError, match="no visual-semantic model"):
+        platform.search(image=query, kind="label")
+    with pytest.raises(NotFoundError, match="no visual-semantic model"):
+        platform.zero_shot([query])
+    with pytest.raises(DataError, match="needs model="):
+        platform.search(image=query.read_bytes(), kind="caption")
+    with pytest.raises(DataError, match="finds images"):
+        platform.search(text="a bag", kind="label")
+    with pytest.raises(DataError, match="kind must be one of"):
+        platform.search(image=query, kind="point")
+
+
+def test_a_borrowed_context_is_left_open(platform):
+    with pytest.raises(ConfigError, match="needs the settings"):
+        Platform(context=platform.context)
+    borrower = Platform(settings=platform.settings, context=platform.context)
+    borrower.close()
+    assert borrower.context is platform.context and platform.classes()
+
+
+def test_a_text_search_with_a_sentence_index(tmp_path):
+    from embplat.ingest.scenes import build_scenes
+    from embplat.pipelines.sentences import index_captions, search_sentences
+
+    scenes = build_scenes(tmp_path / "scenes", images=10, size=64)
+    with Platform(settings=_settings(tmp_path / "home")) as p:
+        assert p.ingest(scenes, embed=False)["captions"] == 50
+        assert index_captions(p.context) == 50
+        hits, used = search_sentences(p.context, "a red circle above a square", k=3)
+        found = p.search(text="a red circle above a square", k=3, model=used)
+    assert found.model == used == "sentences-minilm"
+    assert [(m.image_id, m.score) for m in found.matches] == [(h.image_id, h.score) for h in hits]

@@ -45,7 +45,9 @@ def test_ingest_classify_search_evaluate_json(env, fmnist_root, fmnist_queries):
 
     r = invoke([*env, "search", "--image", str(query), "--k", "3", "--class", "coat", "--json"])
     assert r.exit_code == 0, r.output
-    assert [h["label"] for h in json.loads(r.stdout)] == ["coat"] * 3
+    found = json.loads(r.stdout)
+    assert [h["label"] for h in found["matches"]] == ["coat"] * 3
+    assert found["query"] == f"image {query}" and found["model"] is None
 
     r = invoke([*env, "evaluate", "--split", "valid", "--k", "5", "--json"])
     assert r.exit_code == 0, r.output

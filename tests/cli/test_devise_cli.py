@@ -63,11 +63,17 @@ def test_train_list_show_and_semantic_queries(env):
     sandal = sorted((root / "sandal").iterdir())[0]
     [pred] = run_json("classify", str(sandal), "--space", "semantic", "--unseen-only")
     assert pred["label"] == "sandal" and pred["model"] == "devise-1"
-    hits = run_json("search", "--text", "trousers", "--k", "3")
+    assert isinstance(pred["gamma"], float)  # the stored calibration, applied by default
+    [forced] = run_json("classify", str(sandal), "--space", "semantic", "--gamma", "0.25")
+    assert forced["gamma"] == 0.25
+    plain = run_json("search", "--text", "trousers", "--k", "3", "--hubness", "none")
+    assert len(plain["matches"]) == 3
+    assert run("search", "--text", "trousers", "--hubness", "bogus").exit_code == 2
+    hits = run_json("search", "--text", "trousers", "--k", "3")["matches"]
     assert len(hits) == 3
-    labels = run_json("search", "--image", str(sandal), "--labels", "--k", "4")
+    labels = run_json("search", "--image", str(sandal), "--labels", "--k", "4")["matches"]
     assert {row["label"] for row in labels} == {"trouser", "bag", "sneaker", "sandal"}
-    hits = run_json("search", "--image", str(sandal), "--space", "semantic", "--k", "2")
+    hits = run_json("search", "--image", str(sandal), "--space", "semantic", "--k", "2")["matches"]
     assert len(hits) == 2
     [vote] = run_json("classify", str(sandal), "--model", "classifier-1", "--k", "3")
     assert vote["k"] == 3

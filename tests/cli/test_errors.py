@@ -86,10 +86,10 @@ def test_classify_answers_good_images_and_reports_bad_ones(ingested: Path, tmp_p
     r = invoke("classify", good, str(corrupt), missing, good, "--k", "3", "--json")
     assert r.exit_code == 1, r.output
     entries = json.loads(r.stdout)
-    assert [e["path"] for e in entries] == [good, str(corrupt), missing, good]
+    assert [e["source"] for e in entries] == [good, str(corrupt), missing, good]
     assert entries[0]["label"] == entries[3]["label"] == "coffee"
     assert "not an image Pillow can read" in entries[1]["error"]
-    assert entries[2] == {"path": missing, "error": "does not exist"}
+    assert entries[2] == {"source": missing, "error": "does not exist"}
 
     r = invoke("classify", good, str(corrupt), "--k", "3")
     assert r.exit_code == 1 and "coffee" in r.stdout

@@ -43,11 +43,15 @@ def test_train_search_evaluate_compare(env):
     assert r.exit_code == 0, r.output
     assert "captions of 32 train images" in r.output and "matching-2" in r.output
 
-    hits = run_json("search", "--text", "a red circle above a blue square", "--model", "matching-1")
+    hits = run_json(
+        "search", "--text", "a red circle above a blue square", "--model", "matching-1"
+    )["matches"]
     assert len(hits) == 5 and {"path", "score"} <= set(hits[0])
     assert hits[0]["score"] >= hits[-1]["score"]
     query = scenes / "Flicker8k_Dataset" / "scene_00003.jpg"
-    found = run_json("search", "--image", str(query), "--captions", "--model", "matching-1")
+    found = run_json("search", "--image", str(query), "--captions", "--model", "matching-1")[
+        "matches"
+    ]
     assert len(found) == 5 and {"text", "path", "score"} <= set(found[0])
     r = run("search", "--image", str(query), "--captions", "--model", "matching-1", "--k", "2")
     assert r.exit_code == 0 and "captions nearest to" in r.output

@@ -122,6 +122,7 @@ def test_catalog_routes_probes_and_metrics(server, platform_api):
     assert {"/classify", "/search", "/classes/{name}", "/jobs/{job_id}"} <= set(docs["paths"])
     assert 'embplat_requests_total{method="GET",route="/classes",status="200"}' in metrics
     assert "embplat_request_seconds_bucket" in metrics
+    assert 'embplat_model_seconds_count{call="ready"}' in metrics  # /readyz on the model thread
     load = next(line for line in metrics.splitlines() if line.startswith("embplat_model_load"))
     assert float(load.split()[-1]) > 0
 
@@ -202,6 +203,8 @@ BAD_REQUESTS = {
     "unknown split": ("GET", "/search?text=a&split=holdout", {}),
     "unknown kind": ("GET", "/search?point_id=x&kind=secret", {}),
     "no query": ("GET", "/search", {}),
+    "captions without a model": ("POST", "/search?kind=caption", UP),
+    "labels of a text": ("GET", "/search?text=a&kind=label", {}),
     "bad point id": ("GET", "/search?point_id=../../etc/passwd", {}),
     "vector of wrong dimension": ("POST", "/search", {"json": {"vector": [1.0, 2.0]}}),
     "path traversal in image id": ("GET", "/images/..%2F..%2Fetc%2Fpasswd", {}),

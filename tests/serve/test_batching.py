@@ -1,5 +1,6 @@
 """The classify batcher: concurrent requests with equal options share one call, in order;
-a lone request is not delayed; errors reach every request of the failed batch."""
+a lone request is not delayed nor handed to another task; errors reach every request of the
+failed batch."""
 
 from __future__ import annotations
 
@@ -63,6 +64,33 @@ def test_a_lone_request_runs_at_once():
 
     out, took = asyncio.run(main())
     assert out == ["x@k1"] and took < 0.05
+
+
+def test_a_request_that_finds_the_batcher_idle_runs_in_its_own_task():
+    tasks = []
+
+    async def run(items, names, options):
+        tasks.append(asyncio.current_task())
+        await asyncio.sleep(0.02)
+        return list(items)
+
+    batcher = Batcher(run)
+
+    async def main():
+        lone = await batcher.submit(["x"], ["x"], k=1)
+        own = asyncio.current_task()
+        first = asyncio.create_task(batcher.submit(["a"], ["a"], k=1))
+        await asyncio.sleep(0.005)  # the first runs: the next two wait, then share a batch
+        rest = await asyncio.gather(
+            batcher.submit(["b"], ["b"], k=1), batcher.submit(["c"], ["c"], k=1)
+        )
+        await batcher.close()
+        return lone, own, first, await first, rest
+
+    lone, own, first, first_answer, rest = asyncio.run(main())
+    assert (lone, first_answer, rest) == (["x"], ["a"], [["b"], ["c"]])
+    assert tasks[0] is own and tasks[1] is first and len(tasks) == 3
+    assert tasks[2] not in (own, first)  # the waiting ones are served by a task of their own
 
 
 def test_batches_respect_max_items_without_splitting_a_request():

@@ -17,6 +17,7 @@ from embplat.api.results import (
     Match,
     ModelInfo,
     SearchResult,
+    ZeroShot,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "ModelInfo",
     "Platform",
     "SearchResult",
+    "ZeroShot",
 ]

@@ -1,10 +1,12 @@
-"""Query images as the Python API accepts them, turned into files the use cases read.
+"""Query images as the Python API accepts them, turned into what the use cases read.
 
-The use cases (``embplat.pipelines.query``) take paths and decode them with the same checks
-as ingest (pixel limits, aspect ratio, truncation). An in-memory image — bytes, a file
-object, a PIL image, a numpy array — is written once into a private temporary folder
-(mode 0700, removed on exit), so it goes through exactly that code path and its answer
-equals the CLI's for the same image. PIL images and arrays are written as PNG (lossless).
+Classify and search by image (``embplat.pipelines.query``) take a path or encoded bytes and
+decode either with the same checks as ingest (pixel limits, aspect ratio, truncation), so
+an in-memory image — bytes, a file object, a PIL image, a numpy array — is handed over as
+bytes (:func:`query_images`) and its answer equals the CLI's for the same file. PIL images
+and arrays are encoded as PNG (lossless). The use cases that read files only (zero-shot
+labels, captions) get them in a private temporary folder (:func:`query_files`: mode 0700,
+removed on exit).
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ def image_bytes(image: Any) -> bytes:
     return _png(_as_pil(image))
 
 
+def query_images(images: Sequence[Any]) -> list[Path | bytes]:
+    """What the query use cases read: a path as a ``Path``, anything else as encoded bytes.
+
+    Raises:
+        DataError: an unsupported type or array (see :func:`image_bytes`).
+    """
+    return [Path(image) if is_path(image) else image_bytes(image) for image in images]
+
+
 @contextmanager
 def query_files(images: Sequence[Any]) -> Iterator[list[Path]]:
     """One readable path per image, in order: paths as given, in-memory images written into
@@ -87,6 +98,25 @@ def query_files(images: Sequence[Any]) -> Iterator[list[Path]]:
     finally:
         if folder is not None:
             folder.cleanup()
+
+
+def save_uploads(folder: Path, images: Sequence[Any]) -> Path:
+    """Write ``images`` into ``folder`` (created), each named by its content's hash with the
+    suffix of its format, so ingest scans them; returns ``folder``.
+
+    Raises:
+        DataError: no image, or one Pillow cannot identify.
+    """
+    import hashlib
+
+    if not images:
+        raise DataError(f"no image given for class {folder.name!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, image in enumerate(images):
+        data = Path(image).read_bytes() if is_path(image) else image_bytes(image)
+        suffix = suffix_of(data, source_of(image, n))
+        (folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}").write_bytes(data)
+    return folder
 
 
 def check_class_name(name: str) -> str:

@@ -1,119 +1,36 @@
 """``Platform``: the public Python facade over the use cases the CLI calls.
 
-One object holds one ``Context`` (catalog, spaces, job runner) built from the same
-``Settings`` as the CLI (``EMBPLAT_*``, ``.env``, then the arguments given here), so a
-notebook, a script and ``platform serve`` share the CLI's behaviour and data home. The
-encoder is built once, on first use (or :meth:`Platform.warm`), and kept.
-
-Every call takes one re-entrant lock: the encoder and the opened indexes are used by one
-thread at a time, so a server may call one ``Platform`` from many threads.
+:class:`Platform` = the queries here (classify, zero-shot labels, search) + the catalog's
+methods (:mod:`embplat.api.catalog`) + settings, context and lock (:mod:`embplat.api.session`).
+The CLI's ``classify`` and ``search`` and the HTTP service answer through these methods, so
+the three doors give the same answers with the same ``to_dict()`` keys.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from embplat.api.inputs import (
-    ImageInput,
-    check_class_name,
-    image_bytes,
-    is_path,
-    query_files,
-    source_of,
-    suffix_of,
-)
-from embplat.api.results import (
-    Classification,
-    ClassInfo,
-    Failure,
-    ImageInfo,
-    JobInfo,
-    Match,
-    ModelInfo,
-    SearchResult,
-)
-from embplat.config import Settings, load_settings
-from embplat.errors import DataError, NotFoundError
-
-if TYPE_CHECKING:
-    from embplat.pipelines.context import Context
-    from embplat.pipelines.query import Neighbour, Prediction
-
-#: Keyword arguments of ``Platform()`` and the setting each one sets (the CLI's root flags).
-SETTING_OF = {
-    "catalog_url": "catalog.url",
-    "backend": "index.backend",
-    "encoder": "embed.encoder",
-    "weights": "embed.weights",
-    "image_size": "embed.image_size",
-    "device": "embed.device",
-}
+from embplat.api.catalog import CatalogMethods
+from embplat.api.inputs import ImageInput, query_files, query_images, source_of
+from embplat.api.results import Classification, Failure, SearchResult, ZeroShot
+from embplat.errors import DataError
 
 
-class Platform:
+class Platform(CatalogMethods):
     """Ingest, classify, search, enrol and evaluate from Python.
 
     Args:
         home: the data home (default: ``EMBPLAT_HOME`` or ``./.embplat``).
         settings: complete settings; otherwise read like the CLI's (environment, ``.env``).
+        context: an open use-case context built from ``settings`` (the CLI's); its owner
+            closes it.
         **options: the CLI's root flags: ``catalog_url``, ``backend``, ``encoder``,
             ``weights``, ``image_size``, ``device``.
 
     Raises:
         ConfigError: a setting is invalid or an option unknown.
     """
-
-    def __init__(
-        self, home: str | Path | None = None, *, settings: Settings | None = None, **options: Any
-    ) -> None:
-        from embplat.errors import ConfigError
-
-        unknown = sorted(set(options) - set(SETTING_OF))
-        if unknown:
-            raise ConfigError(f"unknown Platform options {unknown}; known: {sorted(SETTING_OF)}")
-        overrides = {SETTING_OF[key]: value for key, value in options.items()}
-        self.settings = settings or load_settings(
-            home=Path(home) if home is not None else None, **overrides
-        )
-        self._ctx: Context | None = None
-        self._lock = threading.RLock()
-
-    @property
-    def context(self) -> Context:
-        """The use-case context (opens the catalog on first use)."""
-        with self._lock:
-            if self._ctx is None:
-                from embplat.workers.context import build_context
-
-                self._ctx = build_context(self.settings)
-            return self._ctx
-
-    def warm(self) -> float:
-        """Build the active encoder and open its index now; returns the seconds it took."""
-        start = time.perf_counter()
-        with self._lock:
-            self.context.spaces.space()
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        """Flush and close the opened indexes; the object can be used again afterwards."""
-        with self._lock:
-            if self._ctx is not None:
-                context, self._ctx = self._ctx, None
-                context.close()
-
-    def __enter__(self) -> Platform:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- queries -------------------------------------------------------------------------
 
     def classify(self, image: ImageInput, *, k: int = 10, **options: Any) -> Classification:
         """The class of one image by kNN vote of its ``k`` nearest enrolled images.
@@ -155,29 +72,61 @@ class Platform:
             names: how the answers name their images (default: the path, a file object's
                 name, else ``<image N>``).
         """
-        from embplat.pipelines.query import QueryFailure, classify
+        from embplat.api import querying
 
-        sources = list(names or [source_of(image, n) for n, image in enumerate(images)])
-        if len(sources) != len(images):
-            raise DataError(f"{len(images)} images but {len(sources)} names")
-        failures: list[QueryFailure] = []
-        with self._lock, query_files(images) as paths:
-            answers = classify(
-                self.context,
-                paths,
-                k=k,
-                weighted=weighted,
-                model=model,
-                reject_below=reject_below,
-                reject_on=reject_on,
-                failures=failures,
+        options = {"k": k, "weighted": weighted, "model": model, "reject_on": reject_on}
+        with self._lock:
+            return querying.classify(
+                self.context, images, _sources(images, names), reject_below=reject_below, **options
             )
-        by_path: dict[str, Classification | Failure] = {a.path: _classification(a) for a in answers}
-        by_path |= {f.path: Failure(f.path, f.error) for f in failures}
-        return [
-            replace(by_path[str(path)], source=source)
-            for path, source in zip(paths, sources, strict=True)
-        ]
+
+    def zero_shot(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        k: int = 10,
+        model: str | None = None,
+        unseen_only: bool = False,
+        names: Sequence[str] | None = None,
+        gamma: float | None = None,
+        hubness: str = "none",
+        space: str = "semantic",
+        top: int = 10,
+    ) -> list[ZeroShot | Failure]:
+        """Each image's nearest label vectors in a DeViSE model's space (``classify --space
+        semantic``): classes never seen in training compete too; one answer per image.
+
+        Args:
+            k: labels listed per image (``candidates``).
+            model: a DeViSE model; None: the newest.
+            unseen_only: only labels of role ``unseen`` (the zero-shot setting).
+            names: as :meth:`classify_many`.
+            gamma: calibrated stacking's gamma; None: the one stored with the model.
+            hubness: ``none``, ``csls`` or ``isoftmax`` rescoring over the label set.
+            space: ``semantic`` (a DeViSE model) or ``conse`` (training-free, the frozen
+                encoder's ImageNet head; ``top`` classes combined).
+
+        Raises:
+            NotFoundError: no DeViSE model. IndexEmptyError: no label vectors.
+        """
+        from embplat.api import querying
+
+        roles = ["unseen"] if unseen_only else None
+        with self._lock:
+            return querying.zero_shot(
+                self.context, images, _sources(images, names), k=k, model=model, roles=roles,
+                gamma=gamma, hubness=hubness, space=space, top=top,
+            )  # fmt: skip
+
+    def semantic_model(self, model: str | None = None) -> str:
+        """``model`` checked to be a DeViSE model, or the newest one.
+
+        Raises:
+            NotFoundError: no such model, or none trained yet (the message says how).
+        """
+        from embplat.pipelines.semantic import semantic_model
+
+        return semantic_model(self.context, model)
 
     def search(
         self,
@@ -191,195 +140,71 @@ class Platform:
         split: str | None = None,
         kind: str = "image",
         model: str | None = None,
+        hubness: str | None = None,
+        space: str = "encoder",
     ) -> SearchResult:
-        """The ``k`` points nearest to one query: an image, a text (a DeViSE model's word
-        space), a vector of the space's dimension, or a stored point's id.
+        """The ``k`` points nearest to one query: an image, a text (a sentence for a sentence
+        index or a matching ``model``, else words in a DeViSE model's space), a vector of the
+        space's dimension, or a stored point's id. Vector and point-id queries build no
+        encoder.
 
         Args:
-            label, split: only images of this class / split.
-            kind: ``image``, or ``label`` (a DeViSE model's label points; vector and
-                point-id queries only).
-            model: a trained model's space; text queries default to the newest DeViSE model.
+            label, split: only points of this class / split.
+            kind: the points to find: ``image``; ``label`` (a DeViSE model's label vectors:
+                for an image, its nearest labels); ``caption`` (a matching model's captions).
+                Text queries find images only.
+            model: a trained model's space; text queries default to the newest DeViSE model
+                (to the sentence index when there is none).
+            hubness: a DeViSE text query's rescoring over the label set (``isoftmax`` by
+                default, ``csls``, ``none``).
+            space: ``conse``: a text query searches the catalog's ConSE vectors (no training).
 
         Raises:
-            DataError: not exactly one query given; a bad filter, k or vector.
+            DataError: not exactly one query given; a bad filter, kind, k or vector.
             NotFoundError: no such model or point.
             IndexEmptyError: nothing matches the filters.
         """
         from embplat.api import searching
 
-        given = [
-            n
-            for n, v in (
-                ("image", image),
-                ("text", text),
-                ("vector", vector),
-                ("point_id", point_id),
-            )
-            if v is not None
-        ]
-        if len(given) != 1:
+        given = {"image": image, "text": text, "vector": vector, "point_id": point_id}
+        names = [name for name, value in given.items() if value is not None]
+        if len(names) != 1:
             raise DataError(
                 "give exactly one query of image=, text=, vector=, point_id= "
-                f"(got {given or 'none'})"
+                f"(got {names or 'none'})"
             )
-        flt = searching.user_filter(
-            label=label, split=split, kind=kind, by_points=not (image or text)
-        )
+        by_points = image is None and text is None
+        flt = searching.user_filter(label=label, split=split, kind=kind, by_points=by_points)
+        if text is not None and kind != "image":
+            raise DataError(f"a text query finds images, not kind={kind!r}")
         with self._lock:
-            ctx = self.context
             if text is not None:
-                return searching.by_text(ctx, text, k=k, flt=flt, model=model)
-            if image is not None:
-                with query_files([image]) as paths:
-                    result = searching.by_image(ctx, paths[0], k=k, flt=flt, model=model)
-                result.query = f"image {source_of(image, 0)}"
-                return result
-            return searching.by_vector(ctx, vector, point_id, k=k, flt=flt, model=model)
-
-    # --- catalog -------------------------------------------------------------------------
-
-    def ingest(self, root: str | Path, **options: Any) -> dict[str, Any]:
-        """Ingest a folder tree (AwA2 layout or class-per-folder) as ``platform ingest``
-        does: catalog, embed (here or on the workers), follow moves and deletions.
-
-        Args:
-            **options: ``embed``, ``models``, ``prune`` of
-                :func:`embplat.pipelines.ingest.ingest_tree`.
-
-        Returns:
-            The run's summary (``--json`` of ``platform ingest``), with its ``job_id``.
-        """
-        from embplat.pipelines.ingest import ingest_tree
-
-        with self._lock:
-            return ingest_tree(self.context, Path(root), **options).as_dict()
-
-    def add_class(
-        self, name: str, images: str | Path | Sequence[ImageInput], **options: Any
-    ) -> dict[str, Any]:
-        """Enrol class ``name`` from a folder, or from images (saved under the uploads
-        folder, ``<home>/uploads/<name>/``, named by content); classifiable at once.
-
-        Args:
-            **options: ``models``, ``prune`` of :func:`embplat.pipelines.ingest.enrol_class`.
-
-        Returns:
-            The enrolment's summary, with its ``job_id``.
-
-        Raises:
-            DataError: no image, an unreadable one, or (for images) an unsafe class name.
-        """
-        from embplat.pipelines.ingest import enrol_class
-
-        if isinstance(images, str | Path):
-            folder = Path(images)
-        else:
-            folder = self._save_uploads(check_class_name(name), images)
-        with self._lock:
-            return enrol_class(self.context, name, folder, **options).as_dict()
-
-    def evaluate(self, split: str = "valid", *, k: int = 10, **options: Any) -> dict[str, Any]:
-        """kNN evaluation of one split (``platform evaluate``): accuracy, precision@1, ...
-
-        Args:
-            **options: other fields of :class:`embplat.pipelines.evaluate.EvaluationRequest`
-                (``model``, ``weighted``, ``reference``, ``full``...).
-        """
-        from embplat.pipelines.evaluate import EvaluationRequest, evaluate
-
-        with self._lock:
-            return evaluate(self.context, EvaluationRequest(split=split, k=k, **options))
-
-    def classes(self) -> list[ClassInfo]:
-        """Every class with its role and image count per split."""
-        from embplat.catalog import repo
-
-        with self.context.sessions() as session:
-            rows = repo.class_counts(session=session)
-        return [ClassInfo(c.name, c.role, dict(n)) for c, n in rows]
-
-    def models(self) -> list[ModelInfo]:
-        """Registered models: the pretrained encoders used so far and the trained models."""
-        from embplat.catalog import repo
-
-        with self.context.sessions() as session:
-            rows = repo.list_models(session=session)
-            return [ModelInfo(m.name, m.kind, m.encoder, m.dim, m.image_size) for m in rows]
-
-    def jobs(self, limit: int = 20) -> list[JobInfo]:
-        """The most recent jobs, newest first."""
-        from embplat.catalog import repo
-
-        with self.context.sessions() as session:
-            return [_job(j) for j in repo.list_jobs(session=session, limit=limit)]
-
-    def job(self, job_id: int) -> JobInfo:
-        """One job's state and progress. Raises NotFoundError for an unknown id."""
-        from embplat.catalog import repo
-
-        with self.context.sessions() as session:
-            return _job(repo.get_job(session=session, job_id=job_id))
-
-    def image(self, image_id: int) -> ImageInfo:
-        """A cataloged image by id. Raises NotFoundError for an unknown id."""
-        from embplat.catalog import repo
-
-        with self.context.sessions() as session:
-            found = repo.get_images(session=session, ids=[image_id])
-            if not found:
-                raise NotFoundError(f"no cataloged image with id {image_id}")
-            img = found[0]
-            return ImageInfo(img.id, img.path, img.label.name, img.split)
-
-    def ready(self) -> dict[str, Any]:
-        """Whether the catalog answers and the active index is open: their counts.
-
-        Raises:
-            ServiceUnavailableError, EmbplatError: one of them does not answer.
-        """
-        from sqlalchemy import text
-
-        with self.context.sessions() as session:
-            session.execute(text("select 1"))
-        with self._lock:
-            space = self.context.spaces.space()
-            return {"catalog": "ok", "index": space.index.name, "points": space.index.count(None)}
+                return searching.by_text(
+                    self.context, text, k=k, flt=flt, model=model, hubness=hubness, space=space
+                )
+            if image is None:
+                return searching.by_vector(
+                    self.context, vector, point_id, k=k, flt=flt, model=model
+                )
+            result = self._search_image(image, kind, k=k, flt=flt, model=model)
+        result.query = f"image {source_of(image, 0)}"
+        return result
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _save_uploads(self, name: str, images: Sequence[ImageInput]) -> Path:
-        import hashlib
+    def _search_image(self, image: ImageInput, kind: str, **options: Any) -> SearchResult:
+        from embplat.api import searching
 
-        if not images:
-            raise DataError(f"no image given for class {name!r}")
-        folder = (self.settings.serve.upload_dir or self.settings.home / "uploads") / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, image in enumerate(images):
-            data = Path(image).read_bytes() if is_path(image) else image_bytes(image)  # type: ignore[arg-type]
-            suffix = suffix_of(data, source_of(image, n))
-            (folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}").write_bytes(data)
-        return folder
+        if kind == "image":
+            return searching.by_image(self.context, query_images([image])[0], **options)
+        find = searching.labels_of_image if kind == "label" else searching.captions_of_image
+        with query_files([image]) as paths:
+            return find(self.context, paths[0], **options)
 
 
-def _match(n: Neighbour) -> Match:
-    return Match(label=n.label, score=n.score, image_id=n.image_id, path=n.path)
-
-
-def _classification(p: Prediction) -> Classification:
-    return Classification(
-        source=p.path,
-        label=p.label,
-        confidence=p.confidence,
-        k=p.k,
-        runner_up=p.runner_up,
-        runner_up_share=p.runner_up_share,
-        tallies=dict(p.tallies),
-        neighbours=[_match(n) for n in p.neighbours],
-        notes=list(p.notes),
-        best_label=p.best_label,
-    )
-
-
-def _job(j: Any) -> JobInfo:
-    return JobInfo(j.id, j.kind, j.state, j.total, j.done, j.failed, j.error)
+def _sources(images: Sequence[ImageInput], names: Sequence[str] | None) -> list[str]:
+    """How the answers name their images. Raises DataError when the counts differ."""
+    sources = list(names or [source_of(image, n) for n, image in enumerate(images)])
+    if len(sources) != len(images):
+        raise DataError(f"{len(images)} images but {len(sources)} names")
+    return sources

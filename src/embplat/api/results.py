@@ -1,31 +1,51 @@
-"""What the Python API and the HTTP service answer: small dataclasses with ``to_dict()``."""
+"""What the Python API, the HTTP service and the CLI's ``--json`` answer: small dataclasses
+with ``to_dict()``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` for these flat results, without its deep copies (it is called
+    once per served answer): nested results by their ``to_dict``, lists and dicts copied."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, list):
+            value = [v.to_dict() if hasattr(v, "to_dict") else v for v in value]
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[f.name] = value
+    return out
 
 
 @dataclass(frozen=True)
 class Match:
-    """One neighbour of a query: a cataloged image (or, in a DeViSE space, a label).
+    """One neighbour of a query: a cataloged image, a label (in a DeViSE space) or a caption
+    (of a matching model).
 
     Attributes:
-        label: its class.
+        label: its class (the label itself for a label point).
         score: cosine similarity to the query (higher is more similar).
         image_id: its catalog id (None for a label point); the service serves it as
             ``/images/{image_id}``.
         path: the image file as cataloged.
+        role: a label point's role (``seen``/``unseen``).
+        text: a caption point's sentence.
     """
 
     label: str
     score: float
     image_id: int | None = None
     path: str | None = None
+    role: str | None = None
+    text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass
@@ -54,7 +74,35 @@ class Classification:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
+
+
+@dataclass
+class ZeroShot:
+    """The nearest label vectors of one query image in a DeViSE model's space: labels never
+    seen in training (``unseen``) compete with the others.
+
+    Attributes:
+        source: what the query was (as :class:`Classification`).
+        label, score, role: the nearest label, its cosine and role.
+        model: the DeViSE model (or the ConSE space).
+        candidates: the nearest labels, best first (``Match`` with ``role``).
+        gamma: the calibration subtracted from the seen labels' scores (None: ConSE).
+        notes: what the answer should be read with (e.g. no stored calibration).
+    """
+
+    source: str
+    label: str
+    score: float
+    role: str
+    model: str
+    candidates: list[Match] = field(default_factory=list)
+    gamma: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return _to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -66,7 +114,7 @@ class Failure:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass
@@ -87,7 +135,7 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -100,7 +148,7 @@ class ClassInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -117,7 +165,7 @@ class JobInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -132,7 +180,7 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -146,4 +194,4 @@ class ImageInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        return _to_dict(self)

@@ -1,9 +1,14 @@
-"""``platform classify`` and ``platform search``."""
+"""``platform classify`` and ``platform search``: a thin layer over :class:`embplat.api.Platform`.
+
+Both build a ``Platform`` on the command's settings and context and call its methods; `--json`
+prints the answers' ``to_dict()``, the same keys as the Python API and the HTTP service.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,8 +17,7 @@ from embplat.cli.output import console, error_line, print_json, warn_line
 from embplat.errors import DataError
 
 if TYPE_CHECKING:
-    from embplat.pipelines.crossmodal import CaptionHit
-    from embplat.pipelines.query import Neighbour, Prediction, QueryFailure
+    from embplat.api import Classification, Match, Platform, SearchResult, ZeroShot
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +27,12 @@ def register(app: typer.Typer) -> None:
 
 
 Space = typer.Option(
-    "--space", help="encoder: kNN vote among images; semantic: nearest label vectors (DeViSE)"
+    "--space",
+    help="encoder: kNN vote among images; semantic: nearest label vectors (DeViSE); conse: "
+    "ImageNet head's top classes combined (no training)",
+)
+HubnessOpt = typer.Option(
+    "--hubness", help="rescoring over the label set: none | csls | isoftmax (see README)"
 )
 ModelOpt = typer.Option("--model", help="a trained model (`platform models list`)")
 
@@ -44,44 +53,46 @@ def classify_cmd(
     reject_on: Annotated[str, typer.Option(help="what --reject-below compares: share|score")] = (
         "share"
     ),
+    gamma: Annotated[
+        float | None,
+        typer.Option(help="semantic: calibration subtracted from seen labels (default: stored)"),
+    ] = None,
+    hubness: Annotated[str, HubnessOpt] = "none",
+    top: Annotated[int, typer.Option(help="conse: ImageNet classes combined")] = 10,
 ) -> None:
     """Predict each image's class by kNN vote, or (--space semantic) by the nearest label.
 
     An image that cannot be read (missing, corrupt, too large) is reported on its own line
-    (in `--json`: an entry `{"path", "error"}` in its place) and the others are answered.
+    (in `--json`: an entry `{"source", "error"}` in its place) and the others are answered.
 
-    Exit status: 0 every image answered; 1 some images failed; 2 none could be answered, or
-    a usage error.
+    Exit status: 0 every image answered; 1 some or all images failed, or nothing is
+    enrolled; 2 a usage error.
     """
-    from embplat.pipelines.query import classify
+    from embplat.api import Failure
 
-    context = ctx.obj.context()
-    failures: list[QueryFailure] = []
-    answers: list[Any]
-    if _semantic(space):
-        from embplat.pipelines.semantic import label_images
-
-        roles = ["unseen"] if unseen_only else None
-        answers = label_images(
-            context, images, model=model, k=min(k, 10), roles=roles, failures=failures
-        )
+    platform = _platform(ctx)
+    answers: Sequence[Classification | ZeroShot | Failure]
+    if _semantic(space, conse=True):
+        answers = platform.zero_shot(
+            images, k=min(k, 10), model=model, unseen_only=unseen_only, gamma=gamma,
+            hubness=hubness, space=space, top=top,
+        )  # fmt: skip
     else:
-        answers = classify(
-            context,
+        answers = platform.classify_many(
             images,
             k=k,
             weighted=weighted,
             model=model,
             reject_below=reject_below,
             reject_on=reject_on,
-            failures=failures,
         )
+    failures = [a for a in answers if isinstance(a, Failure)]
     if json_out:
-        print_json(_in_input_order(images, answers, failures))
+        print_json([a.to_dict() for a in answers])
     else:
-        _print_answers(answers, show)
+        _print_answers([a for a in answers if not isinstance(a, Failure)], show)
         for failure in failures:
-            error_line(str(failure))
+            error_line(f"{failure.source}: {failure.error}")
     if failures:
         raise typer.Exit(1)  # a failed operation (some or all images), see cli.app.exit_code
 
@@ -101,6 +112,7 @@ def search_cmd(
     label: Annotated[str | None, typer.Option("--class", help="only this class")] = None,
     space: Annotated[str, Space] = "encoder",
     model: Annotated[str | None, ModelOpt] = None,
+    hubness: Annotated[str | None, HubnessOpt] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Nearest images to a query image or text, or (--labels) the labels nearest an image.
@@ -108,119 +120,104 @@ def search_cmd(
     With a matching model (`platform train matching`): --text is a sentence embedded by its
     text tower, and --image --captions lists the captions nearest the image.
     """
-    from embplat.pipelines import crossmodal, semantic
-    from embplat.pipelines.query import check_split, search_by_image
+    from embplat.pipelines.query import check_split
 
     check_split(split)
-    context = ctx.obj.context()
-    flt = {key: v for key, v in (("split", split), ("class", label)) if v}
-    notes: list[str] = []
-    if text is not None and crossmodal.is_caption_model(context, model):
-        assert model is not None  # is_caption_model(None) is False
-        hits = crossmodal.search_by_sentence(context, text, model=model, k=k, flt=flt)
-        title = f"nearest to the sentence {text!r} ({model})"
-    elif text is not None:
-        hits, used = semantic.search_by_text(context, text, model=model, k=k, flt=flt)
-        title = f"nearest to the words {text!r} ({used})"
-    elif image is None:
+    semantic = _semantic(space, conse=text is not None)
+    if text is None and image is None:
         raise DataError("give a query with --image PATH or --text WORDS")
-    elif captions:
-        if model is None:
-            raise DataError("--captions needs --model NAME of a matching model")
-        near = crossmodal.captions_of_image(context, image, model=model, k=k, flt=flt)
-        if json_out:
-            print_json([c.as_dict() for c in near])
-        else:
-            console.print(_caption_table(near, f"captions nearest to {image} ({model})"))
-        return
-    elif labels:
-        found = semantic.label_images(context, [image], model=model, k=k)[0]
-        if json_out:
-            print_json([c.__dict__ for c in found.candidates])
-        else:
-            console.print(_label_table(found.candidates, f"labels nearest to {image}"))
-        return
-    else:
-        if _semantic(space):
-            model = semantic.semantic_model(context, model)
-        hits, notes = search_by_image(context, image, k=k, flt=flt, model=model)
-        title = f"nearest to {image}" + (f" ({model})" if model else "")
+    if text is None and captions and model is None:
+        raise DataError("--captions needs --model NAME of a matching model")
+    platform = _platform(ctx)
+    kind = "image"
+    if text is None and (captions or labels):
+        kind = "caption" if captions else "label"
+    if text is None and kind == "image" and semantic:
+        model = platform.semantic_model(model)
+    query = {"text": text} if text is not None else {"image": image}
+    found = platform.search(
+        **query, k=k, label=label, split=split, kind=kind, model=model, hubness=hubness,
+        space="conse" if space == "conse" else "encoder",
+    )  # fmt: skip
     if json_out:
-        print_json([h.__dict__ for h in hits])
+        print_json(found.to_dict())
         return
-    for note in notes:
+    for note in found.notes:
         warn_line(note)
-    console.print(_neighbour_table(hits, title))
+    console.print(_result_table(found, kind))
 
 
-def _in_input_order(
-    images: list[Path], answers: list[Any], failures: list[QueryFailure]
-) -> list[dict[str, Any]]:
-    """Answers and failures as JSON entries, one per query image in the order given."""
-    answered, failed = iter(answers), iter(failures)
-    next_answer, next_failure = next(answered, None), next(failed, None)
-    out: list[dict[str, Any]] = []
-    for path in images:
-        if next_failure is not None and next_failure.path == str(path):
-            out.append(next_failure.as_dict())
-            next_failure = next(failed, None)
-        elif next_answer is not None:
-            out.append(next_answer.as_dict())
-            next_answer = next(answered, None)
-    return out
+def _platform(ctx: typer.Context) -> Platform:
+    """The Python API on this command's settings and context (the CLI closes the context)."""
+    from embplat.api import Platform
+
+    return Platform(settings=ctx.obj.settings, context=ctx.obj.context())
 
 
-def _print_answers(answers: list[Any], show: int) -> None:
-    """Human output: kNN predictions (with their notes) or zero-shot label predictions."""
-    from embplat.pipelines.query import Prediction
+def _semantic(space: str, *, conse: bool = False) -> bool:
+    """Whether ``--space`` asks for label vectors (``semantic``, or ``conse`` where allowed)."""
+    allowed = {"encoder", "semantic", *(["conse"] if conse else [])}
+    if space not in allowed:
+        raise DataError(f"--space must be one of {', '.join(sorted(allowed))}, got {space!r}")
+    return space != "encoder"
 
-    for note in answers[0].notes if answers and isinstance(answers[0], Prediction) else []:
+
+def _print_answers(answers: list[Classification | ZeroShot], show: int) -> None:
+    """Human output: kNN votes (with their notes) or zero-shot label predictions."""
+    from embplat.api import Classification
+
+    for note in answers[0].notes if answers and isinstance(answers[0], Classification) else []:
         warn_line(note)
     for answer in answers:
-        if isinstance(answer, Prediction):
-            _print_prediction(answer, show)
+        if isinstance(answer, Classification):
+            _print_vote(answer, show)
             continue
+        calibrated = f", gamma {answer.gamma:.3f}" if answer.gamma else ""
         console.print(
-            f"[bold]{answer.path}[/] → [bold green]{answer.label}[/] ({answer.role}, "
-            f"cosine {answer.score:.4f}, model {answer.model})"
+            f"[bold]{answer.source}[/] → [bold green]{answer.label}[/] ({answer.role}, "
+            f"score {answer.score:.4f}, model {answer.model}{calibrated})"
         )
+        for note in answer.notes:
+            warn_line(note)
         if show:
             console.print(_label_table(answer.candidates[:show], None))
 
 
-def _semantic(space: str) -> bool:
-    if space not in {"encoder", "semantic"}:
-        raise DataError(f"--space must be encoder or semantic, got {space!r}")
-    return space == "semantic"
-
-
-def _label_table(scores: list[Any], title: str | None) -> Table:
-    table = Table("#", "label", "role", "cosine", title=title, title_justify="left")
-    for rank, s in enumerate(scores, 1):
-        table.add_row(str(rank), s.label, s.role, f"{s.score:.4f}")
-    return table
-
-
-def _print_prediction(p: Prediction, show: int) -> None:
-    runner = f", runner-up {p.runner_up} {p.runner_up_share:.0%}" if p.runner_up else ""
-    best = f"best {p.best_label}: " if p.best_label else ""
+def _print_vote(c: Classification, show: int) -> None:
+    runner = f", runner-up {c.runner_up} {c.runner_up_share:.0%}" if c.runner_up else ""
+    best = f"best {c.best_label}: " if c.best_label else ""
     console.print(
-        f"[bold]{p.path}[/] → [bold green]{p.label}[/] "
-        f"({best}{p.confidence:.0%} of {p.k} votes{runner})"
+        f"[bold]{c.source}[/] → [bold green]{c.label}[/] "
+        f"({best}{c.confidence:.0%} of {c.k} votes{runner})"
     )
     if show:
-        console.print(_neighbour_table(p.neighbours[:show], None))
+        console.print(_neighbour_table(c.neighbours[:show], None))
 
 
-def _caption_table(hits: list[CaptionHit], title: str) -> Table:
-    table = Table("#", "caption", "score", "image", title=title, title_justify="left")
-    for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), h.text, f"{h.score:.4f}", h.path)
+def _result_table(found: SearchResult, kind: str) -> Table:
+    """A search's matches as the table of their kind (images, labels or captions)."""
+    what = found.query.removeprefix("image ")
+    used = f" ({found.model})" if found.model else ""
+    if kind == "label":
+        return _label_table(found.matches, f"labels nearest to {what}{used}")
+    if kind == "caption":
+        table = Table("#", "caption", "score", "image", title=f"captions nearest to {what}{used}")
+        table.title_justify = "left"
+        for rank, m in enumerate(found.matches, 1):
+            table.add_row(str(rank), m.text or "", f"{m.score:.4f}", m.path or "")
+        return table
+    return _neighbour_table(found.matches, f"nearest to {found.query}{used}")
+
+
+def _label_table(scores: list[Match], title: str | None) -> Table:
+    table = Table("#", "label", "role", "cosine", title=title, title_justify="left")
+    for rank, s in enumerate(scores, 1):
+        table.add_row(str(rank), s.label, s.role or "", f"{s.score:.4f}")
     return table
 
 
-def _neighbour_table(hits: list[Neighbour], title: str | None) -> Table:
+def _neighbour_table(hits: list[Match], title: str | None) -> Table:
     table = Table("#", "class", "score", "path", title=title, title_justify="left")
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), h.label, f"{h.score:.4f}", h.path)
+        table.add_row(str(rank), h.label, f"{h.score:.4f}", h.path or "")
     return table

@@ -1,4 +1,10 @@
-"""Use cases: classify images by kNN vote, and search images by image."""
+"""Use cases: classify images by kNN vote, and search images by image.
+
+A query image is a file or its encoded bytes (:data:`QueryImage`): an upload or an in-memory
+image is decoded from memory with the same checks as a file (``ingest.images.load_rgb``),
+never written to disk first. Answers and failures name a file by its path and bytes by
+their position, ``<image N>`` (:func:`query_label`).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,15 @@ ENROLLED: dict[str, Any] = {"kind": "image", "split": "train"}
 UNKNOWN = "unknown"
 #: The splits images are cataloged in (``ingest.register.split_for``).
 SPLITS = ("train", "valid", "test")
+#: A query image: a file, or the encoded contents of one (JPEG, PNG...).
+QueryImage = Path | str | bytes
+#: How ``load_rgb`` names encoded bytes in its errors.
+_BYTES_LABEL = "<image bytes>"
+
+
+def query_label(image: QueryImage, n: int) -> str:
+    """How answers name query ``n``: a file by its path, encoded bytes as ``<image n>``."""
+    return f"<image {n}>" if isinstance(image, bytes) else str(image)
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,11 @@ class QueryFailure:
         return {"path": self.path, "error": self.error}
 
     @classmethod
-    def from_error(cls, path: Path, exc: DataError) -> QueryFailure:
-        """Build from the DataError a path raised (its message starts with the path)."""
-        message, prefix = str(exc), f"{path}: "
-        return cls(str(path), message.removeprefix(prefix))
+    def from_error(cls, path: Path | str, exc: DataError) -> QueryFailure:
+        """Build from the DataError a query raised (its message starts with the path, or
+        with ``<image bytes>`` for encoded bytes)."""
+        message = str(exc).removeprefix(f"{path}: ").removeprefix(f"{_BYTES_LABEL}: ")
+        return cls(str(path), message)
 
 
 def check_split(split: str | None, flag: str = "--split") -> None:
@@ -97,13 +113,14 @@ def check_split(split: str | None, flag: str = "--split") -> None:
 
 def embed_query_images(
     space: Space,
-    paths: Sequence[Path],
+    paths: Sequence[QueryImage],
     *,
     max_pixels: int,
     batch_size: int = 32,
     num_workers: int = 0,
 ) -> np.ndarray:
-    """Encode query files → (N, dim). Raises DataError naming a missing or unreadable file."""
+    """Encode query images (files or encoded bytes) → (N, dim). Raises DataError naming a
+    missing or unreadable one."""
     require_files(paths)
     _, vectors, failures = embed_each(
         space, paths, max_pixels=max_pixels, batch_size=batch_size, num_workers=num_workers
@@ -114,8 +131,8 @@ def embed_query_images(
 
 
 def embed_answerable(
-    ctx: Context, space: Space, paths: Sequence[Path], failures: list[QueryFailure] | None
-) -> tuple[list[Path], np.ndarray]:
+    ctx: Context, space: Space, paths: Sequence[QueryImage], failures: list[QueryFailure] | None
+) -> tuple[list[str], np.ndarray]:
     """:func:`embed_each` with the context's batching; bad files go to ``failures`` (the
     caller answers the rest), or, when it is None, the first one raises.
 
@@ -138,39 +155,42 @@ def embed_answerable(
 
 def embed_each(
     space: Space,
-    paths: Sequence[Path],
+    paths: Sequence[QueryImage],
     *,
     max_pixels: int,
     batch_size: int = 32,
     num_workers: int = 0,
-) -> tuple[list[Path], np.ndarray, list[QueryFailure]]:
-    """Encode the readable query files; the others become failures instead of errors.
+) -> tuple[list[str], np.ndarray, list[QueryFailure]]:
+    """Encode the readable query images; the others become failures instead of errors.
 
     Images go through the encoder ``batch_size`` at a time (decoded by ``num_workers``
     threads ahead of the forward pass, as ingest does), so memory stays bounded however
-    many paths are given. They are checked against the encoder's resize (``resize_side``)
+    many are given. They are checked against the encoder's resize (``resize_side``)
     before decoding, so an extreme aspect ratio is refused instead of being scaled up to
-    gigapixels.
+    gigapixels. Encoded bytes are decoded from memory by Pillow (nvJPEG reads files).
 
     Returns:
-        The encoded paths (in the given order), their (len(kept), dim) vectors, and one
-        failure per other path (in the given order).
+        The encoded images' labels (:func:`query_label`, in the given order), their
+        (len(kept), dim) vectors, and one failure per other image (in the given order).
     """
     from embplat.ingest.decode import BatchDecoder, prefetched
 
+    labels = [query_label(image, n) for n, image in enumerate(paths)]
     failed: list[tuple[int, QueryFailure]] = []
-    rows: list[tuple[int, str]] = []
-    for n, path in enumerate(paths):
-        if Path(path).is_file():
-            rows.append((n, str(Path(path))))
+    rows: list[tuple[int, Any]] = []  # (position, path str or bytes): load_rgb reads both
+    for n, image in enumerate(paths):
+        if isinstance(image, bytes) or Path(image).is_file():
+            rows.append((n, image if isinstance(image, bytes) else labels[n]))
         else:
-            failed.append((n, QueryFailure(str(path), "does not exist")))
+            failed.append((n, QueryFailure(labels[n], "does not exist")))
     decoder = BatchDecoder(space.encoder, max_pixels, check_resize=True)
+    if any(isinstance(image, bytes) for image in paths):
+        decoder.gpu_jpeg = False  # its nvJPEG path reads files; Pillow decodes bytes too
     chunks = [rows[s : s + max(1, batch_size)] for s in range(0, len(rows), max(1, batch_size))]
     order: list[int] = []
     parts: list[np.ndarray] = []
     for ids, batch, bad in prefetched(decoder, chunks, num_workers):
-        failed.extend((n, QueryFailure.from_error(Path(paths[n]), DataError(m))) for n, m in bad)
+        failed.extend((n, QueryFailure.from_error(labels[n], DataError(m))) for n, m in bad)
         if batch is not None:
             order.extend(ids)
             parts.append(decoder.encode(batch))
@@ -178,20 +198,20 @@ def embed_each(
     if not parts:
         return [], np.empty((0, space.encoder.dim), np.float32), failures
     rank = np.argsort(np.asarray(order), kind="stable")
-    kept = [Path(paths[order[i]]) for i in rank]
+    kept = [labels[order[i]] for i in rank]
     return kept, np.concatenate(parts)[rank], failures
 
 
-def require_files(paths: Sequence[Path]) -> None:
+def require_files(paths: Sequence[QueryImage]) -> None:
     """Fail before any work when a query file is missing. Raises DataError naming it."""
     if not paths:
         raise DataError("no query image given")
-    for path in paths:
-        if not Path(path).is_file():
-            raise DataError(f"image {path} does not exist")
+    missing = _missing(paths)
+    if missing:
+        raise DataError(f"image {missing[0]} does not exist")
 
 
-def require_some_file(paths: Sequence[Path]) -> None:
+def require_some_file(paths: Sequence[QueryImage]) -> None:
     """Fail before any work when no query file exists (nothing could be answered).
 
     Raises:
@@ -199,8 +219,14 @@ def require_some_file(paths: Sequence[Path]) -> None:
     """
     if not paths:
         raise DataError("no query image given")
-    if not any(Path(path).is_file() for path in paths):
-        raise DataError("; ".join(f"image {path} does not exist" for path in paths))
+    missing = _missing(paths)
+    if len(missing) == len(paths):
+        raise DataError("; ".join(f"image {path} does not exist" for path in missing))
+
+
+def _missing(images: Sequence[QueryImage]) -> list[str]:
+    """The query paths that are no file (encoded bytes are always there)."""
+    return [str(i) for i in images if not isinstance(i, bytes) and not Path(i).is_file()]
 
 
 def _checked_k(
@@ -239,7 +265,7 @@ def _checked_k(
 
 def classify(
     ctx: Context,
-    paths: Sequence[Path],
+    paths: Sequence[QueryImage],
     *,
     k: int = 10,
     weighted: bool = False,
@@ -249,7 +275,8 @@ def classify(
     reject_on: str = "share",
     failures: list[QueryFailure] | None = None,
 ) -> list[Prediction]:
-    """Predict the class of each image by majority vote of its ``k`` nearest enrolled images.
+    """Predict the class of each image (a file or encoded bytes) by majority vote of its
+    ``k`` nearest enrolled images; each answer's ``path`` is its :func:`query_label`.
 
     ``model``: a trained model's space (``platform models list``) instead of the encoder's.
     ``reject_below``: answer ``unknown`` (open set) when the winner's vote share
@@ -271,14 +298,14 @@ def classify(
     if not kept:
         return []
     out = []
-    for path, hits in zip(kept, space.index.search(queries, k_used, flt), strict=True):
+    for label, hits in zip(kept, space.index.search(queries, k_used, flt), strict=True):
         vote = knn_vote(
             [str(h.payload.get("class")) for h in hits], [h.score for h in hits], weighted=weighted
         )
         accept = open_set_decision(vote.confidence, hits[0].score, reject_below, on=reject_on)
         out.append(
             Prediction(
-                path=str(path),
+                path=label,
                 label=vote.label if accept else UNKNOWN,
                 confidence=round(vote.confidence, 4),
                 runner_up=vote.runner_up,
@@ -294,9 +321,15 @@ def classify(
 
 
 def search_by_image(
-    ctx: Context, path: Path, *, k: int = 5, flt: Filter | None = None, model: str | None = None
+    ctx: Context,
+    path: QueryImage,
+    *,
+    k: int = 5,
+    flt: Filter | None = None,
+    model: str | None = None,
 ) -> tuple[list[Neighbour], list[str]]:
-    """The ``k`` images nearest to ``path`` (any split unless filtered), with notes.
+    """The ``k`` images nearest to ``path`` (a file or encoded bytes; any split unless
+    filtered), with notes.
 
     ``model``: search a trained model's space (e.g. a DeViSE model's semantic space).
     """

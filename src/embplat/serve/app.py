@@ -39,7 +39,7 @@ from embplat.errors import (
     ServiceUnavailableError,
 )
 from embplat.serve.batching import Batcher
-from embplat.serve.metrics import Metrics, route_of
+from embplat.serve.metrics import MeasureRequests, Metrics
 from embplat.serve.security import BodyTooLarge, Guard
 from embplat.serve.uploads import Limits
 
@@ -111,9 +111,19 @@ class Service:
         return await self.run(self.platform.classify_many, images, names=names, **options)
 
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call(*args, **kwargs)`` on the model thread, awaited."""
+        """``call(*args, **kwargs)`` on the model thread, awaited; its time there (waiting
+        for the thread excluded) goes to ``embplat_model_seconds{call=<its name>}``."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.model_thread, partial(call, *args, **kwargs))
+        timed = partial(self._timed, call, args, kwargs)
+        return await loop.run_in_executor(self.model_thread, timed)
+
+    def _timed(self, call: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            name = getattr(call, "__name__", "call")
+            self.metrics.model_calls.labels(name).observe(time.perf_counter() - started)
 
 
 def create_app(platform: Platform, options: ServeOptions | None = None) -> FastAPI:
@@ -160,15 +170,7 @@ def _add_middleware(app: FastAPI, service: Service) -> None:
             allow_headers=["X-API-Key", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        service.metrics.observe(
-            request.method, route_of(request.scope), response.status_code, started
-        )
-        return response
-
+    app.add_middleware(MeasureRequests, metrics=service.metrics)
     # outermost: refused requests never reach the app
     app.add_middleware(Guard, api_key=options.api_key, max_body=options.max_body)
 

@@ -1,9 +1,10 @@
 """Classify requests that arrive together go through the encoder together.
 
-While the model thread works on one batch, the requests that arrive queue up; when it is
-free, everything queued with the same options becomes the next batch (one
-``Platform.classify_many`` call, one forward pass). Nothing waits for company: a lone
-request runs at once, so batching adds no latency at one client and raises throughput under
+While the model thread works on one batch, the requests that arrive wait; when it is free,
+everything waiting with the same options becomes the next batch (one
+``Platform.classify_many`` call, one forward pass). Nothing waits for company: a request
+that finds the batcher idle runs its batch at once, in its own task (no queue, no hand-off
+to another task), so batching adds no latency at one client and raises throughput under
 concurrency.
 """
 
@@ -35,42 +36,56 @@ class Batcher:
     Attributes:
         run: the batched call (e.g. ``classify_many`` on the model thread).
         max_items: most items in one batch (a request is never split).
+        batches: calls of ``run`` so far.
     """
 
     run: BatchCall
     max_items: int = 64
-    _queue: asyncio.Queue[_Request] | None = field(default=None, repr=False)
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
     batches: int = 0
+    _waiting: list[_Request] = field(default_factory=list, repr=False)
+    _busy: bool = field(default=False, repr=False)
+    _drain: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def submit(self, items: Sequence[Any], names: Sequence[str], **options: Any) -> list[Any]:
         """Answers for ``items`` (in order), computed in a batch with any concurrent request
         of the same ``options``; the batched call's exception is raised to each of them."""
-        if self._queue is None or self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._serve(self._queue))
-        key = tuple(sorted(options.items()))
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Request(key, items, names, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        request = _Request(tuple(sorted(options.items())), items, names, loop.create_future())
+        if self._busy:
+            self._waiting.append(request)
+            return await request.future
+        self._busy = True
+        try:
+            await self._answer([request])
+        finally:
+            self._hand_on()
+        return request.future.result()
 
     async def close(self) -> None:
-        """Stop taking batches (pending requests are cancelled)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop taking batches (waiting requests are cancelled)."""
+        if self._drain is not None:
+            self._drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._drain
+            self._drain = None
+        for request in self._waiting:
+            request.future.cancel()
+        self._waiting.clear()
+        self._busy = False
 
-    async def _serve(self, queue: asyncio.Queue[_Request]) -> None:
-        waiting: list[_Request] = []
-        while True:
-            if not waiting:
-                waiting.append(await queue.get())
-            while not queue.empty():  # everything that arrived meanwhile
-                waiting.append(queue.get_nowait())
-            batch, waiting = self._take(waiting)
+    def _hand_on(self) -> None:
+        """After a request's own batch: the requests that arrived meanwhile are served by a
+        task of their own, so that request's answer is not held back; else idle again."""
+        if self._waiting:
+            self._drain = asyncio.get_running_loop().create_task(self._serve())
+        else:
+            self._busy = False
+
+    async def _serve(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._take(self._waiting)
             await self._answer(batch)
+        self._busy, self._drain = False, None
 
     def _take(self, waiting: list[_Request]) -> tuple[list[_Request], list[_Request]]:
         """The oldest request with every later one of its options that fits, and the rest."""

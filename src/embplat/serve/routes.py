@@ -25,7 +25,7 @@ K = Annotated[int, Query(ge=1, description="neighbours (at most EMBPLAT_SERVE_MA
 Model = Annotated[str | None, Query(max_length=200, description="a trained model's name")]
 ClassName = Annotated[str | None, Query(alias="class", max_length=200)]
 Split = Annotated[Literal["train", "valid", "test"] | None, Query()]
-Kind = Annotated[Literal["image", "label"], Query()]
+Kind = Annotated[Literal["image", "label", "caption"], Query()]
 
 
 def _service(request: Request) -> Service:
@@ -125,9 +125,14 @@ async def search(
     """Nearest images to a text (a DeViSE model's word space) or to a stored point's id."""
     platform = _platform(request, k)
     found = await _service(request).run(
-        lambda: platform.search(
-            text=text, point_id=point_id, k=k, label=label, split=split, kind=kind, model=model
-        )
+        platform.search,
+        text=text,
+        point_id=point_id,
+        k=k,
+        label=label,
+        split=split,
+        kind=kind,
+        model=model,
     )
     return found.to_dict()
 
@@ -154,7 +159,7 @@ async def search_by_upload(
         if len(uploads) != 1:
             raise HTTPException(422, f"search takes one image, got {len(uploads)}")
         query = {"image": uploads[0].data}
-    found = await _service(request).run(lambda: platform.search(**query, **options))
+    found = await _service(request).run(platform.search, **query, **options)
     if "image" in query:
         found.query = f"image {uploads[0].name}"
     return found.to_dict()

@@ -196,7 +196,9 @@ class CaptionTrainer:
         on_epoch: Callable[[EpochReport, CaptionModel], None],
         progress: Callable[[int], None],
     ) -> None:
-        steps = -(-len(pairs) // self.cfg.batch_size)
+        steps = -(-len(pairs) // self.cfg.batch_size)  # sortish batches an epoch
+        if phase == "fine-tune":  # batches of whole images: their count differs
+            steps = len(image_batches(pairs.images, self.cfg.batch_size, np.random.default_rng()))
         optimizer, schedule = self._optimizer(phase, steps * epochs)
         stale = 0
         for e in range(epochs):
