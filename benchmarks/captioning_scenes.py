@@ -27,15 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matching_scenes import platform_command  # this folder: run as a script
 
 FLAGS = ["--backend", "exact"]
 BEAMS = (1, 3, 5)
-
-
-def platform_command() -> list[str]:
-    """The installed ``platform`` script next to this interpreter, else ``python -m embplat``."""
-    script = Path(sys.executable).with_name("platform")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "embplat"]
 
 
 def run(args: list[str], home: Path, *, show: bool = True) -> tuple[str, float]:

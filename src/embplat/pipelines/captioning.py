@@ -98,13 +98,9 @@ class Captioner:
 
 def is_captioner(ctx: Context, model: str | None) -> bool:
     """Whether ``model`` is a registered model of a recipe that generates captions."""
-    if model is None:
-        return False
-    from embplat.models.recipes import get_recipe, list_recipes
+    from embplat.pipelines.crossmodal import recipe_data
 
-    with ctx.sessions() as session:
-        kind = repo.get_model(session=session, name=model).kind
-    return kind in list_recipes() and get_recipe(kind).data == "captioning"
+    return recipe_data(ctx, model) == "captioning"
 
 
 def newest_captioner(ctx: Context) -> str:

@@ -55,15 +55,25 @@ def caption_point_id(sha256: str, ordinal: int, model: str) -> str:
     return point_id(f"{sha256}#{ordinal}", model, kind="caption")
 
 
-def is_caption_model(ctx: Context, model: str | None) -> bool:
-    """Whether ``model`` is a trained model of a recipe that learns from captions."""
+def recipe_data(ctx: Context, model: str | None) -> str | None:
+    """What the recipe of registered ``model`` trains on (``RecipeSpec.data``: ``classes``,
+    ``captions``, ``captioning``); None for no model or one no recipe made (an encoder).
+
+    Raises:
+        NotFoundError: no such model.
+    """
     if model is None:
-        return False
+        return None
     from embplat.models.recipes import get_recipe, list_recipes
 
     with ctx.sessions() as session:
         kind = repo.get_model(session=session, name=model).kind
-    return kind in list_recipes() and get_recipe(kind).data == "captions"
+    return get_recipe(kind).data if kind in list_recipes() else None
+
+
+def is_caption_model(ctx: Context, model: str | None) -> bool:
+    """Whether ``model`` is a trained model of a recipe that learns from captions."""
+    return recipe_data(ctx, model) == "captions"
 
 
 def load_model(ctx: Context, model: str) -> MatchingModel:
