@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from embplat.pipelines.embed import embed_into
 from embplat.pipelines.train_data import (
     Catalogued,
     catalog_samples,
+    finite,
     home_relative,
     make_datasets,
     model_name,
@@ -204,7 +204,7 @@ class _Run:
             "checkpoint": home_relative(self.ctx, best.checkpoint),
             "best_epoch": best.epoch,
             "metric": self.built.recipe.metric_name,
-            "baseline": _finite(main.baseline),
+            "baseline": finite(main.baseline),
             "epochs": [_epoch_row(self.ctx, r) for r in epochs],
             "data": {
                 "classes": self.data.classes,
@@ -248,10 +248,6 @@ def _encoder_meta(cfg: TrainConfig, backbone: Backbone, size: int) -> dict[str, 
     }
 
 
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
-
-
 def prune_checkpoints(epochs: list[EpochResult], *, keep: EpochResult) -> int:
     """Delete every epoch's checkpoint file but ``keep``'s; their rows say "" from then on.
 
@@ -271,8 +267,8 @@ def _epoch_row(ctx: Context, r: EpochResult) -> dict[str, Any]:
     return {
         "epoch": r.epoch,
         "phase": r.phase,
-        "loss": _finite(r.loss),
-        "metric": _finite(r.metric),
+        "loss": finite(r.loss),
+        "metric": finite(r.metric),
         "images_per_s": round(r.images_per_s, 2),
         "seconds": round(r.seconds, 2),
         "checkpoint": home_relative(ctx, r.checkpoint),

@@ -30,7 +30,7 @@ from embplat.evaluation.bleu import corpus_bleu_scores, top5_accuracy
 from embplat.ingest.images import load_rgb
 from embplat.jobs.runner import JobHandle
 from embplat.models.checkpoints import save_checkpoint
-from embplat.models.encoders import Backbone, get_backbone, resolve_device
+from embplat.models.encoders import Backbone, get_backbone, model_key, resolve_device
 from embplat.models.recipes.caption import (
     CaptionConfig,
     CaptionModel,
@@ -46,7 +46,7 @@ from embplat.models.train_config import TrainConfig
 from embplat.models.wordvectors import open_vectors, resolve_source
 from embplat.pipelines.context import Context
 from embplat.pipelines.train import run_training_job
-from embplat.pipelines.train_data import home_relative
+from embplat.pipelines.train_data import best_row, finite, home_relative, prune_rows
 from embplat.progress import NoProgress, ProgressSink
 
 log = logging.getLogger(__name__)
@@ -167,20 +167,18 @@ class _CaptionRun:
             CaptionSet(image_loader(s.paths, backbone, size, max_pixels=max_pixels), s.captions)
             for s in (train, valid)
         ]
+        key = model_key(self.cfg.encoder, backbone.weights, size, backbone.default_size)
         encoder = {
             "name": self.cfg.encoder,
             "weights": backbone.weights,
             "image_size": size,
-            "key": f"{self.cfg.encoder}@{size}",
+            "key": key,
         }
         rows = self._fit(model, vocab, sets[0], sets[1], encoder, device)
-        best = max(rows, key=lambda r: (_key(r["metric"]), -r["epoch"]))
+        best = best_row(rows)
         if self.cfg.keep_checkpoints == "best":
-            for row in rows:
-                if row is not best and row["checkpoint"]:
-                    (self.ctx.home / row["checkpoint"]).unlink(missing_ok=True)
-                    row["checkpoint"] = ""
-        lineage = self._lineage(rows, best, train, valid, vocab, size, device)
+            prune_rows(self.ctx, rows, keep=best)
+        lineage = self._lineage(rows, best, train, valid, vocab, key, device)
         with transaction(self.ctx.sessions) as session:
             repo.ensure_model(
                 session=session,
@@ -241,7 +239,7 @@ class _CaptionRun:
         train: Captioned,
         valid: Captioned,
         vocab: CaptionVocab,
-        size: int,
+        encoder_key: str,
         device: str,
     ) -> dict[str, Any]:
         return {
@@ -259,7 +257,7 @@ class _CaptionRun:
                 "valid_captions": sum(len(c) for c in valid.captions),
                 "splits": {"train": "train", "valid": "valid"},
             },
-            "image_encoder": f"{self.cfg.encoder}@{size}",
+            "image_encoder": encoder_key,
             "vocabulary": len(vocab.words),
             "collection": None,
             "vectors": None,
@@ -274,19 +272,11 @@ def _epoch_row(ctx: Context, report: EpochReport, path: Path) -> dict[str, Any]:
     return {
         "epoch": report.epoch,
         "phase": report.phase,
-        "loss": _finite(report.loss),
-        "metric": _finite(report.bleu.get("bleu4", math.nan)),
+        "loss": finite(report.loss),
+        "metric": finite(report.bleu.get("bleu4", math.nan)),
         "images_per_s": round(report.images_per_s, 2),
         "seconds": round(report.seconds, 2),
         "checkpoint": home_relative(ctx, str(path)),
-        "valid": {**{k: _finite(v) for k, v in report.bleu.items()}, "top5": _finite(report.top5)},
+        "valid": {**{k: finite(v) for k, v in report.bleu.items()}, "top5": finite(report.top5)},
         "stopped_early": report.stopped_early,
     }
-
-
-def _key(x: float | None) -> float:
-    return -math.inf if x is None else x
-
-
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else round(x, 6)

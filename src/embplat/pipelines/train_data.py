@@ -6,11 +6,13 @@ The recipe object itself comes from the recipe's registry entry (``models.recipe
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embplat.catalog import repo
 from embplat.errors import ConfigError, DataError
@@ -116,3 +118,21 @@ def home_relative(ctx: Context, path: str) -> str:
         return str(Path(path).resolve().relative_to(ctx.home.resolve()))
     except ValueError:
         return str(Path(path).resolve())
+
+
+def finite(x: float) -> float | None:
+    """A metric as stored in lineage: rounded, None for NaN or an infinity."""
+    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch row with the highest ``metric`` (None counts lowest; ties: the earlier)."""
+    return max(rows, key=lambda r: (-math.inf if r["metric"] is None else r["metric"], -r["epoch"]))
+
+
+def prune_rows(ctx: Context, rows: list[dict[str, Any]], *, keep: dict[str, Any]) -> None:
+    """Delete every epoch row's checkpoint but ``keep``'s; their rows say "" from then on."""
+    for row in rows:
+        if row["checkpoint"] and row is not keep:
+            (ctx.home / row["checkpoint"]).unlink(missing_ok=True)
+            row["checkpoint"] = ""

@@ -36,7 +36,7 @@ from embplat.pipelines.context import Context, Space
 from embplat.pipelines.crossmodal import write_points
 from embplat.pipelines.embed import embed_into
 from embplat.pipelines.train import run_training_job
-from embplat.pipelines.train_data import home_relative
+from embplat.pipelines.train_data import best_row, finite, home_relative, prune_rows
 from embplat.progress import NoProgress, ProgressSink
 from embplat.retrieval import collection_name
 
@@ -100,10 +100,10 @@ class _PairRun:
         trainer = PairTrainer(model, loss, _pairset(train), cfg=self.cfg, device=device)
         encoder = _encoder_meta(space)
         rows, baseline = self._epochs(trainer, valid, encoder)
-        best = max(rows, key=lambda r: (_key(r["metric"]), -r["epoch"]))
+        best = best_row(rows)
         model.load_state_dict(load_checkpoint(self.ctx.home / best["checkpoint"])["state_dict"])
         if self.cfg.keep_checkpoints == "best":
-            _prune(self.ctx, rows, keep=best)
+            prune_rows(self.ctx, rows, keep=best)
         lineage = self._lineage(rows, best, baseline, train, valid, space, device)
         with transaction(self.ctx.sessions) as session:
             repo.ensure_model(
@@ -167,12 +167,12 @@ class _PairRun:
                 {
                     "epoch": epoch,
                     "phase": "frozen",
-                    "loss": _finite(float(np.mean(losses))),
-                    "metric": _finite(metrics.get("rsum", math.nan)),
+                    "loss": finite(float(np.mean(losses))),
+                    "metric": finite(metrics.get("rsum", math.nan)),
                     "images_per_s": round(steps * trainer.batch / max(seconds, 1e-9), 2),
                     "seconds": round(seconds, 2),
                     "checkpoint": home_relative(self.ctx, str(path)),
-                    "valid": {k: _finite(v) for k, v in metrics.items()},
+                    "valid": {k: finite(v) for k, v in metrics.items()},
                 }
             )
             log.info("%s epoch %d loss %.4f valid %s", self.name, epoch, rows[-1]["loss"], metrics)
@@ -194,7 +194,7 @@ class _PairRun:
             "checkpoint": best["checkpoint"],
             "best_epoch": best["epoch"],
             "metric": "rsum",
-            "baseline": _finite(baseline.get("rsum", math.nan)),
+            "baseline": finite(baseline.get("rsum", math.nan)),
             "epochs": rows,
             "data": {
                 "classes": [],
@@ -235,19 +235,3 @@ def _encoder_meta(space: Space) -> dict[str, Any]:
         "dim": enc.dim,
         "key": enc.key,
     }
-
-
-def _key(x: float | None) -> float:
-    return -math.inf if x is None else x
-
-
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
-
-
-def _prune(ctx: Context, rows: list[dict[str, Any]], *, keep: dict[str, Any]) -> None:
-    """Delete every epoch's checkpoint but ``keep``'s; their rows say "" from then on."""
-    for row in rows:
-        if row["checkpoint"] and row is not keep:
-            (ctx.home / row["checkpoint"]).unlink(missing_ok=True)
-            row["checkpoint"] = ""
