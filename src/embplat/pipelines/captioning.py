@@ -87,13 +87,30 @@ class Captioner:
         Raises:
             ConfigError: ``beam`` outside 1..10.
         """
-        from embplat.models.recipes.caption import caption_batch
+        return self.decode(self.features(images), beam=beam, n=n)
+
+    def features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB images → (B, P, C) encoder location features (one forward pass)."""
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            return self.model.encoder(self.tensors(images))
+
+    def decode(
+        self, features: torch.Tensor, *, beam: int, n: int | None = None
+    ) -> list[list[tuple[str, Any]]]:
+        """Beam search over (B, P, C) features from :meth:`features`: per image, up to ``n``
+        (default ``beam``) (text, hypothesis) pairs, best first.
+
+        Raises:
+            ConfigError: ``beam`` outside 1..10.
+        """
+        from embplat.models.recipes.caption import caption_features
 
         check_beam(beam, "--beam")
-        out = caption_batch(
-            self.model, self.vocab, self.tensors(images), beam=beam, max_len=self.max_len
-        )
-        return [found[: n or beam] for found in out]
+        found = caption_features(self.model, self.vocab, features, beam=beam, max_len=self.max_len)
+        return [hyps[: n or beam] for hyps in found]
 
 
 def is_captioner(ctx: Context, model: str | None) -> bool:

@@ -41,8 +41,9 @@ def evaluate_captioner(
 
     Returns:
         ``model``, ``split``, ``images``, ``references``, ``top5``, ``beams``: {width:
-        {bleu1..bleu4, seconds}}, ``examples`` (the first images' best captions at the
-        widest beam) and ``recorded`` (metric values written to the catalog).
+        {bleu1..bleu4, seconds (its beam search; the encoder pass is shared)}},
+        ``examples`` (the first images' best captions at the widest beam) and ``recorded``
+        (metric values written to the catalog).
 
     Raises:
         DataError: the split holds no captioned images. ConfigError: a bad beam width.
@@ -53,23 +54,18 @@ def evaluate_captioner(
     data = captioned_split(ctx, split)
     if not data.paths:
         raise DataError(f"no captioned images in the {split} split to evaluate {model} on")
-    images = _decoded(ctx, captioner, data)
+    top5, generated, seconds = _score(ctx, captioner, data, sorted(set(beams)), progress)
     out: dict[str, Any] = {
         "model": captioner.name,
         "split": split,
         "images": len(data.paths),
         "references": sum(len(c) for c in data.captions),
-        "top5": round(_top5(captioner, images, data), 6),
-        "beams": {},
+        "top5": round(top5, 6),
+        "beams": {
+            beam: {**_bleu(texts, data.captions), "seconds": round(seconds[beam], 2)}
+            for beam, texts in generated.items()
+        },
     }
-    generated: dict[int, list[str]] = {}
-    for beam in sorted(set(beams)):
-        start = time.perf_counter()
-        generated[beam] = _best_captions(captioner, images, beam, progress)
-        out["beams"][beam] = {
-            **_bleu(generated[beam], data.captions),
-            "seconds": round(time.perf_counter() - start, 2),
-        }
     widest = max(generated)
     out["examples"] = [
         {"path": p, "caption": c, "references": refs[:2]}
@@ -81,27 +77,38 @@ def evaluate_captioner(
     return out
 
 
-def _decoded(ctx: Context, captioner: Captioner, data: Captioned) -> list[Any]:
+def _score(
+    ctx: Context,
+    captioner: Captioner,
+    data: Captioned,
+    beams: list[int],
+    progress: Callable[[int], None] | None,
+) -> tuple[float, dict[int, list[str]], dict[int, float]]:
+    """One pass over the split, a chunk of images at a time, each encoded once: the
+    teacher-forced top-5 accuracy, the best caption at every beam width, and each width's
+    beam-search seconds."""
     from pathlib import Path
 
     from embplat.ingest.images import load_rgb
 
-    return [load_rgb(Path(p), max_pixels=ctx.ingest.max_pixels) for p in data.paths]
-
-
-def _best_captions(
-    captioner: Captioner,
-    images: list[Any],
-    beam: int,
-    progress: Callable[[int], None] | None,
-) -> list[str]:
-    out: list[str] = []
-    for s in range(0, len(images), CHUNK):
-        found = captioner.caption(images[s : s + CHUNK], beam=beam, n=1)
-        out.extend(f[0][0] if f else "" for f in found)
+    hits = total = 0.0
+    generated: dict[int, list[str]] = {beam: [] for beam in beams}
+    seconds = dict.fromkeys(beams, 0.0)
+    for s in range(0, len(data.paths), CHUNK):
+        images = [
+            load_rgb(Path(p), max_pixels=ctx.ingest.max_pixels) for p in data.paths[s : s + CHUNK]
+        ]
+        feats = captioner.features(images)
+        right, counted = _top5_counts(captioner, feats, data.captions[s : s + CHUNK])
+        hits, total = hits + right, total + counted
+        for beam in beams:
+            start = time.perf_counter()
+            found = captioner.decode(feats, beam=beam, n=1)
+            generated[beam] += [f[0][0] if f else "" for f in found]
+            seconds[beam] += time.perf_counter() - start
         if progress:
-            progress(len(found))
-    return out
+            progress(len(images))
+    return (hits / total if total else float(np.nan)), generated, seconds
 
 
 def _bleu(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
@@ -110,27 +117,22 @@ def _bleu(hypotheses: list[str], references: list[list[str]]) -> dict[str, float
     return {k: round(v, 6) for k, v in corpus_bleu_scores(hypotheses, references).items()}
 
 
-def _top5(captioner: Captioner, images: list[Any], data: Captioned) -> float:
-    """Teacher-forced top-5 accuracy over every reference caption of the split."""
+def _top5_counts(captioner: Captioner, feats: Any, refs: list[list[str]]) -> tuple[float, int]:
+    """(reference tokens within the model's top 5, reference tokens) of the captions
+    ``refs`` of the images whose (B, P, C) features are ``feats``, teacher-forced."""
     import torch
 
     from embplat.evaluation.bleu import top5_accuracy
     from embplat.models.recipes.caption import pad_captions
 
-    hits, total = 0.0, 0
-    model = captioner.model
-    with torch.no_grad():
-        for s in range(0, len(images), CHUNK):
-            feats = model.encoder(captioner.tensors(images[s : s + CHUNK]))
-            refs = data.captions[s : s + CHUNK]
-            rows = [r for r, caps in enumerate(refs) for _ in caps]
-            texts = [c for caps in refs for c in caps]
-            tokens, lengths = pad_captions(captioner.vocab, texts, max_len=captioner.max_len)
-            out = model.decoder(feats[rows], tokens.to(feats.device), lengths.to(feats.device))
-            n = int(out.mask.sum())
-            hits += top5_accuracy(out.scores, tokens[:, 1:].to(feats.device), out.mask) * n
-            total += n
-    return float(hits / total) if total else float(np.nan)
+    rows = [r for r, caps in enumerate(refs) for _ in caps]
+    texts = [c for caps in refs for c in caps]
+    tokens, lengths = pad_captions(captioner.vocab, texts, max_len=captioner.max_len)
+    tokens, lengths = tokens.to(feats.device), lengths.to(feats.device)
+    with torch.inference_mode():
+        out = captioner.model.decoder(feats[rows], tokens, lengths)
+    n = int(out.mask.sum())
+    return top5_accuracy(out.scores, tokens[:, 1:], out.mask) * n, n
 
 
 def _record(ctx: Context, model: str, split: str, out: dict[str, Any]) -> int:

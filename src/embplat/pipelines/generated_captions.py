@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: images per batch of a caption job
 BATCH_SIZE = 64
+#: images captioned per forward pass inside a batch
+CHUNK = 16
 SOURCE = "generated"
 
 
@@ -140,20 +142,23 @@ def run_caption_batch(
     captioner = load_captioner(ctx, params["model"])
     beam = int(params.get("beam", 3))
     failed: list[tuple[str, str]] = []
-    rows: list[dict[str, Any]] = []
+    decoded: list[tuple[int, Any]] = []
     for image_id, path in paths.items():
         try:
-            image = load_rgb(Path(path), max_pixels=ctx.ingest.max_pixels)
+            decoded.append((image_id, load_rgb(Path(path), max_pixels=ctx.ingest.max_pixels)))
         except DataError as exc:
             failed.append((path, str(exc).removeprefix(f"{path}: ")))
-            continue
-        text = captioner.caption([image], beam=beam, n=1)[0][0][0]
-        rows.append(
-            {"image_id": image_id, "text": text, "ordinal": 0, "source": SOURCE,
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(decoded), CHUNK):  # one forward pass and beam search a chunk
+        part = decoded[start : start + CHUNK]
+        found = captioner.caption([image for _, image in part], beam=beam, n=1)
+        rows += [
+            {"image_id": image_id, "text": best[0][0], "ordinal": 0, "source": SOURCE,
              "model": captioner.name}
-        )  # fmt: skip
+            for (image_id, _), best in zip(part, found, strict=True)
+        ]  # fmt: skip
         if progress:
-            progress(1)
+            progress(len(part))
     with transaction(ctx.sessions) as session:
         repo.add_captions(session=session, rows=rows)
     encoder = params.get("text_encoder", DEFAULT_TEXT_ENCODER)

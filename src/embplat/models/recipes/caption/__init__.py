@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     )
     from embplat.models.recipes.caption.saved import (
         caption_batch,
+        caption_features,
         checkpoint_meta,
         is_caption,
         load_caption_model,
@@ -68,6 +69,7 @@ _HOMES = {
     "caption_loss": "model",
     "caption_vectors": "model",
     "caption_batch": "saved",
+    "caption_features": "saved",
     "checkpoint_meta": "saved",
     "is_caption": "saved",
     "load_caption_model": "saved",
@@ -89,6 +91,7 @@ __all__ = [
     "beam_search",
     "build_caption_model",
     "caption_batch",
+    "caption_features",
     "caption_loss",
     "caption_vectors",
     "check_beam",

@@ -131,11 +131,32 @@ def caption_batch(
     Raises:
         ConfigError: a beam width outside 1..10 or ``max_len`` below 1.
     """
-    check_beam(beam)
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
         features = model.encoder(images.to(device))
+    return caption_features(
+        model, vocab, features, beam=beam, max_len=max_len, length_norm=length_norm
+    )
+
+
+def caption_features(
+    model: CaptionModel,
+    vocab: CaptionVocab,
+    features: torch.Tensor,
+    *,
+    beam: int,
+    max_len: int,
+    length_norm: float = 0.7,
+) -> list[list[tuple[str, Hypothesis]]]:
+    """:func:`caption_batch` from the encoder's (B, P, C) features of the images (so one
+    encoder pass can serve several beam widths).
+
+    Raises:
+        ConfigError: a beam width outside 1..10 or ``max_len`` below 1.
+    """
+    check_beam(beam)
+    model.eval()
     found = beam_search(
         model.decoder,
         features,
