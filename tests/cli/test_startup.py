@@ -110,6 +110,21 @@ def test_inspection_commands_do_not_import_torch(ingested_home, args):
         assert info["points"] == info["embedded"] == 8
 
 
+def test_classify_imports_torch_but_not_torchvision_or_training_libraries(ingested_home):
+    """One image classified by a CNN encoder: torch and the index, nothing a forward pass
+    does not need (torchvision's import alone pulls in torch._dynamo)."""
+    images = Path(ingested_home["EMBPLAT_HOME"]).parent / "images"
+    query = str(images / "red" / "red0.png")
+    loaded, out = _loaded_after(
+        _run_cli([*FLAGS, "classify", query, "--k", "3", "--json"])
+        + "\nimport sys\nassert 'torch._dynamo' not in sys.modules",
+        env=ingested_home,
+    )
+    assert json.loads(out)[0]["label"] == "red"
+    assert "torch" in loaded
+    assert not loaded & (ML - {"torch", "PIL"}), sorted(loaded & ML)
+
+
 def test_status_of_a_new_space_still_registers_it(ingested_home):
     """An encoder whose collection is not in the catalog yet: status builds it, as before."""
     loaded, out = _loaded_after(

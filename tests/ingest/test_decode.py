@@ -189,3 +189,33 @@ def test_classify_batches_queries_with_the_same_predictions(tmp_path, fmnist_roo
             assert np.allclose([n.score for n in a.neighbours], [n.score for n in b.neighbours])
     finally:
         ctx.close()
+
+
+class _FailingOnCall:
+    """An encoder wrapper whose ``call``-th forward pass raises (a crash mid-job)."""
+
+    def __init__(self, encoder, call: int):
+        self.inner, self.left = encoder, call
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_images(self, batch):
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("forward pass failed")
+        return self.inner.encode_images(batch)
+
+
+def test_a_crash_keeps_the_committed_units_and_a_rerun_finishes(cataloged) -> None:
+    sessions, ids, broken = cataloged
+    encoder = get_encoder("tiny_cnn", image_size=48)
+    # units of 10 images in batches of 4: forward calls 1-3 are unit 1, 4-6 unit 2, 7 unit 3
+    failing = _FailingOnCall(encoder, call=7)
+    with pytest.raises(RuntimeError, match="forward pass failed"):
+        _embed(sessions, ids, failing, "crash", num_workers=2)
+    with sessions() as s:
+        stored = repo.count_embeddings(session=s, collection_id=1)
+    assert stored == 19  # two units committed, less the broken file
+    report, _ = _embed(sessions, ids, encoder, "crash", num_workers=2)
+    assert report.done == 5 and [p for p, _ in report.failed] == [broken]

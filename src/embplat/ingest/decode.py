@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -137,14 +137,16 @@ class BatchDecoder:
 
 
 def prefetched(
-    decode: Callable[[Rows], Decoded], chunks: Sequence[Rows], workers: int
+    decode: Callable[[Rows], Decoded], chunks: Iterable[Rows], workers: int
 ) -> Iterator[Decoded]:
     """``decode(chunk)`` for each chunk, in order, computed ``workers`` chunks ahead on
     threads while the caller uses the previous result; 0 workers decodes in this thread.
 
+    ``chunks`` is advanced in the caller's thread (a generator may read the catalog).
     Closing the iterator early cancels the chunks not started yet.
     """
-    if workers <= 0 or (workers == 1 and len(chunks) <= 1):
+    single = isinstance(chunks, Sequence) and len(chunks) <= 1
+    if workers <= 0 or (workers == 1 and single):
         yield from (decode(chunk) for chunk in chunks)
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embplat-decode")

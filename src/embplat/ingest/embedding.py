@@ -80,37 +80,50 @@ def embed_images(
         todo = repo.pending_image_ids(
             session=session, collection_id=collection_id, image_ids=image_ids
         )
-    for start in range(0, len(todo), commit_every):
-        unit = todo[start : start + commit_every]
-        with sessions() as session:
-            images = {i.id: i for i in repo.get_images(session=session, ids=unit)}
-        points: list[tuple[int, str]] = []
-        for ids, vectors, bad in _batches(images, encoder, batch_size, num_workers, max_pixels):
-            pids = [point_id(images[i].sha256, encoder.key) for i in ids]
-            if ids:
-                payloads = [payload_for(images[i], encoder.key) for i in ids]
-                index.upsert(pids, vectors, payloads)
-            points.extend(zip(ids, pids, strict=True))
-            report.failed.extend((images[i].path, msg) for i, msg in bad)
-            if progress:
-                progress(len(ids) + len(bad))
+    units = [todo[start : start + commit_every] for start in range(0, len(todo), commit_every)]
+    images: dict[int, Image] = {}
+    unit_of: dict[int, int] = {}  # image id -> its unit, for the rows fetched so far
+
+    def chunks() -> Iterator[list[tuple[int, str]]]:
+        """Each unit's rows in forward-pass batches; a unit's catalog rows are read when
+        the decode threads reach it (in the consuming thread: sessions stay on it)."""
+        for number, unit in enumerate(units):
+            with sessions() as session:
+                found = {i.id: i for i in repo.get_images(session=session, ids=unit)}
+            images.update(found)
+            unit_of.update(dict.fromkeys(found, number))
+            rows = [(i, found[i].path) for i in unit if i in found]
+            yield from (rows[s : s + batch_size] for s in range(0, len(rows), batch_size))
+
+    def commit(number: int, points: list[tuple[int, str]]) -> None:
+        """Unit ``number``'s durable point: index first, then the catalog."""
         index.flush()
         with transaction(sessions) as session:
             repo.add_embeddings(session=session, collection_id=collection_id, points=points)
         report.done += len(points)
-    return report
+        for image_id in units[number]:
+            images.pop(image_id, None)
+            unit_of.pop(image_id, None)
 
-
-def _batches(
-    images: dict[int, Image],
-    encoder: ImageEncoder,
-    batch_size: int,
-    num_workers: int,
-    max_pixels: int,
-) -> Iterator[tuple[list[int], Any, list[tuple[int, str]]]]:
-    """Decode batches on ``num_workers`` threads while the encoder runs the previous one."""
-    rows = [(i, img.path) for i, img in images.items()]
-    chunks = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+    # one decode pipeline over every unit: the threads keep decoding the next unit's first
+    # batches while this thread flushes the index and commits the catalog
     decoder = BatchDecoder(encoder, max_pixels)
-    for ids, batch, bad in prefetched(decoder, chunks, num_workers):
-        yield ids, (decoder.encode(batch) if batch is not None else None), bad
+    points: list[tuple[int, str]] = []
+    current = 0
+    for ids, batch, bad in prefetched(decoder, chunks(), num_workers):
+        number = unit_of[ids[0] if ids else bad[0][0]]  # every row is in ids or in bad
+        if number != current:
+            commit(current, points)
+            points, current = [], number
+        if ids and batch is not None:
+            vectors = decoder.encode(batch)
+            pids = [point_id(images[i].sha256, encoder.key) for i in ids]
+            payloads = [payload_for(images[i], encoder.key) for i in ids]
+            index.upsert(pids, vectors, payloads)
+            points.extend(zip(ids, pids, strict=True))
+        report.failed.extend((images[i].path, msg) for i, msg in bad)
+        if progress:
+            progress(len(ids) + len(bad))
+    if units:
+        commit(current, points)
+    return report

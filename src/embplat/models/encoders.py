@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import transforms as T
 
 from embplat.errors import ConfigError
 from embplat.models.registry import (  # noqa: F401  (re-exported: the torch-free half)
@@ -56,6 +55,21 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
     spatial: nn.Module | None = None
     spatial_dim: int | None = None
+
+
+def resize_crop(image: Image.Image, side: int) -> Image.Image:
+    """torchvision's ``Resize(side)`` then ``CenterCrop(side)`` on a PIL image, pixel for
+    pixel (bilinear, shorter side to ``side``, centred square), without importing
+    torchvision: its import pulls in ``torch._dynamo``, seconds that a one-image command
+    would spend before its forward pass."""
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(side * long / short)
+    new_w, new_h = (side, new_long) if w <= h else (new_long, side)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = int(round((new_w - side) / 2.0)), int(round((new_h - side) / 2.0))
+    return image.crop((left, top, left + side, top + side))
 
 
 class TorchImageEncoder:
@@ -97,14 +111,12 @@ class TorchImageEncoder:
         self.key = model_key(name, self.weights, self.image_size, backbone.default_size)
         self._mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self._geometry = T.Compose([T.Resize(self.image_size), T.CenterCrop(self.image_size)])
-        self._transform = T.Compose(
-            [self._geometry, T.ToTensor(), T.Normalize(backbone.mean, backbone.std)]
-        )
 
     def transform(self, image: Image.Image) -> torch.Tensor:
-        """One RGB PIL image → (3, S, S) normalised tensor."""
-        return self._transform(image)
+        """One RGB PIL image → (3, S, S) normalised tensor, as torchvision's ``Resize``,
+        ``CenterCrop``, ``ToTensor`` and ``Normalize`` give it."""
+        x = self.prepare(image).to(torch.float32).div(255)
+        return x.sub_(self._mean[0]).div_(self._std[0])
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """One RGB PIL image → (3, S, S) uint8 tensor: resized and cropped, not normalised.
@@ -113,7 +125,7 @@ class TorchImageEncoder:
         ``encode_images`` of :meth:`transform`'s output, with a quarter of the memory and
         no per-image torch arithmetic (which a decode thread would run on the intra-op pool).
         """
-        pixels = np.asarray(self._geometry(image), dtype=np.uint8)
+        pixels = np.asarray(resize_crop(image, self.image_size), dtype=np.uint8)
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
