@@ -75,8 +75,10 @@ def test_train_list_show_and_semantic_queries(env):
     assert {row["label"] for row in labels} == {"trouser", "bag", "sneaker", "sandal"}
     hits = run_json("search", "--image", str(sandal), "--space", "semantic", "--k", "2")["matches"]
     assert len(hits) == 2
-    [vote] = run_json("classify", str(sandal), "--model", "classifier-1", "--k", "3")
-    assert vote["k"] == 3
+    [vote] = run_json("classify", str(sandal), "--model", "classifier-1", "--k", "3", "--knn")
+    assert vote["k"] == 3 and vote["method"] == "knn"
+    [head] = run_json("classify", str(sandal), "--model", "classifier-1", "--k", "3")
+    assert head["method"] == "softmax" and len(head["probabilities"]) == 3
 
     added = run_json("classes", "add", "zebra", "--zero-shot")
     assert added["models"] == ["devise-1"]

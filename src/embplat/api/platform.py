@@ -60,6 +60,7 @@ class Platform(CatalogMethods):
         reject_below: float | None = None,
         reject_on: str = "share",
         names: Sequence[str] | None = None,
+        knn: bool = False,
     ) -> list[Classification | Failure]:
         """Classify several images in batches; one answer per image, in order, a
         :class:`Failure` for each image that cannot be read.
@@ -67,6 +68,9 @@ class Platform(CatalogMethods):
         Args:
             weighted: weight the votes by similarity.
             model: a trained model (``platform models list``); None: the active encoder.
+                A classifier (``platform train classifier``) answers with its softmax head
+                (``method="softmax"``, the ``k`` most probable classes in ``probabilities``).
+            knn: with a classifier ``model``, the vote among its neighbours instead.
             reject_below, reject_on: answer ``unknown`` when the vote share (``share``) or
                 the nearest cosine (``score``) is below this threshold.
             names: how the answers name their images (default: the path, a file object's
@@ -74,7 +78,7 @@ class Platform(CatalogMethods):
         """
         from embplat.api import querying
 
-        options = {"k": k, "weighted": weighted, "model": model, "reject_on": reject_on}
+        options = {"k": k, "weighted": weighted, "model": model, "reject_on": reject_on, "knn": knn}
         with self._lock:
             return querying.classify(
                 self.context, images, _sources(images, names), reject_below=reject_below, **options
@@ -103,8 +107,9 @@ class Platform(CatalogMethods):
             names: as :meth:`classify_many`.
             gamma: calibrated stacking's gamma; None: the one stored with the model.
             hubness: ``none``, ``csls`` or ``isoftmax`` rescoring over the label set.
-            space: ``semantic`` (a DeViSE model) or ``conse`` (training-free, the frozen
-                encoder's ImageNet head; ``top`` classes combined).
+            space: ``semantic`` (a DeViSE model), ``conse`` (training-free, the frozen
+                encoder's ImageNet head; ``top`` classes combined) or ``clip`` (training-free,
+                the active open_clip encoder's label prompts).
 
         Raises:
             NotFoundError: no DeViSE model. IndexEmptyError: no label vectors.
@@ -157,7 +162,9 @@ class Platform(CatalogMethods):
                 (to the sentence index when there is none).
             hubness: a DeViSE text query's rescoring over the label set (``isoftmax`` by
                 default, ``csls``, ``none``).
-            space: ``conse``: a text query searches the catalog's ConSE vectors (no training).
+            space: ``conse``: a text query searches the catalog's ConSE vectors (no training);
+                ``clip``: a text query is embedded by the active open_clip encoder's text
+                tower, and ``kind="label"`` lists an image's nearest label prompts.
 
         Raises:
             DataError: not exactly one query given; a bad filter, kind, k or vector.
@@ -186,20 +193,24 @@ class Platform(CatalogMethods):
                 return searching.by_vector(
                     self.context, vector, point_id, k=k, flt=flt, model=model
                 )
-            result = self._search_image(image, kind, k=k, flt=flt, model=model)
+            result = self._search_image(image, kind, k=k, flt=flt, model=model, space=space)
         result.query = f"image {source_of(image, 0)}"
         return result
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _search_image(self, image: ImageInput, kind: str, **options: Any) -> SearchResult:
+    def _search_image(
+        self, image: ImageInput, kind: str, *, space: str, **options: Any
+    ) -> SearchResult:
         from embplat.api import searching
 
         if kind == "image":
             return searching.by_image(self.context, query_images([image])[0], **options)
-        find = searching.labels_of_image if kind == "label" else searching.captions_of_image
+        if kind == "label":
+            with query_files([image]) as paths:
+                return searching.labels_of_image(self.context, paths[0], space=space, **options)
         with query_files([image]) as paths:
-            return find(self.context, paths[0], **options)
+            return searching.captions_of_image(self.context, paths[0], **options)
 
 
 def _sources(images: Sequence[ImageInput], names: Sequence[str] | None) -> list[str]:

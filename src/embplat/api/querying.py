@@ -21,11 +21,13 @@ T = TypeVar("T", Classification, ZeroShot)
 def classify(
     ctx: Context, images: Sequence[Any], sources: Sequence[str], **options: Any
 ) -> list[Classification | Failure]:
-    """kNN votes for ``images`` (paths, or in-memory images read as encoded bytes).
+    """kNN votes (or a trained classifier's softmax answers) for ``images`` (paths, or
+    in-memory images read as encoded bytes).
 
     Args:
         sources: how each answer names its image.
-        **options: of :func:`embplat.pipelines.query.classify` (``k``, ``weighted``...).
+        **options: of :func:`embplat.pipelines.query.classify` (``k``, ``weighted``,
+            ``knn``...).
     """
     from embplat.pipelines.query import classify as classify_images
     from embplat.pipelines.query import query_label
@@ -53,7 +55,8 @@ def zero_shot(
     """The nearest label vectors of ``images`` in a DeViSE model's space (the newest unless
     ``model``; its stored calibration unless ``gamma``), only labels of ``roles`` when given;
     with ``space="conse"`` the ConSE vectors of the frozen encoder's ImageNet head (``top``
-    classes) instead, no training needed."""
+    classes) instead, no training needed; with ``space="clip"`` the labels' prompt vectors
+    by the active open_clip encoder's text tower."""
     from embplat.pipelines.conse import conse_labels
     from embplat.pipelines.semantic import label_images
 
@@ -61,6 +64,10 @@ def zero_shot(
     with query_files(images) as paths:
         if space == "conse":
             answers = conse_labels(ctx, paths, k=k, top=top, failures=failures)
+        elif space == "clip":
+            from embplat.pipelines.clip import clip_labels
+
+            answers = clip_labels(ctx, paths, k=k, roles=roles, failures=failures)
         else:
             answers = label_images(
                 ctx, paths, model=model, k=k, roles=roles, failures=failures, gamma=gamma,
@@ -114,4 +121,6 @@ def _classification(p: Prediction) -> Classification:
         neighbours=[Match(n.label, n.score, n.image_id, n.path) for n in p.neighbours],
         notes=list(p.notes),
         best_label=p.best_label,
+        method=p.method,
+        probabilities=dict(p.probabilities),
     )

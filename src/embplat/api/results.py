@@ -50,15 +50,18 @@ class Match:
 
 @dataclass
 class Classification:
-    """The kNN vote for one query image.
+    """The kNN vote for one query image, or a trained classifier's softmax answer.
 
     Attributes:
         source: what the query was (a path, an upload's file name, ``<image 0>``).
         label: the winner, or ``unknown`` when rejected (``best_label`` then holds the winner).
-        confidence: the winner's share of the votes; runner_up/runner_up_share likewise.
-        k: neighbours that voted; tallies: votes per class.
+        confidence: the winner's share of the votes (softmax: its probability);
+            runner_up/runner_up_share likewise.
+        k: neighbours that voted (0 for softmax); tallies: votes per class.
         neighbours: the voters, nearest first.
         notes: remarks on the query (e.g. k capped at the enrolled images).
+        method: ``knn`` (a vote) or ``softmax`` (a trained classifier's head).
+        probabilities: softmax: the most probable classes, most probable first.
     """
 
     source: str
@@ -71,6 +74,8 @@ class Classification:
     neighbours: list[Match] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     best_label: str | None = None
+    method: str = "knn"
+    probabilities: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

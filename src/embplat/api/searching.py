@@ -58,18 +58,23 @@ def by_image(
 
 
 def labels_of_image(
-    ctx: Context, path: Path, *, k: int, flt: Filter, model: str | None
+    ctx: Context, path: Path, *, k: int, flt: Filter, model: str | None, space: str = "encoder"
 ) -> SearchResult:
-    """The label vectors of a DeViSE model nearest to an image file (``search --labels``).
+    """The label vectors of a DeViSE model nearest to an image file (``search --labels``),
+    or (``space="clip"``) the labels' prompt vectors of the active open_clip encoder.
 
     Raises:
         DataError: a class or split filter (label points have neither).
     """
+    from embplat.pipelines.clip import clip_labels
     from embplat.pipelines.semantic import label_images
 
     if flt:
         raise DataError("kind=label searches every label: drop the class and split filters")
-    found = label_images(ctx, [path], model=model, k=k)[0]
+    if space == "clip":
+        found = clip_labels(ctx, [path], k=k)[0]
+    else:
+        found = label_images(ctx, [path], model=model, k=k)[0]
     matches = [Match(c.label, c.score, role=c.role) for c in found.candidates]
     return SearchResult(query="image", model=found.model, matches=matches)
 
@@ -112,16 +117,21 @@ def by_text(
     """The images nearest to a text: a sentence embedded by a sentence index's text encoder
     (each image once, by its best caption) or by a matching model's text tower, else the
     word vector of the text in a DeViSE model's space (default: the newest; the newest
-    sentence index when no DeViSE model exists), or (``space="conse"``) in the ConSE space."""
+    sentence index when no DeViSE model exists), or (``space="conse"``) in the ConSE space,
+    or (``space="clip"``) embedded by the active open_clip encoder's text tower."""
     from embplat.pipelines import crossmodal
     from embplat.pipelines.sentences import has_sentence_index
 
-    if model is None and space != "conse" and not _has_semantic(ctx):
+    if model is None and space == "encoder" and not _has_semantic(ctx):
         model = has_sentence_index(ctx)
     if space == "conse":
         from embplat.pipelines.conse import conse_search
 
         hits, used = conse_search(ctx, text, k=k, flt=flt)
+    elif space == "clip":
+        from embplat.pipelines.clip import clip_search
+
+        hits, used = clip_search(ctx, text, k=k, flt=flt)
     elif _kind_of(ctx, model) == SENTENCES:
         from embplat.pipelines.sentences import search_sentences
 

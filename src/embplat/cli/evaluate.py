@@ -133,6 +133,13 @@ def _print_full(r: dict[str, Any]) -> None:
     if best is not None:
         accept_all = fmt_metric(r["open_set"][0]["accuracy"])
         console.print(f"open set: accepting everything, accuracy {accept_all}; {best}")
+    head = r.get("softmax")
+    if head:
+        console.print(
+            f"[bold]softmax head[/]: accuracy {fmt_metric(head['accuracy'])} on "
+            f"{head['images']} images (kNN above: the backbone's features)"
+        )
+        console.print(head["classification_report"], markup=False, highlight=False)
     console.print(f"{r['recorded']} metrics recorded for {r['model']} ({r['recorded_as']})")
     if r["report"]:
         console.print(f"report: {r['report']}")

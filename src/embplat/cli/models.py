@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _info(record: Any) -> dict[str, Any]:
-    return {
+    info = {
         "name": record.name,
         "kind": record.kind,
         "encoder": record.encoder,
@@ -28,6 +28,41 @@ def _info(record: Any) -> dict[str, Any]:
         "created_at": record.created_at,
         **(record.config or {}),
     }
+    return {**info, "registered": registered_as(info)}
+
+
+def registered_as(info: dict[str, Any]) -> str:
+    """What a trained model's registered checkpoint is: its head on the frozen pretrained
+    backbone, or a fine-tuned backbone (trained in some epoch up to the registered one),
+    with the epoch and its phase; "" for a model without epochs (a pretrained encoder).
+
+    A classifier answers ``classify`` with its softmax head, so its kNN features are the
+    pretrained encoder's when its head was the only thing trained.
+    """
+    best = info.get("best_epoch")
+    upto = [e for e in info.get("epochs") or [] if best is not None and e["epoch"] <= best]
+    if not upto:
+        return ""
+    phase = next((e["phase"] for e in upto if e["epoch"] == best), upto[-1]["phase"])
+    tuned = any(not _frozen(str(e["phase"])) for e in upto)
+    head = "softmax head" if info.get("kind") == "classifier" else "head"
+    what = f"{head} + fine-tuned backbone" if tuned else f"{head} on the frozen backbone"
+    return f"{what}, epoch {best} ({phase})"
+
+
+def _short(registered: str) -> str:
+    """``registered_as``'s sentence for a table cell: ``frozen, epoch 2`` or
+    ``fine-tuned, epoch 4``."""
+    if not registered:
+        return ""
+    what = "fine-tuned" if "fine-tuned" in registered else "frozen"
+    return f"{what}, {registered.split(', ', 1)[1].split(' (')[0]}"
+
+
+def _frozen(phase: str) -> bool:
+    """Whether an epoch of this phase trained with the backbone frozen (``frozen``,
+    ``stage1-frozen``; not ``unfrozen``, ``stage1``, ``fine-tune``)."""
+    return phase == "frozen" or phase.endswith("-frozen")
 
 
 @models_app.command("list")
@@ -45,7 +80,7 @@ def models_list(
     if json_out:
         print_json(rows)
         return
-    table = Table("name", "kind", "encoder", "dim", "px", "best epoch", "metric", "classes")
+    table = Table("name", "kind", "encoder", "dim", "px", "registered", "metric", "classes")
     for r in rows:
         epochs: list[dict[str, Any]] = r.get("epochs", [])
         best = next((e for e in epochs if e["epoch"] == r.get("best_epoch")), {})
@@ -56,7 +91,7 @@ def models_list(
             r["encoder"],
             str(r["dim"]),
             str(r["image_size"]),
-            str(r.get("best_epoch", "")),
+            _short(r["registered"]),
             f"{r.get('metric', '')} {fmt_metric(metric)}" if metric is not None else "",
             str(len(r.get("data", {}).get("classes", []))) if r.get("data") else "",
         )
@@ -80,6 +115,8 @@ def models_show(
         return
     for key in ("name", "kind", "encoder", "dim", "image_size", "checkpoint", "collection"):
         console.print(f"[bold]{key}[/]: {info.get(key)}")
+    if info["registered"]:
+        console.print(f"[bold]registered[/]: {info['registered']}")
     data = info.get("data") or {}
     if data:
         of = (

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
 Space = typer.Option(
     "--space",
     help="encoder: kNN vote among images; semantic: nearest label vectors (DeViSE); conse: "
-    "ImageNet head's top classes combined (no training)",
+    "ImageNet head's top classes combined (no training); clip: an open_clip encoder's label "
+    "prompts and text tower (no training)",
 )
 HubnessOpt = typer.Option(
     "--hubness", help="rescoring over the label set: none | csls | isoftmax (see README)"
@@ -59,8 +60,15 @@ def classify_cmd(
     ] = None,
     hubness: Annotated[str, HubnessOpt] = "none",
     top: Annotated[int, typer.Option(help="conse: ImageNet classes combined")] = 10,
+    knn: Annotated[
+        bool, typer.Option("--knn", help="a classifier --model: kNN vote, not its softmax head")
+    ] = False,
 ) -> None:
-    """Predict each image's class by kNN vote, or (--space semantic) by the nearest label.
+    """Predict each image's class by kNN vote, or (--space semantic|conse|clip) by the nearest
+    label.
+
+    With --model of a trained classifier: its softmax head's class and probabilities
+    (--k most probable listed); --knn votes among its neighbours instead.
 
     An image that cannot be read (missing, corrupt, too large) is reported on its own line
     (in `--json`: an entry `{"source", "error"}` in its place) and the others are answered.
@@ -85,6 +93,7 @@ def classify_cmd(
             model=model,
             reject_below=reject_below,
             reject_on=reject_on,
+            knn=knn,
         )
     failures = [a for a in answers if isinstance(a, Failure)]
     if json_out:
@@ -101,9 +110,12 @@ def search_cmd(
     ctx: typer.Context,
     image: Annotated[Path | None, typer.Option("--image", help="query image")] = None,
     text: Annotated[
-        str | None, typer.Option("--text", help="query words (DeViSE) or a sentence (matching)")
+        str | None,
+        typer.Option("--text", help="query words (DeViSE) or a sentence (matching, clip)"),
     ] = None,
-    labels: Annotated[bool, typer.Option("--labels", help="image → labels (DeViSE)")] = False,
+    labels: Annotated[
+        bool, typer.Option("--labels", help="image → labels (DeViSE, or --space clip)")
+    ] = False,
     captions: Annotated[
         bool, typer.Option("--captions", help="image → captions (a matching --model)")
     ] = False,
@@ -118,7 +130,9 @@ def search_cmd(
     """Nearest images to a query image or text, or (--labels) the labels nearest an image.
 
     With a matching model (`platform train matching`): --text is a sentence embedded by its
-    text tower, and --image --captions lists the captions nearest the image.
+    text tower, and --image --captions lists the captions nearest the image. With an open_clip
+    encoder and --space clip: --text is embedded by its text tower, --image --labels lists the
+    nearest class prompts.
     """
     from embplat.pipelines.query import check_split
 
@@ -132,12 +146,12 @@ def search_cmd(
     kind = "image"
     if text is None and (captions or labels):
         kind = "caption" if captions else "label"
-    if text is None and kind == "image" and semantic:
+    if text is None and kind == "image" and semantic and space != "clip":
         model = platform.semantic_model(model)
     query = {"text": text} if text is not None else {"image": image}
     found = platform.search(
         **query, k=k, label=label, split=split, kind=kind, model=model, hubness=hubness,
-        space="conse" if space == "conse" else "encoder",
+        space=space if space in ("conse", "clip") else "encoder",
     )  # fmt: skip
     if json_out:
         print_json(found.to_dict())
@@ -155,8 +169,9 @@ def _platform(ctx: typer.Context) -> Platform:
 
 
 def _semantic(space: str, *, conse: bool = False) -> bool:
-    """Whether ``--space`` asks for label vectors (``semantic``, or ``conse`` where allowed)."""
-    allowed = {"encoder", "semantic", *(["conse"] if conse else [])}
+    """Whether ``--space`` asks for label vectors (``semantic``, ``clip``, or ``conse`` where
+    allowed)."""
+    allowed = {"encoder", "semantic", "clip", *(["conse"] if conse else [])}
     if space not in allowed:
         raise DataError(f"--space must be one of {', '.join(sorted(allowed))}, got {space!r}")
     return space != "encoder"
@@ -186,6 +201,17 @@ def _print_answers(answers: list[Classification | ZeroShot], show: int) -> None:
 def _print_vote(c: Classification, show: int) -> None:
     runner = f", runner-up {c.runner_up} {c.runner_up_share:.0%}" if c.runner_up else ""
     best = f"best {c.best_label}: " if c.best_label else ""
+    if c.method == "softmax":
+        console.print(
+            f"[bold]{c.source}[/] → [bold green]{c.label}[/] ({best}p={c.confidence:.2f}, "
+            f"softmax{runner})"
+        )
+        if show:
+            table = Table("#", "class", "probability", title=None)
+            for rank, (label, p) in enumerate(list(c.probabilities.items())[:show], 1):
+                table.add_row(str(rank), label, f"{p:.4f}")
+            console.print(table)
+        return
     console.print(
         f"[bold]{c.source}[/] → [bold green]{c.label}[/] "
         f"({best}{c.confidence:.0%} of {c.k} votes{runner})"

@@ -132,12 +132,15 @@ def classifier_cmd(
     name: Annotated[str | None, Opt(help="model name (default classifier-N)")] = None,
     classes: ClassesOpt = None,
     max_per_class: MaxPerClassOpt = None,
-    freeze_epochs: Annotated[int, Opt(help="epochs with the backbone frozen")] = 2,
-    unfreeze_epochs: Annotated[int, Opt(help="epochs with everything trained")] = 2,
+    freeze_epochs: Annotated[int, Opt(help="epochs with the backbone frozen")] = 10,
+    unfreeze_epochs: Annotated[int, Opt(help="epochs with everything trained")] = 4,
     batch_size: Annotated[int, Opt()] = 32,
     lr: HeadLrOpt = 1e-3,
-    backbone_lr_mult: BackboneLrOpt = 0.1,
+    backbone_lr_mult: BackboneLrOpt = 0.3,
     label_smoothing: Annotated[float, Opt()] = 0.0,
+    freeze_bn: Annotated[
+        bool, Opt(help="BatchNorm statistics frozen while the backbone is fine-tuned")
+    ] = True,
     seed: SeedOpt = 0,
     amp: AmpOpt = True,
     embed: Annotated[bool, Opt(help="embed the catalog with the trained model")] = True,

@@ -184,6 +184,7 @@ def write_report(
     worst: Sequence[Mapping[str, Any]] = (),
     tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     title: str = "embplat evaluation",
+    softmax: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one self-contained HTML report and return its path.
 
@@ -195,6 +196,8 @@ def write_report(
         worst: misclassified queries: ``{"query": path, "true", "predicted",
             "neighbours": [(path, class, score), ...], "vote": {class: votes}}``.
         tables: extra titled tables (e.g. the accuracy/coverage curve), rows as dicts.
+        softmax: a trained classifier's head (``evaluation.softmax.evaluate_probabilities``):
+            its classification report, confusion matrix and grid of its worst mistakes.
     """
     sections = [f"<h1>{_esc(title)}</h1>", "<h2>Metrics</h2>"]
     sections.append(_table("metrics", ["metric", "value"], list(flatten_scalars(metrics))))
@@ -213,6 +216,8 @@ def write_report(
         body = [[row.get(c) for c in cols] for row in table_rows]
         table_id = "table-" + "".join(ch if ch.isalnum() else "-" for ch in name.lower())
         sections += [f"<h2>{_esc(name)}</h2>", _table(table_id, cols, body)]
+    if softmax:
+        sections.append(_softmax_html(softmax))
     if worst:
         sections += ["<h2>Misclassified queries of the worst classes</h2>"]
         sections.append(f"<div id='worst'>{_worst_html(worst)}</div>")
@@ -221,6 +226,26 @@ def write_report(
         f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
     )
     return _write_atomic(Path(path), page)
+
+
+def _softmax_html(head: Mapping[str, Any]) -> str:
+    """The softmax head's section: accuracy, scikit-learn's report, confusion, worst mistakes."""
+    from embplat.evaluation.softmax import mistakes_figure
+
+    parts = [
+        "<div id='softmax'><h2>Softmax head</h2>",
+        f"<p>accuracy {float(head['accuracy']):.4f} on {int(head['images'])} images</p>",
+        f"<pre id='classification-report'>{_esc(head['classification_report'])}</pre>",
+    ]
+    confusion = head.get("confusion") or {}
+    if confusion.get("labels"):
+        fig = confusion_figure(confusion["labels"], confusion["matrix"], "softmax head")
+        parts.append(_img(_data_uri(png_bytes(fig)), "confusion matrix of the softmax head"))
+    if head.get("worst"):
+        parts.append("<h3>Worst mistakes (most confident wrong predictions)</h3>")
+        png = png_bytes(mistakes_figure(head["worst"]))
+        parts.append(_img(_data_uri(png), "worst mistakes of the softmax head"))
+    return "".join(parts) + "</div>"
 
 
 def write_evaluation_report(
@@ -233,8 +258,9 @@ def write_evaluation_report(
     projection: str = "auto",
 ) -> Path:
     """The report of one evaluation: metrics (``out``, the evaluation's JSON), confusion,
-    per class, a 2-D ``projection`` of the queries, the open-set curve, and the
-    misclassified queries of the worst classes with their 10 neighbours and the vote."""
+    per class, a 2-D ``projection`` of the queries, the open-set curve, a trained
+    classifier's softmax head (``out["softmax"]``), and the misclassified queries of the
+    worst classes with their 10 neighbours and the vote."""
     q_labels = queries.labels(names)
     worst = describe_queries(
         result,
@@ -261,6 +287,7 @@ def write_evaluation_report(
         worst=worst,
         tables=tables,
         title=f"{out['model']} · {out['split']} vs {out['reference']}",
+        softmax=out.get("softmax"),
     )
 
 

@@ -1,8 +1,9 @@
-"""Built-in backbones: EfficientNet-Lite0 (bundled ImageNet weights), torchvision nets, a tiny CNN.
+"""Built-in backbones: EfficientNet-Lite0 (bundled ImageNet weights), torchvision nets, a tiny
+CNN, and open_clip's CLIP image towers (``embplat.models.openclip``).
 
 Each factory takes the user's ``weights`` string and returns a ``Backbone`` whose module maps
 (B, 3, S, S) images to (B, D) pooled features, and whose ``spatial`` trunk (the same
-parameters) maps them to the (B, C, h, w) feature map before pooling.
+parameters; none for CLIP) maps them to the (B, C, h, w) feature map before pooling.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 from embplat.errors import ConfigError
-from embplat.models.encoders import Backbone, load_state_dict, register_encoder
+from embplat.models.encoders import Backbone, Factory, load_state_dict, register_encoder
+from embplat.models.registry import OPENCLIP_ARCHS, openclip_name
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +158,19 @@ def tiny_cnn(weights: str | None) -> Backbone:
         spatial=module[:5],  # the conv stack before pooling, sharing its layers
         spatial_dim=64,
     )
+
+
+def _openclip(arch: str) -> Factory:
+    """The factory of open_clip architecture ``arch`` (open_clip is imported when it runs)."""
+
+    def factory(weights: str | None) -> Backbone:
+        from embplat.models.openclip import clip_backbone
+
+        return clip_backbone(arch, weights)
+
+    factory.__doc__ = f"open_clip {arch}: CLIP image embeddings; its text tower: --space clip."
+    return factory
+
+
+for _arch in OPENCLIP_ARCHS:
+    register_encoder(openclip_name(_arch))(_openclip(_arch))

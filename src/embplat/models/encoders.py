@@ -68,7 +68,7 @@ def resize_crop(image: Image.Image, side: int) -> Image.Image:
     new_w, new_h = (side, new_long) if w <= h else (new_long, side)
     if (new_w, new_h) != (w, h):
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = int(round((new_w - side) / 2.0)), int(round((new_h - side) / 2.0))
+    left, top = round((new_w - side) / 2.0), round((new_h - side) / 2.0)
     return image.crop((left, top, left + side, top + side))
 
 

@@ -82,6 +82,29 @@ def _tiny_label(weights: str | None) -> str:
     return "random" if weights in (None, "random") else weights
 
 
+def _openclip_label(weights: str | None) -> str:
+    return weights or "openai"
+
+
+#: open_clip architectures registered as image encoders ``openclip-<arch>`` (lowercase), with
+#: their embedding dimension; ``-quickgelu`` for OpenAI's weights read from a local file.
+OPENCLIP_ARCHS: dict[str, int] = {
+    "RN50": 1024,
+    "RN50-quickgelu": 1024,
+    "ViT-B-32": 512,
+    "ViT-B-32-quickgelu": 512,
+    "ViT-B-16": 512,
+    "ViT-B-16-quickgelu": 512,
+    "ViT-L-14": 768,
+    "ViT-L-14-quickgelu": 768,
+}
+
+
+def openclip_name(arch: str) -> str:
+    """The image encoder name of open_clip architecture ``arch``: ``openclip-vit-b-32``."""
+    return "openclip-" + arch.lower()
+
+
 #: The encoders ``embplat.models.backbones`` registers, as :class:`EncoderSpec`.
 BUILTIN_ENCODERS: dict[str, EncoderSpec] = {
     "efficientnet_lite0": EncoderSpec(1280, 224, _efficientnet_label),
@@ -89,6 +112,7 @@ BUILTIN_ENCODERS: dict[str, EncoderSpec] = {
     "resnet50": EncoderSpec(2048, 224, _torchvision_label),
     "squeezenet1_1": EncoderSpec(512, 224, _torchvision_label),
     "tiny_cnn": EncoderSpec(64, 32, _tiny_label),
+    **{openclip_name(a): EncoderSpec(d, 224, _openclip_label) for a, d in OPENCLIP_ARCHS.items()},
 }
 
 

@@ -11,7 +11,10 @@ Recipes plug into it through a small interface (``Recipe``):
   parameters (proxies, class weights) are trained too, at ``LoopOptions.loss_lr`` when set;
 - ``metric(outputs (N, out_dim), labels (N,)) -> float``: higher is better, computed on the
   valid split after every epoch (and once before training, as the untrained baseline);
-- ``sampler(labels) -> Sampler | None``: batches to draw (e.g. m-per-class), None = shuffle.
+- ``sampler(labels) -> Sampler | None``: batches to draw (e.g. m-per-class), None = shuffle;
+- optionally ``freeze_bn: bool`` (default False): keep the backbone's BatchNorm layers in
+  eval mode (running statistics frozen, affine parameters still trained) while it is
+  fine-tuned, so small or off-domain batches do not shift the features the head learned.
 
 Data comes as ``samples.TrainData`` (augmented and plain train images, valid images).
 ``fit`` runs a list of ``Phase`` s (epochs, backbone frozen or not) with a fresh optimiser and
@@ -127,9 +130,12 @@ def fit(
         train_feats, valid_feats = _cache(net, data, opts) if cached else (None, None)
         loader = _train_loader(data.train, recipe, opts, train_feats)
         optimizer, schedule = _optimizer(net, opts, phase, phase.epochs * len(loader))
+        bn_frozen = bool(getattr(recipe, "freeze_bn", False))
         for _ in range(phase.epochs):
             task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", _size(loader))
-            loss, ips, secs = _train_epoch(net, loader, optimizer, schedule, opts, task, progress)
+            loss, ips, secs = _train_epoch(
+                net, loader, optimizer, schedule, opts, task, progress, bn_frozen=bn_frozen
+            )
             outputs, labels = _valid_outputs(net, data.valid, opts, valid_feats)
             result = EpochResult(epoch, phase.name, loss, recipe.metric(outputs, labels), ips, secs)
             show_status(
@@ -243,12 +249,18 @@ def _train_epoch(
     opts: LoopOptions,
     advance: Callable[[int], None],
     progress: ProgressSink,
+    *,
+    bn_frozen: bool = False,
 ) -> tuple[float, float, float]:
     """One pass; returns (mean loss, images per second, seconds)."""
     frozen = not next(net.backbone.parameters()).requires_grad
     net.train()
     if frozen:
         net.backbone.eval()  # keep BatchNorm statistics of a frozen backbone
+    elif bn_frozen:
+        for module in net.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     scaler = torch.amp.GradScaler("cuda", enabled=_amp(opts))
     total, seen, start = 0.0, 0, time.perf_counter()
     for step, (x, y) in enumerate(loader, 1):

@@ -152,7 +152,12 @@ def evaluate(
         return _knn_summary(space, request, result, queries.labels(names), refs.labels(names))
     if request.unseen_split not in (request.split, request.reference_split):
         held = held + split_vectors(ctx, space, [request.unseen_split])
-    return _full_summary(ctx, space, request, result, names, queries, refs, held)
+    head = None
+    if request.model is not None:  # a trained classifier's softmax head, beside the kNN
+        from embplat.pipelines.evaluate_softmax import evaluate_head
+
+        head = evaluate_head(ctx, request.model, queries)
+    return _full_summary(ctx, space, request, result, names, queries, refs, held, head)
 
 
 def evaluate_vectors(
@@ -269,9 +274,12 @@ def _full_summary(
     queries: SplitVectors,
     refs: SplitVectors,
     held: SplitVectors,
+    head: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full evaluation's JSON; scalars recorded under the split (``<split>-unknown:<classes>``
-    with unknown classes), per-class precision@1 added, the report written."""
+    with unknown classes), per-class precision@1 added, the report written. ``head``: the
+    softmax head's evaluation (``pipelines.evaluate_softmax``), reported as ``softmax`` and
+    its accuracy recorded as ``softmax_accuracy``."""
     q_labels = queries.labels(names)
     top1 = result.neighbours.labels(refs.labels(names))[:, 0]
     p1 = per_class_precision_at_1(q_labels, top1, names)
@@ -282,9 +290,12 @@ def _full_summary(
     )
     unknown = sorted(request.unknown)
     recorded_as = f"{request.split}-unknown:{','.join(unknown)}" if unknown else request.split
+    values = dict(result.scalars())
+    if head is not None:
+        values["softmax_accuracy"] = head["accuracy"]
     with transaction(ctx.sessions) as session:
         recorded = repo.record_metrics(
-            session=session, model_id=space.model_id, split=recorded_as, values=result.scalars()
+            session=session, model_id=space.model_id, split=recorded_as, values=values
         )
     out = {
         "model": space.key,
@@ -297,6 +308,7 @@ def _full_summary(
         **result.summary(),
         "open_set": curve,
         "recorded": recorded,
+        "softmax": head,
         "report": None,
     }
     if request.report is not None:

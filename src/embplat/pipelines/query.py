@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from embplat.evaluation.open_set import open_set_decision
 from embplat.pipelines.context import Context, Space
 from embplat.retrieval import Filter, Hit
 from embplat.retrieval.knn import knn_vote
+
+if TYPE_CHECKING:
+    from embplat.models.registry import ImageEncoder
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class Prediction:
     neighbours: list[Neighbour] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     best_label: str | None = None  # the vote's winner when ``label`` is "unknown" (rejected)
+    method: str = "knn"  # or "softmax": a trained classifier's head answered (k is 0)
+    probabilities: dict[str, float] = field(default_factory=dict)  # softmax: top classes
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -130,8 +135,16 @@ def embed_query_images(
     return vectors
 
 
+class Encodes(Protocol):
+    """What encoding query images needs: a :class:`Space`, or anything with an encoder."""
+
+    @property
+    def encoder(self) -> ImageEncoder:
+        """The encoder the images go through."""
+
+
 def embed_answerable(
-    ctx: Context, space: Space, paths: Sequence[QueryImage], failures: list[QueryFailure] | None
+    ctx: Context, space: Encodes, paths: Sequence[QueryImage], failures: list[QueryFailure] | None
 ) -> tuple[list[str], np.ndarray]:
     """:func:`embed_each` with the context's batching; bad files go to ``failures`` (the
     caller answers the rest), or, when it is None, the first one raises.
@@ -154,7 +167,7 @@ def embed_answerable(
 
 
 def embed_each(
-    space: Space,
+    space: Encodes,
     paths: Sequence[QueryImage],
     *,
     max_pixels: int,
@@ -274,11 +287,15 @@ def classify(
     reject_below: float | None = None,
     reject_on: str = "share",
     failures: list[QueryFailure] | None = None,
+    knn: bool = False,
 ) -> list[Prediction]:
     """Predict the class of each image (a file or encoded bytes) by majority vote of its
     ``k`` nearest enrolled images; each answer's ``path`` is its :func:`query_label`.
 
     ``model``: a trained model's space (``platform models list``) instead of the encoder's.
+    A model with a softmax head (``platform train classifier``) answers with the head
+    instead (``pipelines.softmax_classify``: ``k`` most probable classes listed) unless
+    ``knn``.
     ``reject_below``: answer ``unknown`` (open set) when the winner's vote share
     (``reject_on="share"``) or the nearest neighbour's cosine (``"score"``) is below it.
     ``failures``: collects the images that cannot be read (missing, corrupt, too large) so
@@ -291,6 +308,14 @@ def classify(
     """
     open_set_decision(1.0, 1.0, None, on=reject_on)  # validates reject_on before any work
     (require_files if failures is None else require_some_file)(paths)
+    head = ctx.spaces.softmax(model) if model is not None and not knn else None
+    if head is not None:
+        from embplat.pipelines.softmax_classify import classify_softmax
+
+        return classify_softmax(
+            ctx, head, head.classes, paths, top=k, reject_below=reject_below,
+            reject_on=reject_on, failures=failures,
+        )  # fmt: skip
     space = ctx.spaces.space(model)
     flt = {**ENROLLED, **(flt or {})}
     k_used, notes = _checked_k(space, k, flt)

@@ -23,6 +23,7 @@ from embplat.retrieval import VectorIndex, collection_name
 
 if TYPE_CHECKING:
     from embplat.models.registry import ImageEncoder
+    from embplat.models.softmax import SoftmaxEncoder
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Spaces:
     _trained: dict[str, Space] = field(default_factory=dict, repr=False)
     _rows: tuple[ImageEncoder, int, int] | None = field(default=None, repr=False)
     _indexes: dict[str, VectorIndex] = field(default_factory=dict, repr=False)
+    _softmax: dict[str, SoftmaxEncoder | None] = field(default_factory=dict, repr=False)
 
     def registered(self) -> tuple[ImageEncoder, int, int]:
         """The active encoder with its model and collection ids, without opening the index."""
@@ -157,6 +159,29 @@ class Spaces:
         self._space = None
         self._trained.clear()
         self._indexes.clear()
+        self._softmax.clear()
+
+    def softmax(self, model: str) -> SoftmaxEncoder | None:
+        """A trained model's ``backbone → softmax head`` (``models.softmax``), loaded once;
+        None for a model without a softmax head over its classes (DeViSE, metric...) or
+        without a checkpoint (a pretrained encoder).
+
+        Raises:
+            NotFoundError: no such model.
+            ConfigError: its checkpoint is unreadable.
+        """
+        if model not in self._softmax:
+            from embplat.models.softmax import load_softmax_encoder
+
+            with self.sessions() as session:
+                record = repo.get_model(session=session, name=model)
+                checkpoint = (record.config or {}).get("checkpoint")
+            self._softmax[model] = (
+                load_softmax_encoder(self.home / checkpoint, name=model, device=self.device)
+                if checkpoint
+                else None
+            )
+        return self._softmax[model]
 
     def _collection(self, session: Session, key: str, model_id: int, dim: int) -> Collection:
         return repo.ensure_collection(

@@ -87,10 +87,12 @@ async def classify(
     weighted: bool = False,
     reject_below: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     reject_on: Literal["share", "score"] = "share",
+    knn: bool = False,
 ) -> JSONResponse:
     """Classify one or more uploaded images by kNN vote (multipart field `image`, or JSON
-    `{"images": [base64...]}`). One answer per image, in order; an image that cannot be
-    read is an entry `{"source", "error"}`, and a request where none can is a 422."""
+    `{"images": [base64...]}`); a classifier `model` answers with its softmax head unless
+    `knn`. One answer per image, in order; an image that cannot be read is an entry
+    `{"source", "error"}`, and a request where none can is a 422."""
     _platform(request, k)  # checks k against the limit
     service = _service(request)
     uploads = await read_images(request, service.options.limits, json_body=await _json(request))
@@ -103,6 +105,7 @@ async def classify(
         model=model,
         reject_below=reject_below,
         reject_on=reject_on,
+        knn=knn,
     )
     results = [a.to_dict() for a in answers]
     if all("error" in r for r in results):

@@ -1,7 +1,11 @@
 """The ``classifier`` recipe: transfer learning with a new linear head and cross-entropy.
 
-Frozen backbone, then unfrozen. The exported encoder is the backbone's features (kNN search
-in the fine-tuned feature space); the valid metric is top-1 accuracy.
+Frozen backbone (the head trains on cached features, nearly free), then unfrozen with
+discriminative learning rates (backbone at ``lr x backbone_lr_mult``) and, by default, the
+backbone's BatchNorm statistics frozen (``freeze_bn``). The valid metric is the head's top-1
+accuracy. The exported encoder is the backbone's features (kNN search and ``classify --knn``
+in the fine-tuned feature space); the head itself stays in the checkpoint and answers
+``classify --model`` (``models.softmax``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,20 @@ from embplat.models.train_config import TrainConfig
 
 @dataclass(frozen=True)
 class ClassifierConfig(TrainConfig):
-    """The ``classifier`` recipe."""
+    """The ``classifier`` recipe. ``freeze_bn``: keep the backbone's BatchNorm layers in
+    eval mode while it is fine-tuned (``models.training``).
+
+    Defaults measured on Fashion-MNIST (README): head-only epochs cost next to nothing
+    (cached features) and 2 left the head under-trained; 2 fine-tuning epochs lowered
+    valid accuracy, 4 at a backbone LR of 0.3 x the head's raised it; BatchNorm in
+    training mode lowered it by about 0.1.
+    """
 
     label_smoothing: float = 0.0
+    freeze_bn: bool = True
+    freeze_epochs: int = 10
+    unfreeze_epochs: int = 4
+    backbone_lr_mult: float = 0.3
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,11 +53,12 @@ class ClassifierRecipe:
     name = "classifier"
     metric_name = "valid_accuracy"
 
-    def __init__(self, num_classes: int, *, label_smoothing: float = 0.0):
+    def __init__(self, num_classes: int, *, label_smoothing: float = 0.0, freeze_bn: bool = False):
         if num_classes < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.head = HeadSpec(out_dim=num_classes, export=False)
         self.label_smoothing = label_smoothing
+        self.freeze_bn = freeze_bn
 
     def build_loss(self) -> nn.Module:
         """Cross-entropy on the logits."""
@@ -73,4 +89,7 @@ class Classifier(RecipeSpec[ClassifierConfig]):
 
     def build(self, cfg: ClassifierConfig, classes: list[str], *, home: Path) -> Built:
         """A softmax head over ``classes``."""
-        return Built(ClassifierRecipe(len(classes), label_smoothing=cfg.label_smoothing))
+        recipe = ClassifierRecipe(
+            len(classes), label_smoothing=cfg.label_smoothing, freeze_bn=cfg.freeze_bn
+        )
+        return Built(recipe)
