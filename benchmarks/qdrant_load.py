@@ -9,7 +9,7 @@ unit vectors with the platform's payloads:
 * load, now: ``QdrantIndex.upsert`` (``upload_collection`` with ``batch_size``/``parallel``/
   ``max_retries``/``wait``);
 * search, filtered on ``kind``/``split`` one query at a time: the old search (an unfiltered
-  ``count`` before each), the old classify call (``_checked_k``'s filtered count, then that
+  ``count`` before each), the old classify call (``checked_k``'s filtered count, then that
   search), the new search (no count) and the new classify call (one filtered count).
 
 A server changes what is measured here (parallel uploads, gRPC, payload indexes); it cannot
@@ -119,11 +119,11 @@ def bench_search(index: QdrantIndex, queries: np.ndarray, k: int) -> dict[str, f
         index.client.count(index.name, exact=True)
         index.search(q, k, FILTER)
 
-    def old_classify(q: np.ndarray) -> None:  # old: _checked_k's count, then old search
+    def old_classify(q: np.ndarray) -> None:  # old: checked_k's count, then old search
         index.client.count(index.name, count_filter=qfilter, exact=True)
         old_search(q)
 
-    def new_classify(q: np.ndarray) -> None:  # now: _checked_k's count, then search
+    def new_classify(q: np.ndarray) -> None:  # now: checked_k's count, then search
         index.count(FILTER)
         index.search(q, k, FILTER)
 

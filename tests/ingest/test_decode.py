@@ -159,8 +159,8 @@ def test_batch_decoder_matches_per_image_transform(cataloged) -> None:
 
 def test_classify_batches_queries_with_the_same_predictions(tmp_path, fmnist_root) -> None:
     from embplat.config import load_settings
+    from embplat.pipelines.classify import classify
     from embplat.pipelines.ingest import ingest_tree
-    from embplat.pipelines.query import classify
     from embplat.workers.context import build_context
 
     settings = load_settings(

@@ -190,3 +190,43 @@ def test_sortish_batches_cover_every_pair_once_with_similar_lengths():
     vocab = CaptionVocab.build(CAPTIONS, min_count=2)
     tokens, lens = pad_captions(vocab, ["A red circle!", "blue"], max_len=2)
     assert tokens.tolist() == [[1, 4, 5, 2], [1, 6, 2, 0]] and lens.tolist() == [4, 3]
+
+
+def test_positions_add_each_locations_coordinates_and_start_as_no_offset():
+    vocab = CaptionVocab.build(["a red square"], min_count=1)
+    model = build_caption_model(small(), get_backbone("tiny_cnn"), vocab, vectors=None)
+    decoder = model.decoder
+    features = torch.randn(2, 9, decoder.encoder_dim)  # a 3 x 3 map
+    assert torch.equal(decoder.locate(features), features)  # zero at first
+    with torch.no_grad():
+        decoder.position.weight.zero_()
+        decoder.position.weight[0, 0] = 1.0  # channel 0 gets x
+        decoder.position.weight[1, 1] = 1.0  # channel 1 gets y
+    moved = decoder.locate(torch.zeros(1, 9, decoder.encoder_dim))[0]
+    assert moved[:, 0].tolist() == [-1, 0, 1] * 3  # x along each row (row-major)
+    assert moved[:, 1].tolist() == [-1] * 3 + [0] * 3 + [1] * 3
+    assert torch.equal(moved[:, 2:], torch.zeros(9, decoder.encoder_dim - 2))
+    with pytest.raises(ConfigError, match="square"):
+        decoder.locate(torch.zeros(1, 6, decoder.encoder_dim))
+    plain = build_caption_model(
+        small(positions=False), get_backbone("tiny_cnn"), vocab, vectors=None
+    )
+    assert plain.decoder.position is None and "position" not in str(plain.state_dict().keys())
+
+
+def test_a_captioner_saved_before_positions_existed_still_loads(tmp_path):
+    from embplat.models.checkpoints import save_checkpoint
+    from embplat.models.recipes.caption import load_caption_model
+    from embplat.models.recipes.caption.saved import checkpoint_meta
+
+    vocab = CaptionVocab.build(["a red square"], min_count=1)
+    cfg = small(positions=False)
+    model = build_caption_model(cfg, get_backbone("tiny_cnn"), vocab, vectors=None)
+    meta = checkpoint_meta(
+        model, vocab, cfg, name="old", encoder={"name": "tiny_cnn", "image_size": 32},
+        epoch=1, metrics={},
+    )  # fmt: skip
+    del meta["config"]["positions"]  # as written before the option existed
+    save_checkpoint(tmp_path / "old.pt", model, meta)
+    loaded, _, _ = load_caption_model(tmp_path / "old.pt", device="cpu")
+    assert loaded.decoder.position is None

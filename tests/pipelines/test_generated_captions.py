@@ -1,6 +1,7 @@
 """Generated captions: a ``caption`` job of batches that stores captions and indexes them,
 survives a crash mid-job (``jobs resume`` finishes it) and writes nothing twice."""
 
+import os
 import shutil
 
 import pytest
@@ -96,3 +97,18 @@ def test_a_model_that_does_not_caption_is_refused_before_any_job(captioned_home)
         caption_images(ctx, ids, model="cap", beam=11)
     with ctx.sessions() as session:
         assert [j.kind for j in repo.list_jobs(session=session)].count("caption") == 0
+
+
+def test_a_captioner_is_built_once_per_context_and_again_after_retraining(captioned_home):
+    from embplat.pipelines.captioning import load_captioner
+
+    ctx, _ = captioned_home
+    first = load_captioner(ctx, "cap")
+    assert load_captioner(ctx, "cap") is first  # a job's batches reuse it
+    with ctx.sessions() as session:
+        checkpoint = (repo.get_model(session=session, name="cap").config or {})["checkpoint"]
+    path = ctx.home / checkpoint
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new file there
+    again = load_captioner(ctx, "cap")
+    assert again is not first and again.name == "cap"

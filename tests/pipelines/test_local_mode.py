@@ -13,9 +13,10 @@ from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundErro
 from embplat.ingest.fashion_mnist import build_fashion_mnist
 from embplat.jobs.runner import InProcessRunner
 from embplat.pipelines import embed
+from embplat.pipelines.classify import classify
 from embplat.pipelines.ingest import enrol_class, ingest_tree
 from embplat.pipelines.jobs import resume_job
-from embplat.pipelines.query import classify, search_by_image
+from embplat.pipelines.query import search_by_image
 from embplat.retrieval import point_id
 
 pytestmark = pytest.mark.slow

@@ -1,8 +1,8 @@
 import pytest
 
 from embplat.errors import ConfigError
+from embplat.pipelines.classify import UNKNOWN, classify
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.query import UNKNOWN, classify
 
 
 def test_classify_rejects_below_the_threshold_as_unknown(

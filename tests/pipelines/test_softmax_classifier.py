@@ -23,9 +23,9 @@ from embplat.ingest.images import load_rgb
 from embplat.models.checkpoints import load_checkpoint, trained_module
 from embplat.models.heads import Head, HeadSpec
 from embplat.models.samples import eval_transform
+from embplat.pipelines.classify import UNKNOWN, classify
 from embplat.pipelines.evaluate import EvaluationRequest, evaluate
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.query import UNKNOWN, classify
 from embplat.pipelines.train import train_recipe
 from embplat.workers.context import build_context
 

@@ -11,8 +11,9 @@ from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Embedding, Image
 from embplat.errors import NotFoundError
+from embplat.pipelines.classify import classify
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.query import classify, search_by_image
+from embplat.pipelines.query import search_by_image
 from embplat.pipelines.remove import remove_images
 from embplat.retrieval import collection_name
 

@@ -12,7 +12,7 @@ from embplat.jobs.runner import TRAIN, InProcessRunner
 from embplat.models.recipes import get_recipe
 from embplat.pipelines.crossmodal import caption_point_id
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.query import embed_query_images
+from embplat.pipelines.query_images import embed_query_images
 from embplat.pipelines.train import train_recipe
 from embplat.pipelines.training_jobs import submit_training, train_queued
 from embplat.retrieval import collection_name, point_id

@@ -21,7 +21,7 @@ from qdrant_client import QdrantClient, models
 
 from embplat.config import load_settings
 from embplat.errors import IndexEmptyError
-from embplat.pipelines.query import classify
+from embplat.pipelines.classify import classify
 from embplat.retrieval import point_id
 from embplat.retrieval import qdrant_index as qdrant_module
 from embplat.retrieval.base import l2_normalize
@@ -216,7 +216,7 @@ def test_classify_counts_once(
     index.upsert(ids, vectors, payloads)
     spy.filters.clear()
     (pred,) = classify(ctx, [query], k=50)
-    assert len(spy.filters) == 1 and spy.filters[0] is not None  # _checked_k's, none in search
+    assert len(spy.filters) == 1 and spy.filters[0] is not None  # checked_k's, none in search
     assert pred.k == 20 and pred.notes == ["k=50 is larger than the 20 enrolled images; used k=20"]
 
 

@@ -51,6 +51,8 @@ def devise_server(tmp_path_factory, fmnist_root):
     with Platform(settings=api_settings(base / "home")) as platform:
         platform.ingest(root, embed=False)
         train_recipe(platform.context, "devise", config)
+        classifier = {k: v for k, v in config.items() if k != "stage1_epochs"}
+        train_recipe(platform.context, "classifier", classifier)
     running = start_server(base / "home", base / "serve.log")
     yield running
     stop(running)
@@ -62,7 +64,8 @@ def _hits(driver, count: int) -> list[tuple[str, bool]]:
 
     def loaded(d):
         cells = d.find_elements(By.CSS_SELECTOR, "#results .hit")
-        images = [c.find_element(By.TAG_NAME, "img") for c in cells]
+        # label cells (zero-shot, softmax) have no picture
+        images = [i for c in cells for i in c.find_elements(By.TAG_NAME, "img")]
         done = len(cells) == count and all(
             d.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images
         )
@@ -109,3 +112,49 @@ def test_type_a_class_name_on_a_devise_model_and_see_its_images(browser, devise_
     assert labels == [m.label for m in expected.matches]
     assert set(labels) <= set(SEEN)
     assert "devise-1" in browser.find_element(By.ID, "status").text
+
+
+def _choose(browser, url: str, *, model: str = "", space: str = "encoder") -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(url + "/")
+    WebDriverWait(browser, 30).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) > 2
+    )
+    Select(browser.find_element(By.ID, "model")).select_by_value(model)
+    Select(browser.find_element(By.ID, "space")).select_by_value(space)
+
+
+def test_the_space_selector_classifies_among_labels(browser, devise_server, fmnist_queries):
+    from selenium.webdriver.common.by import By
+
+    from embplat.api import Platform
+
+    query = sorted((fmnist_queries / "bag").iterdir())[0]
+    _choose(browser, devise_server.url, space="semantic")
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    labels = [label for label, _ in _hits(browser, len(SEEN))]
+    with Platform(settings=api_settings(devise_server.home)) as platform:
+        [expected] = platform.zero_shot([query], k=10)
+    assert labels == [f"{c.label} ({c.role})" for c in expected.candidates]
+    vote = browser.find_element(By.ID, "vote")
+    assert vote.get_attribute("data-label") == expected.label
+    assert "model devise-1" in vote.text and "votes" not in vote.text
+
+
+def test_a_softmax_answer_shows_its_probability(browser, devise_server, fmnist_queries):
+    from selenium.webdriver.common.by import By
+
+    from embplat.api import Platform
+
+    query = sorted((fmnist_queries / "bag").iterdir())[0]
+    _choose(browser, devise_server.url, model="classifier-1")
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    labels = [label for label, _ in _hits(browser, len(SEEN))]
+    with Platform(settings=api_settings(devise_server.home)) as platform:
+        expected = platform.classify(query, k=10, model="classifier-1")
+    assert expected.method == "softmax" and labels == list(expected.probabilities)
+    vote = browser.find_element(By.ID, "vote").text
+    assert f"p={expected.confidence:.2f}" in vote and "softmax" in vote
+    assert "votes" not in vote

@@ -16,6 +16,10 @@ from embplat.api.inputs import ImageInput, query_files, query_images, source_of
 from embplat.api.results import Classification, Failure, SearchResult, ZeroShot
 from embplat.errors import DataError
 
+#: The ``space`` values of :meth:`Platform.zero_shot` and of :meth:`Platform.search`.
+ZERO_SHOT_SPACES = ("semantic", "conse", "clip")
+SEARCH_SPACES = ("encoder", *ZERO_SHOT_SPACES)
+
 
 class Platform(CatalogMethods):
     """Ingest, classify, search, enrol and evaluate from Python.
@@ -112,10 +116,14 @@ class Platform(CatalogMethods):
                 the active open_clip encoder's label prompts).
 
         Raises:
+            DataError: an unknown ``space``. ConfigError: an unknown ``hubness``, ``top`` < 1.
             NotFoundError: no DeViSE model. IndexEmptyError: no label vectors.
         """
         from embplat.api import querying
+        from embplat.evaluation.hubness import check_hubness
 
+        _check_space(space, ZERO_SHOT_SPACES)
+        check_hubness(hubness)  # conse and clip ignore it, but a typo must not pass unseen
         roles = ["unseen"] if unseen_only else None
         with self._lock:
             return querying.zero_shot(
@@ -162,12 +170,15 @@ class Platform(CatalogMethods):
                 (to the sentence index when there is none).
             hubness: a DeViSE text query's rescoring over the label set (``isoftmax`` by
                 default, ``csls``, ``none``).
-            space: ``conse``: a text query searches the catalog's ConSE vectors (no training);
-                ``clip``: a text query is embedded by the active open_clip encoder's text
-                tower, and ``kind="label"`` lists an image's nearest label prompts.
+            space: ``semantic``: an image or vector query of ``kind="image"`` searches a
+                DeViSE model's image space (``model`` or the newest); ``conse`` (text queries
+                only): the catalog's ConSE vectors (no training); ``clip``: a text query is
+                embedded by the active open_clip encoder's text tower, and ``kind="label"``
+                lists an image's nearest label prompts.
 
         Raises:
-            DataError: not exactly one query given; a bad filter, kind, k or vector.
+            DataError: not exactly one query given; a bad filter, kind, k, vector or space.
+            ConfigError: an unknown ``hubness``.
             NotFoundError: no such model or point.
             IndexEmptyError: nothing matches the filters.
         """
@@ -185,6 +196,7 @@ class Platform(CatalogMethods):
         if text is not None and kind != "image":
             raise DataError(f"a text query finds images, not kind={kind!r}")
         with self._lock:
+            space, model = self._search_space(space, model, text=text, kind=kind, hubness=hubness)
             if text is not None:
                 return searching.by_text(
                     self.context, text, k=k, flt=flt, model=model, hubness=hubness, space=space
@@ -198,6 +210,27 @@ class Platform(CatalogMethods):
         return result
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _search_space(
+        self, space: str, model: str | None, *, text: str | None, kind: str, hubness: str | None
+    ) -> tuple[str, str | None]:
+        """The (space, model) a search runs in, as the CLI's ``search --space`` resolves
+        them: ``semantic`` is a DeViSE model's space (a text query's default already)."""
+        from embplat.evaluation.hubness import check_hubness
+
+        _check_space(space, SEARCH_SPACES)
+        if hubness is not None:
+            check_hubness(hubness)
+        if space == "conse" and text is None:
+            raise DataError(
+                "space 'conse' searches by text only; classify an image with "
+                "zero_shot(space='conse') (`platform classify --space conse`)"
+            )
+        if space != "semantic":
+            return space, model
+        if text is None and kind == "image":
+            model = self.semantic_model(model)
+        return "encoder", model
 
     def _search_image(
         self, image: ImageInput, kind: str, *, space: str, **options: Any
@@ -219,3 +252,9 @@ def _sources(images: Sequence[ImageInput], names: Sequence[str] | None) -> list[
     if len(sources) != len(images):
         raise DataError(f"{len(images)} images but {len(sources)} names")
     return sources
+
+
+def _check_space(space: str, allowed: Sequence[str]) -> None:
+    """Raises DataError naming ``space`` when it is not one of ``allowed``."""
+    if space not in allowed:
+        raise DataError(f"space must be one of {', '.join(allowed)}, got {space!r}")

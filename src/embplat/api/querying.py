@@ -12,7 +12,8 @@ from embplat.api.results import Classification, Failure, Match, ZeroShot
 from embplat.pipelines.context import Context
 
 if TYPE_CHECKING:
-    from embplat.pipelines.query import Prediction, QueryFailure
+    from embplat.pipelines.classify import Prediction
+    from embplat.pipelines.query_images import QueryFailure
     from embplat.pipelines.semantic import LabelScore
 
 T = TypeVar("T", Classification, ZeroShot)
@@ -26,11 +27,11 @@ def classify(
 
     Args:
         sources: how each answer names its image.
-        **options: of :func:`embplat.pipelines.query.classify` (``k``, ``weighted``,
+        **options: of :func:`embplat.pipelines.classify.classify` (``k``, ``weighted``,
             ``knn``...).
     """
-    from embplat.pipelines.query import classify as classify_images
-    from embplat.pipelines.query import query_label
+    from embplat.pipelines.classify import classify as classify_images
+    from embplat.pipelines.query_images import query_label
 
     queries = query_images(images)
     failures: list[QueryFailure] = []

@@ -65,7 +65,7 @@ def caption_cmd(
     Exit status: 0 every image captioned; 1 some images could not be read (each reported).
     """
     from embplat.pipelines.captioning import caption_files
-    from embplat.pipelines.query import QueryFailure
+    from embplat.pipelines.query_images import QueryFailure
 
     failures: list[QueryFailure] = []
     results = caption_files(

@@ -17,7 +17,7 @@ from embplat.catalog import repo
 from embplat.errors import ConfigError, DataError
 from embplat.models.recipes.caption.config import check_beam
 from embplat.pipelines.context import Context
-from embplat.pipelines.query import QueryFailure
+from embplat.pipelines.query_images import QueryFailure
 
 if TYPE_CHECKING:
     import torch
@@ -140,14 +140,14 @@ def newest_captioner(ctx: Context) -> str:
 
 
 def load_captioner(ctx: Context, model: str | None = None) -> Captioner:
-    """The registered captioning ``model`` (default: the newest) rebuilt from its checkpoint.
+    """The registered captioning ``model`` (default: the newest) rebuilt from its checkpoint,
+    once per context and checkpoint file.
 
     Raises:
         NotFoundError: no such model. ConfigError: not a captioning model, or its checkpoint
             file is missing.
     """
-    from embplat.models.encoders import get_backbone, resolve_device
-    from embplat.models.recipes.caption import load_caption_model
+    from embplat.models.encoders import resolve_device
 
     name = model or newest_captioner(ctx)
     if not is_captioner(ctx, name):
@@ -161,7 +161,17 @@ def load_captioner(ctx: Context, model: str | None = None) -> Captioner:
     path = ctx.home / str(checkpoint or "")
     if not checkpoint or not path.is_file():
         raise ConfigError(f"model {name!r}: its checkpoint {path} is missing; train it again")
-    device = str(resolve_device(ctx.spaces.device))
+    loaded = ctx.spaces.loaded  # a job's batches, a service's requests: built once
+    key = ("captioner", name, str(path), path.stat().st_mtime_ns)
+    if key not in loaded:
+        loaded[key] = _build_captioner(name, path, size, str(resolve_device(ctx.spaces.device)))
+    return loaded[key]  # type: ignore[no-any-return]
+
+
+def _build_captioner(name: str, path: Path, size: int | None, device: str) -> Captioner:
+    from embplat.models.encoders import get_backbone
+    from embplat.models.recipes.caption import load_caption_model
+
     net, vocab, meta = load_caption_model(path, device=device)
     backbone = get_backbone(meta["encoder"]["name"], "random")  # only its mean/std are read
     config = meta.get("config") or {}
@@ -169,7 +179,7 @@ def load_captioner(ctx: Context, model: str | None = None) -> Captioner:
         name=name,
         model=net.eval(),
         vocab=vocab,
-        image_size=int(meta["encoder"].get("image_size") or size),
+        image_size=int(meta["encoder"].get("image_size") or size or 0),
         mean=backbone.mean,
         std=backbone.std,
         max_len=int(config.get("max_len", 30)),

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from embplat.catalog import repo
 from embplat.errors import DataError, IndexEmptyError
 from embplat.pipelines.context import Context, Space
-from embplat.pipelines.query import (
-    Neighbour,
+from embplat.pipelines.query import Neighbour
+from embplat.pipelines.query_images import (
     QueryFailure,
     embed_answerable,
     require_files,

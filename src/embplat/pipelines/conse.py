@@ -34,8 +34,8 @@ from embplat.models.conse import (
 )
 from embplat.models.wordvectors import LabelSpace, VectorSource, open_vectors, resolve_source
 from embplat.pipelines.context import Context, Space
-from embplat.pipelines.query import (
-    Neighbour,
+from embplat.pipelines.query import Neighbour
+from embplat.pipelines.query_images import (
     QueryFailure,
     embed_answerable,
     embed_each,

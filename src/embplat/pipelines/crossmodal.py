@@ -24,7 +24,8 @@ from embplat.catalog.db import transaction
 from embplat.errors import ConfigError, DataError, IndexEmptyError
 from embplat.pipelines.caption_pairs import caption_pairs
 from embplat.pipelines.context import Context, Space
-from embplat.pipelines.query import Neighbour, embed_query_images, require_files
+from embplat.pipelines.query import Neighbour
+from embplat.pipelines.query_images import embed_query_images, require_files
 from embplat.retrieval import Filter, VectorIndex, collection_name, point_id
 
 if TYPE_CHECKING:

@@ -10,6 +10,9 @@ Checks, for every collection of the configured backend:
 - every image point in the index is recorded. The image is cataloged (a crash between the
   index flush and the catalog commit): the row is added. The image is unknown: the point is
   deleted;
+- every caption point (sentence indexes, matching models; never recorded) has its image and
+  its caption still cataloged. Otherwise (a removal that bypassed ``remove_images``, rows
+  deleted by hand) the point is deleted;
 - vectors are finite unit vectors (else re-embedded) and payloads match the catalog (class,
   split, path, sha256; else rewritten with the stored vector).
 

@@ -1,6 +1,7 @@
 """The per-index checks of ``platform doctor`` and what they report: findings, the index
-opened (or salvaged when damaged), points present but unrecorded, orphans, bad vectors and
-stale payloads; and the cheap check ingest runs for points an index lost."""
+opened (or salvaged when damaged), points present but unrecorded, orphans (image and caption
+points), bad vectors and stale payloads; and the cheap check ingest runs for points an index
+lost."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from embplat.catalog.db import transaction
 from embplat.catalog.models import Collection
 from embplat.errors import IndexDamagedError
 from embplat.ingest.embedding import payload_for
+from embplat.pipelines.caption_points import orphan_caption_points
 from embplat.pipelines.context import Context
 from embplat.retrieval import VectorIndex, point_id
 
@@ -35,8 +37,8 @@ class Finding:
 
     Attributes:
         check: what was checked (``damaged_index``, ``missing_points``, ``unrecorded_points``,
-            ``orphan_points``, ``bad_vectors``, ``stale_payloads``, ``missing_files``,
-            ``dead_jobs``, ``reembed_failed``).
+            ``orphan_points``, ``orphan_caption_points``, ``bad_vectors``, ``stale_payloads``,
+            ``missing_files``, ``dead_jobs``, ``reembed_failed``).
         where: the collection, or ``catalog`` / ``jobs``.
         count: how many items are affected.
         message: what it means and how it is repaired.
@@ -122,10 +124,12 @@ def check_extra(
     report: DoctorReport,
     repair: bool,
 ) -> None:
-    """Image points the catalog does not record: recorded when their image is cataloged
-    (a crash between index flush and catalog commit), deleted otherwise."""
+    """Points the catalog does not record. Image points: recorded when their image is
+    cataloged (a crash between index flush and catalog commit), deleted otherwise. Caption
+    points (never recorded): deleted when their image or caption left the catalog."""
     unrecorded: list[tuple[int, str]] = []
     orphans: list[str] = []
+    captions: dict[str, dict[str, Any]] = {}
     for start in range(0, len(extra), CHUNK):
         chunk = list(extra[start : start + CHUNK])
         _, payloads = index.get(chunk)
@@ -133,6 +137,8 @@ def check_extra(
         with ctx.sessions() as session:
             images = {i.id: i for i in repo.get_images(session=session, ids=wanted)}
         for pid, payload, image_id in zip(chunk, payloads, wanted, strict=True):
+            if payload.get("kind", "image") == "caption":
+                captions[pid] = payload
             if payload.get("kind", "image") != "image":
                 continue  # label points (DeViSE) are not catalog images
             image = images.get(image_id)
@@ -165,6 +171,32 @@ def check_extra(
             index.delete(orphans)
             index.flush()
             f.repaired = len(orphans)
+    _check_captions(ctx, index, coll, captions, report, repair)
+
+
+def _check_captions(
+    ctx: Context,
+    index: VectorIndex,
+    coll: Collection,
+    points: dict[str, dict[str, Any]],
+    report: DoctorReport,
+    repair: bool,
+) -> None:
+    """Caption points whose image or caption left the catalog: deleted with ``repair``."""
+    orphans = orphan_caption_points(ctx, points) if points else []
+    if not orphans:
+        return
+    f = add_finding(
+        report,
+        "orphan_caption_points",
+        coll,
+        orphans,
+        "caption points whose image or caption is no longer cataloged; --repair deletes them",
+    )
+    if repair:
+        index.delete(orphans)
+        index.flush()
+        f.repaired = len(orphans)
 
 
 def check_points(

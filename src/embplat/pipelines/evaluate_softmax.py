@@ -17,7 +17,7 @@ import numpy as np
 from embplat.evaluation.softmax import evaluate_probabilities
 from embplat.evaluation.vectors import SplitVectors
 from embplat.pipelines.context import Context
-from embplat.pipelines.query import QueryFailure, embed_answerable
+from embplat.pipelines.query_images import QueryFailure, embed_answerable
 from embplat.pipelines.softmax_classify import SOFTMAX, HeadQuery
 
 log = logging.getLogger(__name__)

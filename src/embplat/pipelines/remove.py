@@ -1,10 +1,12 @@
 """Remove images from every index and the catalog: by id, by path or glob, by class, and the
 images a re-ingest found superseded.
 
-Order of writes mirrors embedding's: the points leave every index first (flushed), then one
-catalog transaction deletes the embedding rows and the image rows. A crash in between leaves
-the catalog rows; running the removal again (or the next ingest, for superseded and vanished
-files) finishes it, since deleting points that are already gone is a no-op.
+Order of writes mirrors embedding's: the points leave every index first (flushed) — image
+points, and the caption points of the images' captions in sentence indexes and matching
+models — then one catalog transaction deletes the embedding, caption and image rows. A crash
+in between leaves the catalog rows, from which the same point ids are derived again; running
+the removal again (or the next ingest, for superseded and vanished files) finishes it, since
+deleting points that are already gone is a no-op.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import NotFoundError
+from embplat.pipelines.caption_points import caption_points
 from embplat.retrieval.base import point_id
 
 if TYPE_CHECKING:
@@ -28,7 +31,8 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def remove_images(ctx: Context, image_ids: Sequence[int]) -> int:
-    """Delete images from every index that holds them (flushed), then from the catalog.
+    """Delete images, and the caption points of their captions, from every index that holds
+    them (flushed), then from the catalog (with their captions).
 
     Args:
         image_ids: catalog ids; unknown ids and repeats are ignored.
@@ -41,6 +45,7 @@ def remove_images(ctx: Context, image_ids: Sequence[int]) -> int:
         return 0
     with ctx.sessions() as session:
         points = repo.image_points(session=session, image_ids=ids)
+    points += [p for rows in caption_points(ctx, ids).values() for p in rows]
     by_index: dict[tuple[str, int], list[str]] = {}
     for name, dim, pid in points:
         by_index.setdefault((name, dim), []).append(pid)

@@ -27,8 +27,8 @@ from embplat.models.wordvectors import (
     open_vectors,
 )
 from embplat.pipelines.context import Context, Space
-from embplat.pipelines.query import (
-    Neighbour,
+from embplat.pipelines.query import Neighbour
+from embplat.pipelines.query_images import (
     QueryFailure,
     embed_answerable,
     require_files,

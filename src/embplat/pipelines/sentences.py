@@ -7,7 +7,8 @@ A sentence index is registered as a model of kind ``sentences`` named
 whose collection ``embplat_sentences-<encoder>`` holds one caption point per caption
 (``kind=caption``; payload: image id, class, text, ordinal, source, split, path). A search
 embeds the sentence with the same encoder, ranks caption points and answers each image once,
-by its best caption.
+by its best caption. Caption points leave and move with their image
+(``pipelines.caption_points``); ``platform doctor`` deletes any left behind.
 """
 
 from __future__ import annotations

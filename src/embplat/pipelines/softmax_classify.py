@@ -2,7 +2,7 @@
 
 A model trained by the ``classifier`` recipe answers with its head: the top class, its
 probability as the confidence, and the ``top`` most probable classes. ``classify --knn``
-(``pipelines.query.classify(knn=True)``) keeps the vote among the neighbours in the model's
+(``pipelines.classify.classify(knn=True)``) keeps the vote among the neighbours in the model's
 feature space instead.
 """
 
@@ -16,14 +16,9 @@ import numpy as np
 from embplat.errors import DataError
 from embplat.evaluation.open_set import open_set_decision
 from embplat.models.registry import ImageEncoder
+from embplat.pipelines.classify import UNKNOWN, Prediction
 from embplat.pipelines.context import Context
-from embplat.pipelines.query import (
-    UNKNOWN,
-    Prediction,
-    QueryFailure,
-    QueryImage,
-    embed_answerable,
-)
+from embplat.pipelines.query_images import QueryFailure, QueryImage, embed_answerable
 
 #: ``Prediction.method`` of an answer of the softmax head.
 SOFTMAX = "softmax"

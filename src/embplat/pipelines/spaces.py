@@ -41,7 +41,13 @@ class Space:
         return self.encoder.key
 
 
-def _not_trained(model: str) -> ConfigError:
+def _not_trained(model: str, kind: str = "encoder") -> ConfigError:
+    if kind == "conse":  # registered by `--space conse`, so users meet it in `models list`
+        return ConfigError(
+            f"model {model!r} is a ConSE space (training-free, no checkpoint; its index follows "
+            "the catalog at each search): classify or search with --space conse "
+            "(space='conse' in the Python API and the service) instead"
+        )
     return ConfigError(
         f"model {model!r} is a pretrained encoder, not a trained model; "
         "choose one from `platform models list`"
@@ -76,6 +82,8 @@ class Spaces:
     _rows: tuple[ImageEncoder, int, int] | None = field(default=None, repr=False)
     _indexes: dict[str, VectorIndex] = field(default_factory=dict, repr=False)
     _softmax: dict[str, SoftmaxEncoder | None] = field(default_factory=dict, repr=False)
+    #: other models the use cases build from checkpoints (captioners...), kept while it lives
+    loaded: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def registered(self) -> tuple[ImageEncoder, int, int]:
         """The active encoder with its model and collection ids, without opening the index."""
@@ -160,6 +168,7 @@ class Spaces:
         self._trained.clear()
         self._indexes.clear()
         self._softmax.clear()
+        self.loaded.clear()
 
     def softmax(self, model: str) -> SoftmaxEncoder | None:
         """A trained model's ``backbone → softmax head`` (``models.softmax``), loaded once;
@@ -200,7 +209,7 @@ class Spaces:
             record = repo.get_model(session=session, name=name)
             checkpoint = (record.config or {}).get("checkpoint")
             if not checkpoint:
-                raise _not_trained(name)
+                raise _not_trained(name, str(record.kind))
             encoder = load_trained_encoder(self.home / checkpoint, name=name, device=self.device)
             coll = self._collection(session, name, record.id, encoder.dim)
             model_id, coll_id = record.id, coll.id

@@ -21,6 +21,7 @@ from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.errors import NotFoundError
 from embplat.ingest.register import Move
+from embplat.pipelines.caption_points import caption_points
 from embplat.pipelines.remove import remove_images
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class VanishedReport:
 
 def apply_moves(ctx: Context, moves: Sequence[Move]) -> int:
     """Point moved images at their new path: the payload of each of their points in every
-    index (re-upserted with the stored vector), flushed, then the catalog rows.
+    index (image points, and the caption points of their captions; re-upserted with the
+    stored vector), flushed, then the catalog rows.
 
     Returns:
         How many images were moved.
@@ -53,6 +55,8 @@ def apply_moves(ctx: Context, moves: Sequence[Move]) -> int:
     by_id = {m.image_id: m for m in moves}
     with ctx.sessions() as session:
         points = repo.image_points_by_image(session=session, image_ids=list(by_id))
+    for image_id, rows in caption_points(ctx, list(by_id), present_only=True).items():
+        points.setdefault(image_id, []).extend(rows)
     by_index: dict[tuple[str, int], list[tuple[str, Move]]] = {}
     for image_id, rows in points.items():
         for name, dim, pid in rows:

@@ -179,6 +179,16 @@ def _error(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
 
+def _invalid(error: dict[str, Any]) -> str:
+    """One validation error in words, naming the bad value of a query or path parameter
+    (a body's value may be large and is left out)."""
+    loc = error.get("loc", ())
+    where = ".".join(str(p) for p in loc)
+    shown = tuple(loc[:1]) in (("query",), ("path",)) and error.get("input") is not None
+    got = f" (got {error['input']!r:.100})" if shown else ""
+    return f"{where}: {error.get('msg')}{got}"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EmbplatError)
     async def project_error(request: Request, exc: EmbplatError) -> JSONResponse:
@@ -194,10 +204,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        ]
-        return _error(422, "invalid", "; ".join(parts))
+        return _error(422, "invalid", "; ".join(_invalid(e) for e in exc.errors()))
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -9,6 +9,7 @@ served by catalog id only.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -26,6 +27,18 @@ Model = Annotated[str | None, Query(max_length=200, description="a trained model
 ClassName = Annotated[str | None, Query(alias="class", max_length=200)]
 Split = Annotated[Literal["train", "valid", "test"] | None, Query()]
 Kind = Annotated[Literal["image", "label", "caption"], Query()]
+#: As ``--space`` of ``platform classify`` / ``search`` (``embplat.api.platform.SEARCH_SPACES``).
+Space = Annotated[
+    Literal["encoder", "semantic", "conse", "clip"],
+    Query(
+        description="encoder: kNN vote / image space; semantic: a DeViSE model's labels "
+        "(stored calibration applied); conse, clip: training-free zero-shot"
+    ),
+]
+#: As ``embplat.evaluation.hubness.HUBNESS_METHODS``.
+Hubness = Literal["none", "csls", "isoftmax"]
+#: How many labels a zero-shot answer lists at most (``platform classify --space``'s cap).
+MAX_LABELS = 10
 
 
 def _service(request: Request) -> Service:
@@ -88,25 +101,34 @@ async def classify(
     reject_below: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     reject_on: Literal["share", "score"] = "share",
     knn: bool = False,
+    space: Space = "encoder",
+    gamma: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    hubness: Hubness = "none",
+    top: Annotated[int, Query(ge=1, le=1000, description="conse: ImageNet classes")] = 10,
+    unseen_only: bool = False,
 ) -> JSONResponse:
     """Classify one or more uploaded images by kNN vote (multipart field `image`, or JSON
     `{"images": [base64...]}`); a classifier `model` answers with its softmax head unless
-    `knn`. One answer per image, in order; an image that cannot be read is an entry
-    `{"source", "error"}`, and a request where none can is a 422."""
+    `knn`. With `space` semantic, conse or clip: each image's nearest labels instead (at most
+    10 listed; `gamma`, `hubness`, `top`, `unseen_only` as `platform classify`; the gamma
+    applied is in each answer). One answer per image, in order; an image that cannot be
+    read is an entry `{"source", "error"}`, and a request where none can is a 422."""
     _platform(request, k)  # checks k against the limit
     service = _service(request)
     uploads = await read_images(request, service.options.limits, json_body=await _json(request))
     service.metrics.images.labels("classify").inc(len(uploads))
-    answers = await service.batcher.submit(  # shares a forward pass with concurrent requests
-        [u.data for u in uploads],
-        [u.name for u in uploads],
-        k=k,
-        weighted=weighted,
-        model=model,
-        reject_below=reject_below,
-        reject_on=reject_on,
-        knn=knn,
-    )
+    images, names = [u.data for u in uploads], [u.name for u in uploads]
+    answers: Sequence[Any]
+    if space == "encoder":
+        answers = await service.batcher.submit(  # shares a forward pass with concurrent requests
+            images, names, k=k, weighted=weighted, model=model, reject_below=reject_below,
+            reject_on=reject_on, knn=knn,
+        )  # fmt: skip
+    else:  # not batched: a hubness correction scores each image against its batch too
+        answers = await service.run(
+            service.platform.zero_shot, images, names=names, k=min(k, MAX_LABELS), model=model,
+            unseen_only=unseen_only, gamma=gamma, hubness=hubness, space=space, top=top,
+        )  # fmt: skip
     results = [a.to_dict() for a in answers]
     if all("error" in r for r in results):
         detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
@@ -124,19 +146,16 @@ async def search(
     split: Split = None,
     kind: Kind = "image",
     model: Model = None,
+    space: Space = "encoder",
+    hubness: Annotated[Hubness | None, Query(description="DeViSE text: default isoftmax")] = None,
 ) -> dict[str, Any]:
-    """Nearest images to a text (a DeViSE model's word space) or to a stored point's id."""
+    """Nearest images to a text (a DeViSE model's word space, a sentence index, a matching
+    model; `space` conse or clip: training-free) or to a stored point's id."""
     platform = _platform(request, k)
     found = await _service(request).run(
-        platform.search,
-        text=text,
-        point_id=point_id,
-        k=k,
-        label=label,
-        split=split,
-        kind=kind,
-        model=model,
-    )
+        platform.search, text=text, point_id=point_id, k=k, label=label, split=split, kind=kind,
+        model=model, hubness=hubness, space=space,
+    )  # fmt: skip
     return found.to_dict()
 
 
@@ -148,13 +167,16 @@ async def search_by_upload(
     split: Split = None,
     kind: Kind = "image",
     model: Model = None,
+    space: Space = "encoder",
 ) -> dict[str, Any]:
     """Nearest images to an uploaded image (multipart `image` or JSON `images`), or to a
-    vector (JSON `{"vector": [...]}`, the space's dimension)."""
+    vector (JSON `{"vector": [...]}`, the space's dimension); `kind=label`: the image's
+    nearest labels (a DeViSE model's, or with `space=clip` the label prompts);
+    `space=semantic`: images in a DeViSE model's space."""
     platform = _platform(request, k)
     body = await _json(request)
     options: dict[str, Any] = {"k": k, "label": label, "split": split, "kind": kind}
-    options["model"] = model
+    options |= {"model": model, "space": space}
     if isinstance(body, dict) and "vector" in body:
         query: dict[str, Any] = {"vector": body["vector"]}
     else:

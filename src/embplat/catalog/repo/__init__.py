@@ -21,8 +21,11 @@ from embplat.catalog.repo.batches import (
     unfinished_batches,
 )
 from embplat.catalog.repo.captions import (
+    CaptionKey,
     CaptionWrite,
     add_captions,
+    caption_keys,
+    caption_owners,
     captioned_image_ids,
     count_captions,
     find_images,
@@ -74,10 +77,12 @@ from embplat.catalog.repo.spaces import (
     get_model,
     labelled_images,
     list_models,
+    model_collections,
     pending_image_ids,
 )
 
 __all__ = [
+    "CaptionKey",
     "CaptionWrite",
     "KnownFile",
     "PathRow",
@@ -87,6 +92,8 @@ __all__ = [
     "add_images",
     "all_image_ids",
     "batch_failures",
+    "caption_keys",
+    "caption_owners",
     "captioned_image_ids",
     "class_counts",
     "class_image_ids",
@@ -121,6 +128,7 @@ __all__ = [
     "labelled_images",
     "list_jobs",
     "list_models",
+    "model_collections",
     "model_metrics",
     "pending_image_ids",
     "record_metrics",

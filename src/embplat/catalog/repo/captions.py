@@ -1,5 +1,6 @@
 """Caption rows: store a file's captions (idempotent), read an image's captions, list the
-captions of a split, find an image by the path or file name a user types."""
+captions of a split, the keys caption point ids are derived from, find an image by the path
+or file name a user types."""
 
 from __future__ import annotations
 
@@ -99,6 +100,39 @@ def captioned_image_ids(
     for chunk in chunks(list(image_ids)):
         out.extend(session.scalars(stmt.where(Caption.image_id.in_(chunk))))
     return sorted(set(out))
+
+
+class CaptionKey(NamedTuple):
+    """What a caption point's id is derived from: the caption's row, its image's content,
+    its ordinal."""
+
+    caption_id: int
+    image_id: int
+    sha256: str
+    ordinal: int
+
+
+def caption_keys(*, session: Session, image_ids: Sequence[int]) -> list[CaptionKey]:
+    """The keys of every caption (any source) of the given images, by image then caption."""
+    out: list[CaptionKey] = []
+    for chunk in chunks(sorted(set(image_ids))):
+        stmt = (
+            select(Caption.id, Caption.image_id, Image.sha256, Caption.ordinal)
+            .join(Image, Image.id == Caption.image_id)
+            .where(Caption.image_id.in_(chunk))
+            .order_by(Caption.image_id, Caption.id)
+        )
+        out.extend(CaptionKey(*row) for row in session.execute(stmt))
+    return out
+
+
+def caption_owners(*, session: Session, ids: Sequence[int]) -> dict[int, int]:
+    """caption id -> its image id, for the given caption ids still cataloged."""
+    out: dict[int, int] = {}
+    for chunk in chunks(sorted(set(ids))):
+        stmt = select(Caption.id, Caption.image_id).where(Caption.id.in_(chunk))
+        out.update((cid, image_id) for cid, image_id in session.execute(stmt))
+    return out
 
 
 def image_splits(*, session: Session, paths: Sequence[str]) -> dict[str, tuple[int, str]]:

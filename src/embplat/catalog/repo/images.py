@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from embplat.catalog.models import (
+    Caption,
     ClassLabel,
     Collection,
     Embedding,
@@ -120,7 +121,8 @@ def image_points(*, session: Session, image_ids: Sequence[int]) -> list[tuple[st
 
 
 def delete_images(*, session: Session, ids: Sequence[int]) -> int:
-    """Delete images and their embedding rows (the index points must be gone already).
+    """Delete images, their embedding rows and their captions (the index points, image and
+    caption ones, must be gone already).
 
     Returns:
         How many image rows were deleted (ids already gone are not counted).
@@ -128,6 +130,8 @@ def delete_images(*, session: Session, ids: Sequence[int]) -> int:
     removed = 0
     for chunk in chunks(list(ids)):
         session.execute(delete(Embedding).where(Embedding.image_id.in_(chunk)))
+        # the foreign key cascades too; explicit, so no engine setting is relied upon
+        session.execute(delete(Caption).where(Caption.image_id.in_(chunk)))
         gone = session.execute(delete(Image).where(Image.id.in_(chunk)).returning(Image.id))
         removed += len(gone.all())
     return removed

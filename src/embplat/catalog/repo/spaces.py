@@ -47,6 +47,18 @@ def ensure_collection(
     return session.scalars(select(Collection).where(Collection.name == name)).one()
 
 
+def model_collections(*, session: Session) -> list[tuple[str, int, str, str]]:
+    """(collection name, dim, model name, model kind) of every collection of a model that
+    is not a plain encoder (those that may hold caption or label points), oldest first."""
+    stmt = (
+        select(Collection.name, Collection.dim, ModelRecord.name, ModelRecord.kind)
+        .join(ModelRecord, Collection.model_id == ModelRecord.id)
+        .where(ModelRecord.kind != "encoder")
+        .order_by(Collection.id)
+    )
+    return [tuple(row) for row in session.execute(stmt)]  # type: ignore[misc]
+
+
 # --- embeddings ------------------------------------------------------------------------------
 
 

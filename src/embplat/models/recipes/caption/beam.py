@@ -127,7 +127,7 @@ class _BeamRun:
         feats = features.to(param.device, param.dtype)
         self.decoder, self.k, self.end, self.norm = decoder, k, end, norm
         self.b = feats.shape[0]
-        self.feats = feats.repeat_interleave(k, dim=0)  # (B*k, P, C)
+        self.feats = decoder.locate(feats).repeat_interleave(k, dim=0)  # (B*k, P, C)
         self.keys = decoder.keys(self.feats)
         self.h, self.c = decoder.init_state(self.feats)
         self.cum = torch.full((self.b, k), float("-inf"), device=param.device)
@@ -238,7 +238,7 @@ def _greedy(
     norm: float,
 ) -> list[Hypothesis]:
     param = next(decoder.parameters())
-    feats = features.to(param.device, param.dtype)
+    feats = decoder.locate(features.to(param.device, param.dtype))
     keys, (h, c) = decoder.keys(feats), decoder.init_state(feats)
     words = torch.full((feats.shape[0],), start, dtype=torch.long, device=param.device)
     total = torch.zeros(feats.shape[0], device=param.device)

@@ -53,6 +53,9 @@ class CaptionConfig(TrainConfig):
         valid_beam: the beam width that decodes the valid images for BLEU each epoch.
         vectors: word vectors for the embedding init: "" the active ones, a file, or
             ``none`` (random).
+        positions: add a learned projection of each location's (x, y) grid coordinates to
+            its feature, so the attended context carries where the decoder looked (spatial
+            relations: "left of", "above"). Models saved before it existed have it off.
     """
 
     freeze_epochs: int = 12
@@ -72,6 +75,7 @@ class CaptionConfig(TrainConfig):
     patience: int = 3
     valid_beam: int = 1
     vectors: str = ""
+    positions: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,10 +2,12 @@
 
 - :class:`SpatialEncoder`: a registered backbone's ``spatial`` trunk, images → (B, P, C)
   feature vectors, one per location of its h x w map (P = h * w).
-- :class:`AttentionDecoder`: at each step, soft attention over the P locations from the
-  previous hidden state, the attended context gated by a sigmoid scalar per channel
-  (``f_beta``), an ``LSTMCell`` over [word embedding, gated context], and dropout before
-  the vocabulary layer; h0/c0 come from the mean feature vector.
+- :class:`AttentionDecoder`: location features first get a learned projection of their
+  (x, y) grid coordinates added (``positions``: the attended context then says *where* the
+  decoder looked, which "left of" and "above" need); at each step, soft attention over the
+  P locations from the previous hidden state, the attended context gated by a sigmoid
+  scalar per channel (``f_beta``), an ``LSTMCell`` over [word embedding, gated context],
+  and dropout before the vocabulary layer; h0/c0 come from the mean feature vector.
 - :func:`caption_loss`: cross-entropy of the real (unpadded) tokens plus the doubly
   stochastic attention penalty.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,7 @@ class AttentionDecoder(nn.Module):
         decoder_dim: int,
         embed_dim: int,
         dropout: float,
+        positions: bool = False,
     ):
         super().__init__()
         self.vocab_size, self.encoder_dim = vocab_size, encoder_dim
@@ -115,6 +119,37 @@ class AttentionDecoder(nn.Module):
             self.embedding.weight[PAD_ID].zero_()
             self.fc.weight.uniform_(-INIT_RANGE, INIT_RANGE)
             self.fc.bias.zero_()
+        # zeros at first (no offset: learned only where it helps), made without drawing
+        # random numbers, so the other weights start as they would without it
+        self.position: nn.Linear | None = None
+        if positions:
+            self.position = nn.utils.skip_init(nn.Linear, 2, encoder_dim)
+            with torch.no_grad():
+                self.position.weight.zero_()
+                self.position.bias.zero_()
+
+    def locate(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, P, C) features of a square h x h map (row-major, as ``SpatialEncoder`` gives
+        them) plus the learned projection of each location's (x, y) in [-1, 1]; unchanged
+        without ``positions``. Every decoding path calls it once per image.
+
+        Raises:
+            ConfigError: P is not a square number (no square grid to place the locations on).
+        """
+        if self.position is None:
+            return features
+        side = math.isqrt(features.shape[1])
+        if side * side != features.shape[1]:
+            raise ConfigError(
+                f"{features.shape[1]} locations make no square feature map; position "
+                "encoding needs square input images"
+            )
+        axis = torch.linspace(-1.0, 1.0, side, device=features.device) if side > 1 else None
+        if axis is None:
+            axis = torch.zeros(1, device=features.device)
+        y, x = torch.meshgrid(axis, axis, indexing="ij")
+        coords = torch.stack([x.flatten(), y.flatten()], dim=1).to(features.dtype)  # (P, 2)
+        return features + self.position(coords).unsqueeze(0)
 
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """LSTM (h0, c0), each (N, D), from the mean of features (N, P, C)."""
@@ -160,6 +195,7 @@ class AttentionDecoder(nn.Module):
         Returns:
             :class:`DecoderOutput` with (B, T-1, V) scores, (B, T-1, P) alphas, (B, T-1) mask.
         """
+        features = self.locate(features)
         keys = self.keys(features)
         h, c = self.init_state(features)
         scores, alphas = [], []
@@ -238,6 +274,7 @@ def build_caption_model(
         decoder_dim=cfg.decoder_dim,
         embed_dim=cfg.embed_dim,
         dropout=cfg.dropout,
+        positions=cfg.positions,
     )
     model = CaptionModel(SpatialEncoder(backbone.spatial, backbone.spatial_dim), decoder)
     if vectors is not None:

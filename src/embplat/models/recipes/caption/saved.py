@@ -94,7 +94,8 @@ def load_caption_model(
             f"{path} is a {ckpt.get('recipe')!r} checkpoint, not a caption model's; "
             "pick a model trained with `platform train caption`"
         )
-    cfg = CaptionConfig.from_dict(ckpt["config"])
+    # captioners saved before position encoding existed were trained without it
+    cfg = CaptionConfig.from_dict({"positions": False, **ckpt["config"]})
     vocab = CaptionVocab.from_dict(ckpt["caption"]["vocab"])
     with torch.random.fork_rng(devices=[]):  # random inits, overwritten: keep the caller's RNG
         backbone = get_backbone(str(ckpt["encoder"]["name"]), "random")
