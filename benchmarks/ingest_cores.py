@@ -12,7 +12,7 @@ against the bare loop with torch's 2 intra-op threads. Runs alternate, best of `
 Target: bare / platform >= 0.9 at N=3200, 64 px.
 
 Usage: ``python benchmarks/ingest_cores.py [--quick] [--images 3200] [--sizes 64,224]
-[--rounds 2]``
+[--rounds 2] [--budgets 1,2]``
 """
 
 from __future__ import annotations
@@ -101,8 +101,10 @@ def platform_seconds(
     return seconds
 
 
-def bench(n_images: int, size: int, rounds: int) -> list[tuple[str, str]]:
-    """Rows of the result table for one input size, 1 and 2 thread budgets."""
+def bench(
+    n_images: int, size: int, rounds: int, budgets: tuple[int, ...] = (1, 2)
+) -> list[tuple[str, str]]:
+    """Rows of the result table for one input size and each thread budget (1 and/or 2)."""
     from embplat.models.encoders import default_torch_threads, get_encoder, set_torch_threads
 
     rows = []
@@ -110,7 +112,7 @@ def bench(n_images: int, size: int, rounds: int) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         sessions, ids, paths = catalog_tree(tmp, n_images)
-        for budget in (1, 2):
+        for budget in budgets:
             workers, bare_threads = (0, 1) if budget == 1 else (1, 2)
             platform_threads = default_torch_threads(workers, cores=budget)
             set_torch_threads(bare_threads)
@@ -142,10 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=3200)
     parser.add_argument("--sizes", default="64,224")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--budgets", default="1,2", help="thread budgets to measure: 1, 2 or 1,2")
     args = parser.parse_args(argv)
+    budgets = tuple(int(b) for b in args.budgets.split(","))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     n, sizes = (200, [64]) if args.quick else (args.images, [int(s) for s in args.sizes.split(",")])
-    rows = [row for size in sizes for row in bench(n, size, args.rounds)]
+    rows = [row for size in sizes for row in bench(n, size, args.rounds, budgets)]
     print("\n| benchmark | result |\n|---|---|")
     for name, result in rows:
         print(f"| {name} | {result} |")
