@@ -136,7 +136,16 @@ def classifier_cmd(
     unfreeze_epochs: Annotated[int, Opt(help="epochs with everything trained")] = 4,
     batch_size: Annotated[int, Opt()] = 32,
     lr: HeadLrOpt = 1e-3,
-    backbone_lr_mult: BackboneLrOpt = 0.3,
+    backbone_lr_mult: BackboneLrOpt = 0.1,
+    fine_tune_lr_mult: Annotated[
+        float, Opt(help="head LR while the backbone is fine-tuned = lr x this")
+    ] = 0.1,
+    warmup_epochs: Annotated[
+        float, Opt(help="linear LR warm-up at the start of fine-tuning, then cosine decay")
+    ] = 1.0,
+    augment: Annotated[
+        str, Opt(help="light (flips) | full (random crop, flip, rotation) while fine-tuning")
+    ] = "light",
     label_smoothing: Annotated[float, Opt()] = 0.0,
     freeze_bn: Annotated[
         bool, Opt(help="BatchNorm statistics frozen while the backbone is fine-tuned")
@@ -237,6 +246,9 @@ def caption_cmd(
     embed_dim: Annotated[int, Opt(help="word embedding size")] = 300,
     dropout: Annotated[float, Opt(help="dropout before the word scores")] = 0.5,
     alpha_c: Annotated[float, Opt(help="doubly stochastic attention regularisation")] = 1.0,
+    positions: Annotated[
+        bool, Opt("--positions/--no-positions", help="add grid coordinates to the features")
+    ] = True,
     min_word_count: Annotated[int, Opt(help="rarer training words become <unk>")] = 1,
     max_len: Annotated[int, Opt(help="tokens per caption (training and decoding)")] = 30,
     patience: Annotated[int, Opt(help="epochs without a better valid BLEU-4 end a phase")] = 3,

@@ -14,14 +14,18 @@ Recipes plug into it through a small interface (``Recipe``):
 - ``sampler(labels) -> Sampler | None``: batches to draw (e.g. m-per-class), None = shuffle;
 - optionally ``freeze_bn: bool`` (default False): keep the backbone's BatchNorm layers in
   eval mode (running statistics frozen, affine parameters still trained) while it is
-  fine-tuned, so small or off-domain batches do not shift the features the head learned.
+  fine-tuned, so small or off-domain batches do not shift the features the head learned;
+- optionally ``fine_tune: FineTune | None`` (default None): how unfrozen phases start from
+  the head the frozen phases trained (lower head LR, warm-up then cosine decay;
+  ``models.fine_tune``). None keeps a one-cycle schedule per phase.
 
 Data comes as ``samples.TrainData`` (augmented and plain train images, valid images).
 ``fit`` runs a list of ``Phase`` s (epochs, backbone frozen or not) with a fresh optimiser and
-a one-cycle schedule per phase, writes ``epoch_N.pt`` after every epoch (``checkpoints``
-module) and returns the history; ``best_epoch`` picks the epoch to register. While the
-backbone is frozen its features are computed once (without augmentation) and the head trains
-on them, which makes frozen epochs nearly free on a CPU. AMP (float16) runs on CUDA only.
+schedule per phase (one-cycle, or the recipe's ``fine_tune`` in unfrozen phases), writes
+``epoch_N.pt`` after every epoch (``checkpoints`` module) and returns the history;
+``best_epoch`` picks the epoch to register. While the backbone is frozen its features are
+computed once (without augmentation, in eval mode) and the head trains on them, which makes
+frozen epochs nearly free on a CPU. AMP (float16) runs on CUDA only.
 
 A recipe module in ``models/recipes/`` builds such an object and registers itself (see
 ``embplat.models.recipes``); ``pipelines.train.train_recipe`` runs any registered recipe.
@@ -42,6 +46,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from embplat.models.checkpoints import save_checkpoint
+from embplat.models.fine_tune import FineTune, warmup_cosine
 from embplat.models.heads import Head, HeadSpec, Recipe, RecipeNet  # re-exported
 from embplat.models.samples import (  # re-exported: recipes build their data from here too
     ImageSamples,
@@ -129,7 +134,9 @@ def fit(
         cached = phase.freeze_backbone and opts.cache_frozen
         train_feats, valid_feats = _cache(net, data, opts) if cached else (None, None)
         loader = _train_loader(data.train, recipe, opts, train_feats)
-        optimizer, schedule = _optimizer(net, opts, phase, phase.epochs * len(loader))
+        tune: FineTune | None = getattr(recipe, "fine_tune", None)
+        steps = phase.epochs * len(loader)
+        optimizer, schedule = _optimizer(net, opts, phase, steps, tune=tune, epoch=len(loader))
         bn_frozen = bool(getattr(recipe, "freeze_bn", False))
         for _ in range(phase.epochs):
             task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", _size(loader))
@@ -210,12 +217,23 @@ def _train_loader(
 
 
 def _optimizer(
-    net: RecipeNet, opts: LoopOptions, phase: Phase, steps: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
-    groups: list[dict[str, Any]] = [{"params": list(net.head.parameters()), "lr": opts.lr}]
+    net: RecipeNet,
+    opts: LoopOptions,
+    phase: Phase,
+    steps: int,
+    *,
+    tune: FineTune | None = None,
+    epoch: int = 1,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """A fresh optimiser over the phase's parameter groups and its LR schedule over
+    ``steps`` optimiser steps (``epoch`` of them per epoch: the warm-up's unit)."""
+    tune = None if phase.freeze_backbone else tune
+    head_lr = opts.lr * (tune.head_lr_mult if tune else 1.0)
+    groups: list[dict[str, Any]] = [{"params": list(net.head.parameters()), "lr": head_lr}]
     loss_params = list(net.loss.parameters())
     if loss_params:
-        groups.append({"params": loss_params, "lr": opts.loss_lr or opts.lr, "weight_decay": 0.0})
+        loss_lr = (opts.loss_lr or opts.lr) * (tune.head_lr_mult if tune else 1.0)
+        groups.append({"params": loss_params, "lr": loss_lr, "weight_decay": 0.0})
     if not phase.freeze_backbone:
         groups.append(
             {"params": list(net.backbone.parameters()), "lr": opts.lr * opts.backbone_lr_mult}
@@ -225,8 +243,14 @@ def _optimizer(
         optimizer = torch.optim.SGD(groups, momentum=opts.momentum, weight_decay=opts.weight_decay)
     else:
         optimizer = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+    steps = max(steps, 1)
+    if tune is not None:
+        warmup = round(tune.warmup_epochs * epoch)
+        return optimizer, warmup_cosine(
+            optimizer, total_steps=steps, warmup_steps=warmup, start=tune.warmup_start
+        )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.3
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.3
     )
     return optimizer, schedule
 
@@ -245,7 +269,7 @@ def _train_epoch(
     net: RecipeNet,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.OneCycleLR,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
     opts: LoopOptions,
     advance: Callable[[int], None],
     progress: ProgressSink,
