@@ -31,3 +31,19 @@ def test_transform_equals_torchvision_pipeline() -> None:
         [T.Resize(40), T.CenterCrop(40), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )(image)
     assert torch.equal(encoder.transform(image), reference)
+
+
+def test_a_cpu_batch_runs_in_cache_sized_pieces_with_the_same_vectors(monkeypatch) -> None:
+    import embplat.models.encoders as encoders
+
+    encoder = get_encoder("tiny_cnn", image_size=32, device="cpu")
+    batch = torch.randn(10, 3, 32, 32)
+    whole = encoder.encode_images(batch)
+    sizes: list[int] = []
+    real = encoder.module.forward
+    monkeypatch.setattr(encoder.module, "forward", lambda x: sizes.append(len(x)) or real(x))
+    monkeypatch.setattr(encoders, "CPU_FORWARD_PIXELS", 4 * 32 * 32)
+    pieces = encoder.encode_images(batch)
+    assert sizes == [4, 4, 2]
+    assert np.allclose(pieces, whole, atol=1e-6)
+    assert encoders.cpu_forward_batch(224 * 224) == 1 and encoders.cpu_forward_batch(10**9) == 1
