@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from startup import platform_command  # this folder: run as a script
 
 FLAGS = ["--backend", "nmslib", "--encoder", "efficientnet_lite0", "--image-size", "224"]
 SINGLE_SLACK_S = 1.0
@@ -73,12 +74,6 @@ with torch.inference_mode():
         ids, _ = index.knnQuery(feature, k=10)
         print(Counter(labels[i] for i in ids).most_common(1)[0][0])
 """
-
-
-def platform_command() -> list[str]:
-    """The installed ``platform`` script next to this interpreter, else ``python -m embplat``."""
-    script = Path(sys.executable).with_name("platform")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "embplat"]
 
 
 def clean_env(home: Path) -> dict[str, str]:

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from embplat.errors import ConfigError, DataError
+from embplat.errors import ConfigError
 from embplat.models.encoders import resolve_device
 from embplat.models.text.registry import TextOptions, register_text_encoder
-from embplat.models.text.tokens import describe
+from embplat.models.text.tokens import require_texts
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class MiniLMTextEncoder:
         Raises:
             DataError: a text is empty or blank (names the text and its position).
         """
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise DataError(f"{describe(text, i)} is empty; give a non-empty sentence")
+        require_texts(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         vectors = self.model.encode(

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from embplat.errors import ConfigError, DataError
-from embplat.models.text.tokens import describe
+from embplat.errors import ConfigError
+from embplat.models.text.tokens import require_texts
 
 if TYPE_CHECKING:
     from embplat.models.registry import ImageEncoder
@@ -47,9 +47,7 @@ class OpenClipTextEncoder:
         Raises:
             DataError: a text is empty or blank (names the text and its position).
         """
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise DataError(f"{describe(text, i)} is empty; give a non-empty sentence")
+        require_texts(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         device = next(self.model.parameters()).device

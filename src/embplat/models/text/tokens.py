@@ -52,6 +52,17 @@ def describe(text: str, position: int | None = None) -> str:
     return f"text{where} {short!r}"
 
 
+def require_texts(texts: Sequence[str]) -> None:
+    """Refuse a blank text among ``texts`` (what sentence encoders cannot embed).
+
+    Raises:
+        DataError: naming the first blank text and its position.
+    """
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise DataError(f"{describe(text, i)} is empty; give a non-empty sentence")
+
+
 def count_truncated(texts: Sequence[str], max_tokens: int) -> int:
     """How many of ``texts`` have more than ``max_tokens`` words (logged by encoders)."""
     return sum(len(tokenize(t, max_tokens + 1)) > max_tokens for t in texts)
