@@ -3,6 +3,7 @@ survives a crash mid-job (``jobs resume`` finishes it) and writes nothing twice.
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,41 @@ def test_a_captioner_is_built_once_per_context_and_again_after_retraining(captio
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new file there
     again = load_captioner(ctx, "cap")
     assert again is not first and again.name == "cap"
+
+
+def test_the_python_api_and_the_http_service_caption_as_the_cli_does(captioned_home, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from embplat.api import Platform
+    from embplat.config import load_settings
+    from embplat.pipelines.captioning import caption_files
+    from embplat.serve.app import create_app
+
+    ctx, ids = captioned_home
+    with ctx.sessions() as session:
+        path = repo.get_images(session=session, ids=ids[:1])[0].path
+    [direct] = caption_files(ctx, [path], model="cap", beam=3, n=2)
+    settings = load_settings(home=ctx.home, **{"embed.encoder": "tiny_cnn"})
+    settings.catalog.url = None
+    platform = Platform(settings=settings, context=ctx)
+    got = platform.caption(path, model="cap", beam=3, n=2)
+    assert (got.source, got.model, got.beam) == (path, "cap", 3)
+    assert [(c.text, c.logprob) for c in got.captions] == [
+        (c.text, c.logprob) for c in direct.captions
+    ]
+    from_bytes = platform.caption(Path(path).read_bytes(), model="cap", beam=3, n=2)
+    assert from_bytes.best == got.best and from_bytes.source == "<image 0>"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    answers = platform.caption_many([path, broken], model="cap", beam=3)
+    assert answers[0].best == got.best and "error" in answers[1].to_dict()
+
+    client = TestClient(create_app(platform))
+    files = {"image": ("s.jpg", Path(path).read_bytes(), "image/jpeg")}
+    served = client.post("/caption", params={"model": "cap", "beam": 3, "n": 2}, files=files)
+    assert served.status_code == 200, served.text
+    [answer] = served.json()["results"]
+    assert [c["text"] for c in answer["captions"]] == [c.text for c in got.captions]
+    assert client.post("/caption", params={"beam": 11}, files=files).status_code == 422
+    bad = {"image": ("x.jpg", b"not a jpeg", "image/jpeg")}
+    assert client.post("/caption", params={"model": "cap"}, files=bad).status_code == 422

@@ -9,6 +9,8 @@ p.classify("img.jpg", k=10).label
 
 from embplat.api.platform import Platform
 from embplat.api.results import (
+    Captions,
+    CaptionText,
     Classification,
     ClassInfo,
     Failure,
@@ -21,6 +23,8 @@ from embplat.api.results import (
 )
 
 __all__ = [
+    "CaptionText",
+    "Captions",
     "ClassInfo",
     "Classification",
     "Failure",

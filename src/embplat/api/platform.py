@@ -13,7 +13,7 @@ from typing import Any
 
 from embplat.api.catalog import CatalogMethods
 from embplat.api.inputs import ImageInput, query_files, query_images, source_of
-from embplat.api.results import Classification, Failure, SearchResult, ZeroShot
+from embplat.api.results import Captions, Classification, Failure, SearchResult, ZeroShot
 from embplat.errors import DataError
 
 #: The ``space`` values of :meth:`Platform.zero_shot` and of :meth:`Platform.search`.
@@ -86,6 +86,44 @@ class Platform(CatalogMethods):
         with self._lock:
             return querying.classify(
                 self.context, images, _sources(images, names), reject_below=reject_below, **options
+            )
+
+    def caption(self, image: ImageInput, **options: Any) -> Captions:
+        """Captions generated for one image, best first (as :meth:`caption_many`).
+
+        Raises:
+            DataError: the image cannot be read. ConfigError: no captioning model, a bad
+                beam or n.
+        """
+        answer = self.caption_many([image], **options)[0]
+        if isinstance(answer, Failure):
+            raise DataError(f"{answer.source}: {answer.error}")
+        return answer
+
+    def caption_many(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        model: str | None = None,
+        beam: int = 3,
+        n: int = 1,
+        names: Sequence[str] | None = None,
+    ) -> list[Captions | Failure]:
+        """Captions of several images by a captioning model (``platform train caption``;
+        the newest unless ``model``): beam search of width ``beam`` (1-10), ``n`` captions
+        per image (1..beam), best first; a :class:`Failure` for each image that cannot be
+        read.
+
+        Raises:
+            ConfigError: ``model`` generates no captions, no captioning model exists, or a
+                bad beam or n.
+            NotFoundError: no such model.
+        """
+        from embplat.api import querying
+
+        with self._lock:
+            return querying.caption(
+                self.context, images, _sources(images, names), model=model, beam=beam, n=n
             )
 
     def zero_shot(

@@ -4,11 +4,11 @@ query image, in order, a :class:`Failure` in place of each image that cannot be 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import astuple, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embplat.api.inputs import query_files, query_images
-from embplat.api.results import Classification, Failure, Match, ZeroShot
+from embplat.api.results import Captions, CaptionText, Classification, Failure, Match, ZeroShot
 from embplat.pipelines.context import Context
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from embplat.pipelines.query_images import QueryFailure
     from embplat.pipelines.semantic import LabelScore
 
-T = TypeVar("T", Classification, ZeroShot)
+T = TypeVar("T", Classification, ZeroShot, Captions)
 
 
 def classify(
@@ -85,6 +85,29 @@ def zero_shot(
             gamma=a.gamma,
             notes=list(a.notes),
         )
+        for a in answers
+    ]
+    return _in_order([str(p) for p in paths], sources, found, failures)
+
+
+def caption(
+    ctx: Context,
+    images: Sequence[Any],
+    sources: Sequence[str],
+    *,
+    model: str | None,
+    beam: int,
+    n: int,
+) -> list[Captions | Failure]:
+    """Captions of ``images`` by a captioning model (the newest unless ``model``), best
+    first, ``n`` per image."""
+    from embplat.pipelines.captioning import caption_files
+
+    failures: list[QueryFailure] = []
+    with query_files(images) as paths:
+        answers = caption_files(ctx, paths, model=model, beam=beam, n=n, failures=failures)
+    found = [
+        Captions(a.path, a.model, a.beam, [CaptionText(*astuple(c)) for c in a.captions])
         for a in answers
     ]
     return _in_order([str(p) for p in paths], sources, found, failures)

@@ -111,6 +111,43 @@ class ZeroShot:
 
 
 @dataclass(frozen=True)
+class CaptionText:
+    """One generated caption: its text, summed token log-probability, ranking score."""
+
+    text: str
+    logprob: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return _to_dict(self)
+
+
+@dataclass
+class Captions:
+    """Captions generated for one image by a captioning model, best first.
+
+    Attributes:
+        source: what the query was (as :class:`Classification`).
+        model: the captioning model; beam: the beam width decoded with.
+    """
+
+    source: str
+    model: str
+    beam: int
+    captions: list[CaptionText] = field(default_factory=list)
+
+    @property
+    def best(self) -> str:
+        """The best caption's text ("" when none was generated)."""
+        return self.captions[0].text if self.captions else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True)
 class Failure:
     """A query image that could not be answered, and why."""
 

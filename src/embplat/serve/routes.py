@@ -136,6 +136,31 @@ async def classify(
     return JSONResponse({"results": results})
 
 
+@router.post("/caption", tags=["query"], openapi_extra=UPLOAD_BODY)
+async def caption(
+    request: Request,
+    model: Model = None,
+    beam: Annotated[int, Query(ge=1, le=10)] = 3,
+    n: Annotated[int, Query(ge=1, le=10, description="captions per image, at most beam")] = 1,
+) -> JSONResponse:
+    """Captions of one or more uploaded images (multipart `image`, or JSON `{"images":
+    [base64...]}`) by a captioning model (the newest unless `model`), best first, as
+    `platform caption --json`; an image that cannot be read is an entry `{"source",
+    "error"}`, and a request where none can is a 422."""
+    service = _service(request)
+    uploads = await read_images(request, service.options.limits, json_body=await _json(request))
+    service.metrics.images.labels("caption").inc(len(uploads))
+    answers = await service.run(
+        service.platform.caption_many, [u.data for u in uploads], names=[u.name for u in uploads],
+        model=model, beam=beam, n=n,
+    )  # fmt: skip
+    results = [a.to_dict() for a in answers]
+    if all("error" in r for r in results):
+        detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
+        return JSONResponse({"error": "invalid", "detail": detail, "results": results}, 422)
+    return JSONResponse({"results": results})
+
+
 @router.get("/search", tags=["query"])
 async def search(
     request: Request,
