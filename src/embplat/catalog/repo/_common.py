@@ -20,29 +20,33 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _insert(session: Session, model: type, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """``INSERT INTO model VALUES rows`` in the dialect of the session's database, which
-    both offer ``on_conflict_do_nothing`` / ``on_conflict_do_update`` and ``excluded``."""
+def _insert(session: Session, model: type) -> Any:
+    """``INSERT INTO model`` in the dialect of the session's database, which both offer
+    ``on_conflict_do_nothing`` / ``on_conflict_do_update`` and ``excluded``. Rows go with
+    the execution as parameter sets (one statement, compiled once and cached, batched by
+    SQLAlchemy's "insertmanyvalues"), not as a VALUES list compiled anew each call."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return insert(model).values(list(rows))
+    return insert(model)
 
 
 def insert_ignore(
     *, session: Session, model: type, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
 ) -> int:
-    """Insert rows, skipping those that collide on ``keys`` (a unique constraint).
+    """Insert rows (all with the same keys), skipping those that collide on ``keys`` (a
+    unique constraint).
 
     Returns:
         How many rows were inserted.
     """
     if not rows:
         return 0
-    stmt = _insert(session, model, rows).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = _insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
     # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
-    return len(session.execute(stmt.returning(model.id)).all())  # type: ignore[attr-defined]
+    found = session.execute(stmt.returning(model.id), [dict(r) for r in rows])  # type: ignore[attr-defined]
+    return len(found.all())
 
 
 def upsert(
@@ -53,16 +57,17 @@ def upsert(
     keys: Sequence[str],
     update: Sequence[str],
 ) -> int:
-    """Insert rows; those that collide on ``keys`` get their ``update`` columns overwritten.
+    """Insert rows (all with the same keys); those that collide on ``keys`` get their
+    ``update`` columns overwritten.
 
     Returns:
         How many rows were written (inserted or updated).
     """
     if not rows:
         return 0
-    stmt = _insert(session, model, rows)
+    stmt = _insert(session, model)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={col: stmt.excluded[col] for col in update}
     )
-    session.execute(stmt)
+    session.execute(stmt, [dict(r) for r in rows])
     return len(rows)
