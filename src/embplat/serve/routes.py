@@ -62,6 +62,16 @@ async def _json(request: Request) -> Any:
         raise HTTPException(422, f"body is not valid JSON ({exc})") from exc
 
 
+def _per_image(answers: Sequence[Any]) -> JSONResponse:
+    """``{"results": [...]}``, one answer per uploaded image; a 422 naming each image's
+    error when none could be answered."""
+    results = [a.to_dict() for a in answers]
+    if all("error" in r for r in results):
+        detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
+        return JSONResponse({"error": "invalid", "detail": detail, "results": results}, 422)
+    return JSONResponse({"results": results})
+
+
 @router.get("/", include_in_schema=False)
 def page() -> FileResponse:
     """The search page."""
@@ -129,11 +139,7 @@ async def classify(
             service.platform.zero_shot, images, names=names, k=min(k, MAX_LABELS), model=model,
             unseen_only=unseen_only, gamma=gamma, hubness=hubness, space=space, top=top,
         )  # fmt: skip
-    results = [a.to_dict() for a in answers]
-    if all("error" in r for r in results):
-        detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
-        return JSONResponse({"error": "invalid", "detail": detail, "results": results}, 422)
-    return JSONResponse({"results": results})
+    return _per_image(answers)
 
 
 @router.post("/caption", tags=["query"], openapi_extra=UPLOAD_BODY)
@@ -154,11 +160,7 @@ async def caption(
         service.platform.caption_many, [u.data for u in uploads], names=[u.name for u in uploads],
         model=model, beam=beam, n=n,
     )  # fmt: skip
-    results = [a.to_dict() for a in answers]
-    if all("error" in r for r in results):
-        detail = "; ".join(f"{r['source']}: {r['error']}" for r in results)
-        return JSONResponse({"error": "invalid", "detail": detail, "results": results}, 422)
-    return JSONResponse({"results": results})
+    return _per_image(answers)
 
 
 @router.get("/search", tags=["query"])
