@@ -53,9 +53,9 @@ demo: sample-data
 	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) search --text "a red circle above a blue square" \
 	    --model matching-1 --k 5
 	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) evaluate --model matching-1
-	# captioning: a short training, then a caption of one image with its log-probability
-	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) train caption --epochs 3 --image-size 128 \
-	    --attention-dim 128 --decoder-dim 128 --lr 2e-3
+	# captioning: a short training (early stopping on valid BLEU-4), then a caption of one image
+	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) train caption --epochs 12 --image-size 128 \
+	    --attention-dim 128 --decoder-dim 128 --lr 3e-3
 	EMBPLAT_HOME=$(SCENES_HOME) $(PLATFORM) caption data/scenes/Flicker8k_Dataset/scene_00000.jpg --beam 3
 
 test: install
