@@ -18,36 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matching_scenes import platform_command  # this folder: run as a script
+from matching_scenes import run  # this folder: run as a script
 
-FLAGS = ["--backend", "exact"]
 BEAMS = (1, 3, 5)
-
-
-def run(args: list[str], home: Path, *, show: bool = True) -> tuple[str, float]:
-    """Run ``platform FLAGS args`` with the data home; its stdout and wall seconds."""
-    cmd = [*platform_command(), *FLAGS, *args]
-    if show:
-        files = [a for a in args if a.endswith(".jpg")]
-        shown = [a for a in args if not a.endswith(".jpg")]
-        if files:  # `caption` of the test split: name the files, not all 200 paths
-            shown.insert(1, f"<{len(files)} test images>")
-        print(f"$ EMBPLAT_HOME={home} platform {' '.join([*FLAGS, *shown])}", flush=True)
-    start = time.perf_counter()
-    env = {**os.environ, "EMBPLAT_HOME": str(home)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    return done.stdout, time.perf_counter() - start
 
 
 def prepare(home: Path, data: Path, images: int) -> None:

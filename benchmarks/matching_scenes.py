@@ -42,9 +42,14 @@ def platform_command() -> list[str]:
 
 
 def run(args: list[str], home: Path) -> tuple[str, float]:
-    """Run ``platform FLAGS args`` with the data home; its stdout and wall seconds."""
+    """Run ``platform FLAGS args`` with the data home; its stdout and wall seconds. The
+    command is printed first, image files counted rather than listed (a split's worth)."""
     cmd = [*platform_command(), *FLAGS, *args]
-    print(f"$ EMBPLAT_HOME={home} platform {' '.join([*FLAGS, *args])}", flush=True)
+    files = [a for a in args if a.endswith(".jpg")]
+    shown = [a for a in args if not a.endswith(".jpg")]
+    if files:
+        shown.insert(1, f"<{len(files)} images>")
+    print(f"$ EMBPLAT_HOME={home} platform {' '.join([*FLAGS, *shown])}", flush=True)
     start = time.perf_counter()
     env = {**os.environ, "EMBPLAT_HOME": str(home)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
