@@ -81,8 +81,8 @@ class Spaces:
     _trained: dict[str, Space] = field(default_factory=dict, repr=False)
     _rows: tuple[ImageEncoder, int, int] | None = field(default=None, repr=False)
     _indexes: dict[str, VectorIndex] = field(default_factory=dict, repr=False)
-    _softmax: dict[str, SoftmaxEncoder | None] = field(default_factory=dict, repr=False)
-    #: other models the use cases build from checkpoints (captioners...), kept while it lives
+    #: models built from checkpoints by the use cases (softmax heads, captioners...), by a
+    #: key of their own, kept while it lives
     loaded: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def registered(self) -> tuple[ImageEncoder, int, int]:
@@ -167,7 +167,6 @@ class Spaces:
         self._space = None
         self._trained.clear()
         self._indexes.clear()
-        self._softmax.clear()
         self.loaded.clear()
 
     def softmax(self, model: str) -> SoftmaxEncoder | None:
@@ -179,18 +178,19 @@ class Spaces:
             NotFoundError: no such model.
             ConfigError: its checkpoint is unreadable.
         """
-        if model not in self._softmax:
+        key = ("softmax", model)
+        if key not in self.loaded:
             from embplat.models.softmax import load_softmax_encoder
 
             with self.sessions() as session:
                 record = repo.get_model(session=session, name=model)
                 checkpoint = (record.config or {}).get("checkpoint")
-            self._softmax[model] = (
+            self.loaded[key] = (
                 load_softmax_encoder(self.home / checkpoint, name=model, device=self.device)
                 if checkpoint
                 else None
             )
-        return self._softmax[model]
+        return self.loaded[key]  # type: ignore[no-any-return]
 
     def _collection(self, session: Session, key: str, model_id: int, dim: int) -> Collection:
         return repo.ensure_collection(
