@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Images per forward pass and batched beam search (captioning files, caption jobs).
+CHUNK = 16
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -216,25 +219,29 @@ def caption_files(
         raise ConfigError(f"--n {n}: ask for 1 to --beam ({beam}) captions per image")
     captioner = load_captioner(ctx, model)
     results: list[CaptionResult] = []
-    for i, path in enumerate(paths):
-        try:
-            image = load_rgb(path, max_pixels=ctx.ingest.max_pixels)
-        except DataError as exc:
-            if failures is None:
-                raise
-            failures.append(QueryFailure.from_error(path, exc))
+    for start in range(0, len(paths), CHUNK):  # one forward pass and beam search a chunk
+        part: list[tuple[int, Path, Image.Image]] = []
+        for i, path in enumerate(paths[start : start + CHUNK], start=start):
+            try:
+                part.append((i, path, load_rgb(path, max_pixels=ctx.ingest.max_pixels)))
+            except DataError as exc:
+                if failures is None:
+                    raise
+                failures.append(QueryFailure.from_error(path, exc))
+        if not part:
             continue
-        found = captioner.caption([image], beam=beam, n=n)[0]
-        result = CaptionResult(
-            path=str(path),
-            model=captioner.name,
-            beam=beam,
-            captions=[Candidate(t, round(h.logprob, 4), round(h.score, 4)) for t, h in found],
-        )
-        if attention_png is not None and found:
-            out = _numbered(attention_png, i, len(paths))
-            result.attention = str(_draw_attention(captioner, image, found[0], out))
-        results.append(result)
+        found_all = captioner.caption([image for _, _, image in part], beam=beam, n=n)
+        for (i, path, image), found in zip(part, found_all, strict=True):
+            result = CaptionResult(
+                path=str(path),
+                model=captioner.name,
+                beam=beam,
+                captions=[Candidate(t, round(h.logprob, 4), round(h.score, 4)) for t, h in found],
+            )
+            if attention_png is not None and found:
+                out = _numbered(attention_png, i, len(paths))
+                result.attention = str(_draw_attention(captioner, image, found[0], out))
+            results.append(result)
     return results
 
 

@@ -22,7 +22,7 @@ from embplat.catalog.db import transaction
 from embplat.errors import DataError
 from embplat.jobs.runner import CAPTION_BATCH, JobHandle, Task
 from embplat.models.recipes.caption.config import check_beam
-from embplat.pipelines.captioning import load_captioner
+from embplat.pipelines.captioning import CHUNK, load_captioner
 from embplat.pipelines.context import Context
 from embplat.pipelines.sentences import DEFAULT_TEXT_ENCODER, index_captions, text_encoder
 from embplat.progress import NoProgress, ProgressSink, deferred_task
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 #: images per batch of a caption job
 BATCH_SIZE = 64
-#: images captioned per forward pass inside a batch
-CHUNK = 16
 SOURCE = "generated"
 
 
