@@ -102,15 +102,17 @@ def caption(
     """Captions of ``images`` by a captioning model (the newest unless ``model``), best
     first, ``n`` per image."""
     from embplat.pipelines.captioning import caption_files
+    from embplat.pipelines.query_images import query_label
 
+    queries = query_images(images)  # in-memory images stay bytes: no temporary files
     failures: list[QueryFailure] = []
-    with query_files(images) as paths:
-        answers = caption_files(ctx, paths, model=model, beam=beam, n=n, failures=failures)
+    answers = caption_files(ctx, queries, model=model, beam=beam, n=n, failures=failures)
     found = [
         Captions(a.path, a.model, a.beam, [CaptionText(*astuple(c)) for c in a.captions])
         for a in answers
     ]
-    return _in_order([str(p) for p in paths], sources, found, failures)
+    labels = [query_label(q, i) for i, q in enumerate(queries)]
+    return _in_order(labels, sources, found, failures)
 
 
 def _in_order(

@@ -17,7 +17,7 @@ from embplat.catalog import repo
 from embplat.errors import ConfigError, DataError
 from embplat.models.recipes.caption.config import check_beam
 from embplat.pipelines.context import Context
-from embplat.pipelines.query_images import QueryFailure
+from embplat.pipelines.query_images import QueryFailure, QueryImage, query_label
 
 if TYPE_CHECKING:
     import torch
@@ -192,7 +192,7 @@ def _build_captioner(name: str, path: Path, size: int | None, device: str) -> Ca
 
 def caption_files(
     ctx: Context,
-    paths: Sequence[Path],
+    paths: Sequence[QueryImage],
     *,
     model: str | None = None,
     beam: int = 3,
@@ -200,7 +200,8 @@ def caption_files(
     attention_png: Path | None = None,
     failures: list[QueryFailure] | None = None,
 ) -> list[CaptionResult]:
-    """Captions of image files, best first (``n`` per image), with their log-probabilities.
+    """Captions of images (files, or encoded bytes named ``<image n>`` as queries are),
+    best first (``n`` per image), with their log-probabilities.
 
     Args:
         attention_png: write the best caption's attention (one panel per word) there; with
@@ -220,20 +221,21 @@ def caption_files(
     captioner = load_captioner(ctx, model)
     results: list[CaptionResult] = []
     for start in range(0, len(paths), CHUNK):  # one forward pass and beam search a chunk
-        part: list[tuple[int, Path, Image.Image]] = []
-        for i, path in enumerate(paths[start : start + CHUNK], start=start):
+        part: list[tuple[int, str, Image.Image]] = []
+        for i, query in enumerate(paths[start : start + CHUNK], start=start):
+            label = query_label(query, i)
             try:
-                part.append((i, path, load_rgb(path, max_pixels=ctx.ingest.max_pixels)))
+                part.append((i, label, load_rgb(query, max_pixels=ctx.ingest.max_pixels)))
             except DataError as exc:
                 if failures is None:
                     raise
-                failures.append(QueryFailure.from_error(path, exc))
+                failures.append(QueryFailure.from_error(label, exc))
         if not part:
             continue
         found_all = captioner.caption([image for _, _, image in part], beam=beam, n=n)
-        for (i, path, image), found in zip(part, found_all, strict=True):
+        for (i, label, image), found in zip(part, found_all, strict=True):
             result = CaptionResult(
-                path=str(path),
+                path=label,
                 model=captioner.name,
                 beam=beam,
                 captions=[Candidate(t, round(h.logprob, 4), round(h.score, 4)) for t, h in found],
