@@ -81,17 +81,16 @@ def embed_images(
             session=session, collection_id=collection_id, image_ids=image_ids
         )
     units = [todo[start : start + commit_every] for start in range(0, len(todo), commit_every)]
-    images: dict[int, Image] = {}
-    unit_of: dict[int, int] = {}  # image id -> its unit, for the rows fetched so far
+    unit_of = {image_id: n // commit_every for n, image_id in enumerate(todo)}
+    images: dict[int, Image] = {}  # the catalog rows of the units being worked on
 
     def chunks() -> Iterator[list[tuple[int, str]]]:
         """Each unit's rows in forward-pass batches; a unit's catalog rows are read when
         the decode threads reach it (in the consuming thread: sessions stay on it)."""
-        for number, unit in enumerate(units):
+        for unit in units:
             with sessions() as session:
                 found = {i.id: i for i in repo.get_images(session=session, ids=unit)}
             images.update(found)
-            unit_of.update(dict.fromkeys(found, number))
             rows = [(i, found[i].path) for i in unit if i in found]
             yield from (rows[s : s + batch_size] for s in range(0, len(rows), batch_size))
 
@@ -103,7 +102,6 @@ def embed_images(
         report.done += len(points)
         for image_id in units[number]:
             images.pop(image_id, None)
-            unit_of.pop(image_id, None)
 
     # one decode pipeline over every unit: the threads keep decoding the next unit's first
     # batches while this thread flushes the index and commits the catalog
