@@ -11,7 +11,6 @@ embedded as it is written.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,21 +50,19 @@ def clip_space(ctx: Context) -> tuple[Space, OpenClipTextEncoder]:
     return space, text_tower(space.encoder)
 
 
-#: Prompt vectors per encoder object, so a process embeds each label's prompts once.
-_PROMPTS: weakref.WeakKeyDictionary[Any, PromptVectors] = weakref.WeakKeyDictionary()
-
-
-def _prompts(encoder: ImageEncoder) -> PromptVectors:
-    """Prompt vectors of ``encoder``'s text tower (cached while the encoder lives)."""
+def _prompts(ctx: Context, encoder: ImageEncoder) -> PromptVectors:
+    """Prompt vectors of ``encoder``'s text tower, built once per context (so each label's
+    prompts are embedded once while it lives)."""
     from embplat.models.prompt_vectors import PromptVectors
     from embplat.models.text.openclip import text_tower
     from embplat.models.wordvectors import VectorSource
 
-    if encoder not in _PROMPTS:
+    key = ("clip-prompts", encoder.key)
+    if key not in ctx.spaces.loaded:
         tower = text_tower(encoder)
         source = VectorSource(kind="openclip", origin=f"{tower.key}-prompts")
-        _PROMPTS[encoder] = PromptVectors(source, tower)
-    return _PROMPTS[encoder]
+        ctx.spaces.loaded[key] = PromptVectors(source, tower)
+    return ctx.spaces.loaded[key]  # type: ignore[no-any-return]
 
 
 def clip_labels(
@@ -100,7 +97,7 @@ def clip_labels(
             "no candidate label: add classes (`platform ingest`, `platform classes add NAME "
             "--zero-shot`) or pass candidates"
         )
-    labels = _prompts(space.encoder).phrases(names)
+    labels = _prompts(ctx, space.encoder).phrases(names)
     kept, queries = embed_answerable(ctx, space, paths, failures)
     payloads: list[dict[str, Any]] = [{"class": n, "role": known.get(n, "unseen")} for n in names]
     return [
