@@ -9,6 +9,7 @@ def test_classes_are_registered_once_and_keep_their_first_role(sessions):
         assert ids == again
         assert repo.get_class(session=s, name="dog").role == "unseen"
         assert repo.get_class(session=s, name="owl") is None
+        assert list(repo.class_roles(session=s).items()) == [("cat", "seen"), ("dog", "unseen")]
 
 
 def test_class_counts_per_split_include_empty_classes(sessions, image_row):

@@ -88,7 +88,7 @@ def clip_labels(
         raise DataError(f"--k must be at least 1, got {k}")
     space, _ = clip_space(ctx)
     with ctx.sessions() as session:
-        known = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+        known = repo.class_roles(session=session)
     names = list(candidates) if candidates is not None else sorted(known)
     if roles:
         names = [n for n in names if known.get(n, "unseen") in roles]

@@ -139,7 +139,7 @@ def _candidates(
 ) -> tuple[list[str], dict[str, str], np.ndarray]:
     """Candidate names with a vector, their catalog roles, and their (L, D) vectors."""
     with ctx.sessions() as session:
-        roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+        roles = repo.class_roles(session=session)
     wanted = list(candidates) if candidates is not None else sorted(roles)
     labels = LabelSpace(_vectors_of(ctx, space))
     names, rows = [], []

@@ -121,7 +121,7 @@ def publish_label_vectors(
     """
     space, labels = ctx.spaces.space(model), label_space(ctx, model)
     with ctx.sessions() as session:
-        roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+        roles = repo.class_roles(session=session)
     wanted = list(names) if names is not None else sorted(roles)
     ids, rows, payloads = [], [], []
     for name in wanted:

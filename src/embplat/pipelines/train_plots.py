@@ -69,7 +69,7 @@ def _plot_images(
     """(4 class names, image paths, their class names): 2 seen + 2 unseen when available."""
     by_class: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     with ctx.sessions() as session:
-        roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+        roles = repo.class_roles(session=session)
         for split in PLOT_SPLITS:
             for _, path, cls, _ in repo.labelled_images(session=session, splits=[split]):
                 by_class[cls][split].append(path)

@@ -59,7 +59,7 @@ def evaluate_zero_shot(
     embed_catalog(ctx, name, progress)
     with ctx.sessions() as session:
         config = repo.get_model(session=session, name=name).config
-        roles = {c.name: c.role for c, _ in repo.class_counts(session=session)}
+        roles = repo.class_roles(session=session)
     seen = list(config["data"]["classes"])
     vecs, classes, hashes = _held_out(ctx, name, seen, roles)
     unseen = sorted({c for c in classes if c not in seen})

@@ -35,6 +35,7 @@ from embplat.catalog.repo.captions import (
 )
 from embplat.catalog.repo.classes import (
     class_counts,
+    class_roles,
     ensure_classes,
     get_class,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "captioned_image_ids",
     "class_counts",
     "class_image_ids",
+    "class_roles",
     "count_batches",
     "count_captions",
     "count_embeddings",

@@ -44,6 +44,12 @@ def class_counts(*, session: Session) -> list[tuple[ClassLabel, dict[str, int]]]
     return [(c, counts.get(c.id, {})) for c in classes]
 
 
+def class_roles(*, session: Session) -> dict[str, str]:
+    """Every class's role (seen, unseen...) by name, in name order, without counting images."""
+    rows = session.execute(select(ClassLabel.name, ClassLabel.role).order_by(ClassLabel.name))
+    return {name: role for name, role in rows}
+
+
 def get_class(*, session: Session, name: str) -> ClassLabel | None:
     """The class called ``name``, or None."""
     return session.scalar(select(ClassLabel).where(ClassLabel.name == name))
