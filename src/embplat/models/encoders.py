@@ -153,6 +153,13 @@ class TorchImageEncoder:
     @torch.inference_mode()
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) → (B, dim) float32 unit vectors."""
+        feats = torch.nn.functional.normalize(self.forward(batch), dim=1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → the module's (B, dim) float32 output on the encoder's device: on a
+        CPU in cache-sized pieces, on CUDA in ``channels_last`` under autocast."""
         x = batch.to(self.device, non_blocking=True)
         if self.device.type != "cuda":
             # the CPU runs a batch fastest in pieces that keep activations in its caches
@@ -165,8 +172,7 @@ class TorchImageEncoder:
                 "cuda", dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
             ):
                 feats = self.module(x)
-        feats = torch.nn.functional.normalize(feats.float(), dim=1)
-        return feats.cpu().numpy().astype(np.float32, copy=False)
+        return feats.float()
 
 
 def list_encoders() -> list[str]:

@@ -53,11 +53,8 @@ class SoftmaxEncoder(TorchImageEncoder):
     @torch.inference_mode()
     def encode_images(self, batch: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) normalised images → (B, C) float32 probabilities (rows sum to 1)."""
-        x = batch.to(self.device, non_blocking=True)
-        on_gpu = self.device.type == "cuda" and self.amp_dtype is not None
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=on_gpu):
-            logits = self.module(x)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32, copy=False)
+        probs = torch.softmax(self.forward(batch), dim=1)  # the logits of backbone → head
+        return probs.cpu().numpy().astype(np.float32, copy=False)
 
 
 def load_softmax_encoder(
