@@ -159,19 +159,28 @@ def check_extra(
             with transaction(ctx.sessions) as session:
                 repo.add_embeddings(session=session, collection_id=coll.id, points=unrecorded)
             f.repaired = len(unrecorded)
-    if orphans:
-        f = add_finding(
-            report,
-            "orphan_points",
-            coll,
-            orphans,
-            "in the index for no cataloged image; --repair deletes them",
-        )
-        if repair:
-            index.delete(orphans)
-            index.flush()
-            f.repaired = len(orphans)
+    message = "in the index for no cataloged image; --repair deletes them"
+    _orphans(report, "orphan_points", coll, orphans, message, index, repair)
     _check_captions(ctx, index, coll, captions, report, repair)
+
+
+def _orphans(
+    report: DoctorReport,
+    kind: str,
+    coll: Collection,
+    ids: list[str],
+    message: str,
+    index: VectorIndex,
+    repair: bool,
+) -> None:
+    """Report points ``ids`` (if any) as finding ``kind``; ``repair`` deletes them."""
+    if not ids:
+        return
+    f = add_finding(report, kind, coll, ids, message)
+    if repair:
+        index.delete(ids)
+        index.flush()
+        f.repaired = len(ids)
 
 
 def _check_captions(
@@ -184,19 +193,8 @@ def _check_captions(
 ) -> None:
     """Caption points whose image or caption left the catalog: deleted with ``repair``."""
     orphans = orphan_caption_points(ctx, points) if points else []
-    if not orphans:
-        return
-    f = add_finding(
-        report,
-        "orphan_caption_points",
-        coll,
-        orphans,
-        "caption points whose image or caption is no longer cataloged; --repair deletes them",
-    )
-    if repair:
-        index.delete(orphans)
-        index.flush()
-        f.repaired = len(orphans)
+    message = "caption points whose image or caption is no longer cataloged; --repair deletes them"
+    _orphans(report, "orphan_caption_points", coll, orphans, message, index, repair)
 
 
 def check_points(
