@@ -32,6 +32,17 @@ def _insert(session: Session, model: type) -> Any:
     return insert(model)
 
 
+def _in_key_order(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows as parameter sets sorted by their conflict keys, so that concurrent writers
+    of overlapping rows take the unique index's row locks in one order and cannot deadlock
+    (two workers inserting the same batch in opposite orders otherwise wait on each other
+    in PostgreSQL)."""
+    return sorted(
+        (dict(r) for r in rows),
+        key=lambda r: tuple((r[k] is None, "" if r[k] is None else r[k]) for k in keys),
+    )
+
+
 def insert_ignore(
     *, session: Session, model: type, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
 ) -> int:
@@ -45,7 +56,7 @@ def insert_ignore(
         return 0
     stmt = _insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
     # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
-    found = session.execute(stmt.returning(model.id), [dict(r) for r in rows])  # type: ignore[attr-defined]
+    found = session.execute(stmt.returning(model.id), _in_key_order(rows, keys))  # type: ignore[attr-defined]
     return len(found.all())
 
 
@@ -69,5 +80,5 @@ def upsert(
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={col: stmt.excluded[col] for col in update}
     )
-    session.execute(stmt, [dict(r) for r in rows])
+    session.execute(stmt, _in_key_order(rows, keys))
     return len(rows)
