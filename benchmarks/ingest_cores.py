@@ -1,7 +1,8 @@
 """Ingest's embed path vs a bare decode + forward loop over the same JPEG files, per core budget.
 
 Platform: ``embplat.ingest.embedding.embed_images`` (what ``ingest`` runs for every job batch)
-from cataloged image ids to points flushed in an nmslib index and recorded in the catalog,
+from cataloged image ids to points flushed in an nmslib index (with its HNSW graph once the
+collection passes ``EMBPLAT_INDEX_BUFFER_LIMIT``) and recorded in the catalog,
 in a temporary data home, ``commit_every=256`` as ingest's default batches. Bare: for each
 batch of 32 files, Pillow decode + the encoder's transform, ``torch.stack``, ``module(x)``.
 Both use EfficientNet-Lite0 (bundled ImageNet weights) on Fashion-MNIST JPEGs.
