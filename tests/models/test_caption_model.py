@@ -226,7 +226,38 @@ def test_a_captioner_saved_before_positions_existed_still_loads(tmp_path):
         model, vocab, cfg, name="old", encoder={"name": "tiny_cnn", "image_size": 32},
         epoch=1, metrics={},
     )  # fmt: skip
-    del meta["config"]["positions"]  # as written before the option existed
+    del meta["config"]["positions"]  # as written before the options existed
+    del meta["config"]["hypercolumns"]
     save_checkpoint(tmp_path / "old.pt", model, meta)
     loaded, _, _ = load_caption_model(tmp_path / "old.pt", device="cpu")
     assert loaded.decoder.position is None
+    assert loaded.encoder.dim == 64  # tiny_cnn's last map, no hypercolumns
+
+
+def test_hypercolumns_feed_the_decoder_their_wider_features(tmp_path):
+    from embplat.models.checkpoints import save_checkpoint
+    from embplat.models.recipes.caption import load_caption_model
+    from embplat.models.recipes.caption.saved import checkpoint_meta
+
+    vocab = CaptionVocab.build(["a red square"], min_count=1)
+    backbone = get_backbone("efficientnet_lite0")
+    model = build_caption_model(small(hypercolumns=True), backbone, vocab, vectors=None)
+    assert model.encoder.trunk is backbone.hypercolumns
+    assert model.decoder.encoder_dim == backbone.hypercolumns_dim == 1280 + 40 + 112
+    model.eval()
+    with torch.no_grad():
+        features = model.encoder(torch.zeros(1, 3, 64, 64))
+    assert features.shape == (1, 4, 1432) and model.encoder.grid == (2, 2)
+    plain = build_caption_model(small(), backbone, vocab, vectors=None)
+    assert plain.decoder.encoder_dim == 1280
+    with pytest.raises(ConfigError, match="hypercolumn"):
+        build_caption_model(small(hypercolumns=True), get_backbone("tiny_cnn"), vocab, vectors=None)
+    meta = checkpoint_meta(
+        model, vocab, model_cfg := small(hypercolumns=True), name="h",
+        encoder={"name": "efficientnet_lite0", "image_size": 64}, epoch=1, metrics={},
+    )  # fmt: skip
+    assert meta["config"]["hypercolumns"] is model_cfg.hypercolumns
+    save_checkpoint(tmp_path / "h.pt", model, meta)
+    loaded, _, _ = load_caption_model(tmp_path / "h.pt", device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encoder(torch.zeros(1, 3, 64, 64)), features)

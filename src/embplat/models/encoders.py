@@ -45,6 +45,12 @@ class Backbone:
             shares ``module``'s parameters (training one trains the other). None for a
             backbone without one (the caption recipe needs it).
         spatial_dim: the feature map's channels C.
+        hypercolumns: like ``spatial`` (the same parameters, the same h × w grid), but each
+            location's feature is the last map's concatenated with the maps of the two
+            stages before the last two downsamplings (strides 8 and 16), average-pooled to
+            that grid: the earlier stages keep what the last one abstracts away, such as
+            colour (hypercolumns, Hariharan et al. 2015). None where not offered.
+        hypercolumns_dim: the channels of the ``hypercolumns`` map.
     """
 
     module: nn.Module
@@ -55,6 +61,8 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
     spatial: nn.Module | None = None
     spatial_dim: int | None = None
+    hypercolumns: nn.Module | None = None
+    hypercolumns_dim: int | None = None
 
 
 #: Pixels per CPU forward pass (4 images at 224 px). EfficientNet-Lite0 on a 2-core CPU, ms

@@ -56,6 +56,11 @@ class CaptionConfig(TrainConfig):
         positions: add a learned projection of each location's (x, y) grid coordinates to
             its feature, so the attended context carries where the decoder looked (spatial
             relations: "left of", "above"). Models saved before it existed have it off.
+        hypercolumns: attend over the backbone's hypercolumns (its last map with the maps
+            of the stages at strides 8 and 16 pooled onto the same grid, see
+            ``Backbone.hypercolumns``) instead of its last map alone: the earlier stages
+            keep colour and fine form that the last one abstracts away. Off in models
+            saved before it existed.
     """
 
     freeze_epochs: int = 12
@@ -76,6 +81,7 @@ class CaptionConfig(TrainConfig):
     valid_beam: int = 1
     vectors: str = ""
     positions: bool = True
+    hypercolumns: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

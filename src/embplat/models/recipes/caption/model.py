@@ -267,16 +267,24 @@ def build_caption_model(
             "this image encoder has no spatial feature map, which captioning attends over; "
             "choose efficientnet_lite0, resnet18, resnet50, squeezenet1_1 or tiny_cnn"
         )
+    trunk, dim = backbone.spatial, backbone.spatial_dim
+    if cfg.hypercolumns:
+        if backbone.hypercolumns is None or backbone.hypercolumns_dim is None:
+            raise ConfigError(
+                "hypercolumns: this image encoder offers no hypercolumn map; choose "
+                "efficientnet_lite0, resnet18 or resnet50, or train without --hypercolumns"
+            )
+        trunk, dim = backbone.hypercolumns, backbone.hypercolumns_dim
     decoder = AttentionDecoder(
         len(vocab),
-        backbone.spatial_dim,
+        dim,
         attention_dim=cfg.attention_dim,
         decoder_dim=cfg.decoder_dim,
         embed_dim=cfg.embed_dim,
         dropout=cfg.dropout,
         positions=cfg.positions,
     )
-    model = CaptionModel(SpatialEncoder(backbone.spatial, backbone.spatial_dim), decoder)
+    model = CaptionModel(SpatialEncoder(trunk, dim), decoder)
     if vectors is not None:
         known = init_embeddings(decoder.embedding.weight, vocab, vectors)
         model.embedding_init = {"vectors": vectors.source.label, "known": known}
