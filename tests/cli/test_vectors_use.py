@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 from typer.testing import CliRunner
 
 from embplat.cli.app import app
@@ -26,3 +27,23 @@ def test_vectors_use_switches_between_named_sources(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "glove-6B-50d (50-d, bundled)" in r.stdout
     r = runner.invoke(app, ["vectors", "use", "word2vec"])
     assert r.exit_code == 2 and "unknown word vectors 'word2vec'" in r.stderr
+
+
+def test_vectors_use_attributes_needs_an_ingested_predicate_matrix(tmp_path, monkeypatch):
+    from embplat.ingest.fashion_mnist import FASHION_MNIST_ATTRIBUTES, FASHION_MNIST_PREDICATES
+    from embplat.models.attributes import AttributeTable, store_attributes
+
+    monkeypatch.delenv("EMBPLAT_CATALOG_URL", raising=False)
+    monkeypatch.setenv("EMBPLAT_HOME", str(tmp_path / "home"))
+    r = runner.invoke(app, ["vectors", "use", "attributes"])
+    assert r.exit_code == 2 and "no class attributes in the data home" in r.stderr
+    names = ["sandal", "sneaker", "coat"]
+    table = AttributeTable(
+        names, FASHION_MNIST_PREDICATES, np.array([FASHION_MNIST_ATTRIBUTES[n] for n in names])
+    )
+    store_attributes(table, tmp_path / "home")
+    r = runner.invoke(app, ["vectors", "use", "attributes", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["kind"] == "attributes" and json.loads(r.stdout)["dim"] == 23
+    shown = json.loads(runner.invoke(app, ["vectors", "show", *names, "--json"]).stdout)
+    assert shown["similarity"]["sandal"]["sneaker"] > shown["similarity"]["sandal"]["coat"]

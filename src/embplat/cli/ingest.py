@@ -287,6 +287,8 @@ def _report(result: IngestResult, json_out: bool) -> None:
             console.print(f"{model}: {info['embedded']} images embedded into its index")
     if result.captions or result.captions_updated:
         console.print(f"captions: {result.captions} new, {result.captions_updated} updated")
+    if result.attributes:
+        console.print(f"class attributes: {result.attributes} (`--vectors attributes`)")
     console.print(
         f"[bold]{result.root}[/] ({result.layout}): {result.scanned} files, "
         f"{result.added} new, {_changes(result)}{result.already} already cataloged, "

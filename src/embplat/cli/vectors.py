@@ -47,21 +47,32 @@ def vectors_load(
 def vectors_use(
     ctx: typer.Context,
     name: Annotated[
-        str, typer.Argument(help="glove (bundled GloVe 6B 50-d) or minilm (MiniLM prompts)")
+        str,
+        typer.Argument(
+            help="glove (bundled GloVe 6B 50-d), minilm (MiniLM prompts) or attributes "
+            "(the class attributes ingested with an AwA2 predicate matrix)"
+        ),
     ],
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make a built-in source the active vectors: `minilm` embeds each label in prompts
-    ("a photo of a {label}", ...) with the bundled all-MiniLM-L6-v2 (384-d, offline)."""
+    ("a photo of a {label}", ...) with the bundled all-MiniLM-L6-v2 (384-d, offline);
+    `attributes` describes each class by its row of the ingested predicate matrix."""
     from embplat.errors import ConfigError
-    from embplat.models.wordvectors import NAMED_SOURCES, open_vectors, set_active_source
+    from embplat.models.wordvectors import (
+        NAMED_SOURCES,
+        open_vectors,
+        resolve_source,
+        set_active_source,
+    )
 
-    if name not in NAMED_SOURCES:
+    if name not in NAMED_SOURCES and name != "attributes":
         raise ConfigError(
-            f"unknown word vectors {name!r}; choose one of: {', '.join(sorted(NAMED_SOURCES))}, "
+            f"unknown word vectors {name!r}; choose one of: "
+            f"{', '.join(sorted([*NAMED_SOURCES, 'attributes']))}, "
             "or load a file with `platform vectors load FILE`"
         )
-    source = NAMED_SOURCES[name]
+    source = resolve_source(name, ctx.obj.settings.home)
     vectors = open_vectors(source)
     set_active_source(ctx.obj.settings.home, source)
     if json_out:

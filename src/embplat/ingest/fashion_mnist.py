@@ -38,6 +38,29 @@ FASHION_MNIST_CLASSES = [
 ]
 DEFAULT_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+#: Class attributes written beside classes.txt as AwA2's predicate matrix (0–100: how
+#: strongly the class has the predicate), the side information of attribute-based zero-shot
+#: learning. Written from what each article is (a coat is thick, long-sleeved outerwear
+#: fastened at the front; a sandal is open, strapped footwear), not fitted to any result.
+FASHION_MNIST_PREDICATES = [
+    "upper-body", "lower-body", "footwear", "carried", "sleeves", "long-sleeves", "collar",
+    "front-fastening", "outerwear", "thick", "long", "one-piece", "legs", "straps", "open",
+    "laces", "ankle-high", "heel", "sole", "rectangular", "soft", "sporty", "loose",
+]  # fmt: skip
+FASHION_MNIST_ATTRIBUTES: dict[str, list[int]] = {
+    # one value per predicate, in FASHION_MNIST_PREDICATES order
+    "t-shirt": [100, 0, 0, 0, 90, 5, 5, 0, 0, 5, 15, 0, 0, 0, 0, 0, 0, 0, 0, 20, 100, 60, 40],
+    "trouser": [0, 100, 0, 0, 0, 0, 0, 10, 0, 40, 100, 0, 100, 0, 0, 0, 0, 0, 0, 0, 80, 20, 30],
+    "pullover": [100, 0, 0, 0, 100, 100, 10, 5, 50, 90, 25, 0, 0, 0, 0, 0, 0, 0, 0, 10, 90, 30, 60],
+    "dress": [100, 70, 0, 0, 30, 10, 10, 10, 0, 15, 100, 100, 0, 10, 0, 0, 0, 0, 0, 0, 100, 5, 60],
+    "coat": [100, 20, 0, 0, 100, 100, 80, 95, 100, 95, 75, 0, 0, 0, 0, 0, 0, 0, 0, 5, 50, 10, 50],
+    "sandal": [0, 0, 100, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 80, 100, 5, 10, 40, 100, 0, 10, 20, 0],
+    "shirt": [100, 0, 0, 0, 100, 70, 100, 100, 10, 20, 30, 0, 0, 0, 0, 0, 0, 0, 0, 10, 90, 10, 30],
+    "sneaker": [0, 0, 100, 0, 0, 0, 0, 10, 0, 20, 0, 0, 0, 0, 0, 90, 10, 5, 100, 0, 20, 100, 0],
+    "bag": [0, 0, 0, 100, 0, 0, 0, 30, 0, 30, 0, 0, 0, 100, 0, 0, 0, 0, 0, 90, 30, 10, 0],
+    "ankle+boot": [0, 0, 100, 0, 0, 0, 0, 30, 0, 50, 0, 0, 0, 0, 0, 30, 100, 60, 100, 0, 10, 10, 0],
+}
+
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 _SOURCE_PREFIX = {"train": "train", "test": "t10k"}
@@ -206,7 +229,10 @@ def _write_class(folder: Path, name: str, pixels: np.ndarray, *, first_id: int, 
 
 
 def _write_split_files(out: Path, selected: Sequence[str], unseen: Sequence[str]) -> None:
-    """Write classes.txt ("1\\tname"), trainclasses.txt and testclasses.txt as AwA2 does."""
+    """Write classes.txt ("1\\tname"), trainclasses.txt, testclasses.txt and the predicate
+    matrix (predicates.txt, predicate-matrix-continuous.txt) as AwA2 does."""
+    from embplat.models.attributes import AttributeTable, write_awa_attributes
+
     seen = [name for name in selected if name not in unseen]
     held_out = [name for name in selected if name in unseen]
     (out / "classes.txt").write_text(
@@ -214,3 +240,5 @@ def _write_split_files(out: Path, selected: Sequence[str], unseen: Sequence[str]
     )
     (out / "trainclasses.txt").write_text("".join(f"{n}\n" for n in seen), encoding="utf-8")
     (out / "testclasses.txt").write_text("".join(f"{n}\n" for n in held_out), encoding="utf-8")
+    matrix = np.array([FASHION_MNIST_ATTRIBUTES[n] for n in selected], dtype=np.float32)
+    write_awa_attributes(out, AttributeTable(list(selected), FASHION_MNIST_PREDICATES, matrix))

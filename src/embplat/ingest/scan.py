@@ -59,6 +59,8 @@ class ScanResult:
         unseen: Classes named in testclasses.txt; empty for plain folders.
         warnings: One human-readable line per skipped file, caption or inconsistency.
         captions: (image file, caption) of caption datasets.
+        meta_dir: the folder holding an AwA2 ``classes.txt`` (and maybe its predicate
+            matrix, read by ``embplat.models.attributes``); None for other layouts.
     """
 
     layout: Literal["awa2", "folders", "flickr8k", "captions"]
@@ -68,6 +70,7 @@ class ScanResult:
     unseen: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     captions: list[tuple[Path, CaptionRecord]] = field(default_factory=list)
+    meta_dir: Path | None = None
 
 
 def scan_tree(root: Path) -> ScanResult:
@@ -132,6 +135,7 @@ def _locate_awa2(root: Path) -> tuple[Path, Path | None]:
 def _scan_awa2(images_root: Path, meta_dir: Path) -> ScanResult:
     """Scan ``images_root`` and reconcile it with classes.txt and the split files."""
     result, folders = _scan_folders(images_root, layout="awa2")
+    result.meta_dir = meta_dir
     listed = _read_class_file(meta_dir / _CLASSES_FILE)
     splits = {
         meta_dir / name: _read_class_file(meta_dir / name)

@@ -12,9 +12,11 @@ turns it into a ``WordVectors`` object (cached per process). Sources:
   later runs memory-map it.
 - ``minilm``: prompt-ensembled sentence embeddings ("a photo of a {label}", ...) from the
   bundled all-MiniLM-L6-v2, 384-d (``embplat.models.prompt_vectors``); offline.
+- ``attributes``: a class-by-predicate table ingested from an AwA2 folder's predicate
+  matrix (``embplat.models.attributes``); ``attributes`` names the data home's latest.
 
-Named sources (:data:`NAMED_SOURCES`: ``glove``, ``minilm``) are chosen by name wherever a
-vector file is accepted (``platform vectors use``, ``train devise --vectors``).
+Named sources (:data:`NAMED_SOURCES`: ``glove``, ``minilm``; and ``attributes``) are chosen
+by name wherever a vector file is accepted (``platform vectors use``, ``train devise --vectors``).
 
 :func:`label_vector` turns a class name (``killer+whale``, ``ankle+boot``, ``t-shirt``) into
 one unit vector: the mean of its tokens' unit vectors.
@@ -198,6 +200,10 @@ def open_vectors(source: VectorSource) -> WordVectors:
         from embplat.models.prompt_vectors import minilm_vectors
 
         return minilm_vectors(source)
+    if source.kind == "attributes":
+        from embplat.models.attributes import attribute_vectors
+
+        return attribute_vectors(source)
     if source.kind == "fasttext":
         path = _existing(source.path)
         import fasttext
@@ -212,7 +218,8 @@ def open_vectors(source: VectorSource) -> WordVectors:
         matrix = np.load(folder / "vectors.npy", mmap_mode="r")
         return ArrayVectors(source, words[: len(matrix)], matrix)
     raise ConfigError(
-        f"unknown word-vector kind {source.kind!r}: use bundled, minilm, fasttext or array"
+        f"unknown word-vector kind {source.kind!r}: use bundled, minilm, attributes, "
+        "fasttext or array"
     )
 
 
@@ -246,16 +253,21 @@ def active_source(home: Path) -> VectorSource:
 
 def resolve_source(spec: str, home: Path) -> VectorSource:
     """``""`` → the active vectors of ``home``; a name of :data:`NAMED_SOURCES` (``glove``,
-    ``minilm``) → that source; else a file (``.bin``, ``.vec``, ``.txt``; ``./minilm`` for a
-    file so named).
+    ``minilm``) → that source; ``attributes`` → the class attributes last ingested into
+    ``home``; else a file (``.bin``, ``.vec``, ``.txt``; ``./minilm`` for a file so named).
 
     Raises:
         DataError: the file does not exist or cannot be parsed.
+        ConfigError: ``attributes`` was named, but the data home holds none.
     """
     if not spec:
         return active_source(home)
     if spec in NAMED_SOURCES:
         return NAMED_SOURCES[spec]
+    if spec == "attributes":
+        from embplat.models.attributes import current_attributes
+
+        return current_attributes(home)
     from embplat.models.vector_files import source_for_file
 
     return source_for_file(Path(spec), home)

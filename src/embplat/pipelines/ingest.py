@@ -56,6 +56,8 @@ class IngestResult:
     #: caption rows stored anew, and stored rows whose text the captions file changed
     captions: int = 0
     captions_updated: int = 0
+    #: the class attributes stored from an AwA2 predicate matrix (``--vectors attributes``)
+    attributes: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     classes: int = 0
@@ -118,6 +120,8 @@ def ingest_tree(
         warnings=list(scan.warnings),
         classes=len(scan.classes),
     )
+    if scan.meta_dir is not None:
+        _store_attributes(ctx, scan.meta_dir, result)
 
     def work(job: JobHandle) -> dict[str, object]:
         reg = _register(ctx, result, scan.items, class_ids, set(scan.unseen), None, prune, progress)
@@ -137,6 +141,21 @@ def ingest_tree(
     if embed:
         result.models = embed_into_models(ctx, models, progress)
     return result
+
+
+def _store_attributes(ctx: Context, meta_dir: Path, result: IngestResult) -> None:
+    """Keep the AwA2 predicate matrix beside ``classes.txt``, if any, in the data home; a
+    malformed one is reported and skipped (the images are ingested all the same)."""
+    from embplat.errors import DataError
+    from embplat.models.attributes import read_awa_attributes, store_attributes
+
+    try:
+        table = read_awa_attributes(meta_dir)
+    except DataError as exc:
+        result.warnings.append(f"class attributes not loaded: {exc}")
+        return
+    if table is not None:
+        result.attributes = store_attributes(table, ctx.home).label
 
 
 def enrol_class(

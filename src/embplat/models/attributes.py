@@ -1,0 +1,251 @@
+"""Class attributes as label vectors: the side information zero-shot learning began with.
+
+An AwA2 folder describes each class by 85 predicates (``predicates.txt``: ``"1\\tblack"`` per
+line) and a matrix of how strongly each class has each one, in ``classes.txt`` order
+(``predicate-matrix-continuous.txt``, 0–100, AwA's ``-1`` for "unknown" read as 0; or
+``predicate-matrix-binary.txt``). Ingest stores the table in the data home
+(:func:`store_attributes`, one folder per content, so a model keeps the table it was trained
+on) and ``--vectors attributes`` uses it wherever word vectors are accepted:
+
+- a class name (``killer+whale``, ``ankle boot``) maps to its row, as a unit vector;
+- a text made only of predicate names (``"black stripes"``) maps to those predicates, so
+  ``search --text`` can ask for attributes no class name states.
+
+Attributes tell classes apart by what they look like, where a word vector of the name says
+what the word co-occurs with: on Fashion-MNIST, ``coat`` and ``shirt`` differ in
+``outerwear``, ``thick`` and ``collar``, which GloVe's ``coat``/``shirt`` barely encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embplat.errors import ConfigError, DataError
+from embplat.models.wordvectors import VectorSource, label_tokens
+
+ATTRIBUTES = "attributes"
+PREDICATES_FILE = "predicates.txt"
+MATRIX_FILES = ("predicate-matrix-continuous.txt", "predicate-matrix-binary.txt")
+_FOLDER = "attributes"
+_CURRENT = "current.json"
+
+
+def _key(name: str) -> str:
+    """A class or predicate name as looked up: lower case, words joined by ``+``."""
+    return "+".join(label_tokens(name))
+
+
+@dataclass(frozen=True)
+class AttributeTable:
+    """Classes by predicates.
+
+    Attributes:
+        classes: class names, one per matrix row.
+        predicates: predicate names, one per matrix column.
+        matrix: (len(classes), len(predicates)) float32, non-negative.
+    """
+
+    classes: list[str]
+    predicates: list[str]
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.matrix.shape != (len(self.classes), len(self.predicates)):
+            raise DataError(
+                f"attribute matrix is {self.matrix.shape[0]} x {self.matrix.shape[1]}, but "
+                f"{len(self.classes)} classes and {len(self.predicates)} predicates are named"
+            )
+
+    def digest(self) -> str:
+        """12 hex digits identifying the table's content."""
+        h = hashlib.sha256(json.dumps([self.classes, self.predicates]).encode())
+        h.update(np.ascontiguousarray(self.matrix, dtype=np.float32).tobytes())
+        return h.hexdigest()[:12]
+
+
+def _numbered_names(path: Path) -> list[str]:
+    """Names of a ``"1\\tname"`` (or bare ``name``) per line file."""
+    names = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) > 2:
+            raise DataError(f"{path}:{n}: expected 'number<TAB>name' or 'name', got {line!r}")
+        names.append(parts[-1])
+    return names
+
+
+def read_awa_attributes(meta_dir: Path) -> AttributeTable | None:
+    """The predicate matrix beside an AwA2 ``classes.txt``, rows in its order.
+
+    Args:
+        meta_dir: the folder holding ``classes.txt``.
+
+    Returns:
+        The table, or None when the folder has no ``predicates.txt`` or no matrix file.
+
+    Raises:
+        DataError: a file is malformed: a row of the wrong length, a value that is not a
+            number, fewer or more rows than classes.
+    """
+    predicates_file = meta_dir / PREDICATES_FILE
+    matrix_file = next((meta_dir / f for f in MATRIX_FILES if (meta_dir / f).is_file()), None)
+    if not predicates_file.is_file() or matrix_file is None:
+        return None
+    classes = _numbered_names(meta_dir / "classes.txt")
+    predicates = _numbered_names(predicates_file)
+    rows = []
+    for n, line in enumerate(matrix_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError as exc:
+            raise DataError(f"{matrix_file}:{n}: not a row of numbers ({exc})") from exc
+        if len(values) != len(predicates) or not all(np.isfinite(values)):
+            raise DataError(
+                f"{matrix_file}:{n}: {len(values)} values, expected {len(predicates)} finite "
+                f"numbers (one per predicate of {predicates_file})"
+            )
+        rows.append(values)
+    if len(rows) != len(classes):
+        raise DataError(
+            f"{matrix_file}: {len(rows)} rows, but {meta_dir / 'classes.txt'} lists "
+            f"{len(classes)} classes (one row per class, in its order)"
+        )
+    matrix = np.clip(np.asarray(rows, dtype=np.float32), 0, None)  # AwA's -1: unknown
+    return AttributeTable(list(classes), predicates, matrix)
+
+
+def write_awa_attributes(meta_dir: Path, table: AttributeTable) -> None:
+    """Write ``predicates.txt`` and ``predicate-matrix-continuous.txt`` as AwA2 lays them out
+    (rows in ``table.classes`` order, which must be ``classes.txt``'s)."""
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    (meta_dir / PREDICATES_FILE).write_text(
+        "".join(f"{i}\t{p}\n" for i, p in enumerate(table.predicates, start=1)), encoding="utf-8"
+    )
+    (meta_dir / MATRIX_FILES[0]).write_text(
+        "".join(" ".join(f"{v:.2f}" for v in row) + "\n" for row in table.matrix),
+        encoding="utf-8",
+    )
+
+
+def store_attributes(table: AttributeTable, home: Path) -> VectorSource:
+    """Keep ``table`` in the data home (a folder per content; an existing one is reused) and
+    make it what ``--vectors attributes`` means there.
+
+    Returns:
+        The source naming the stored table.
+    """
+    root = Path(home) / _FOLDER
+    folder = root / table.digest()
+    if not (folder / "matrix.npy").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".partial-"))
+        try:
+            (tmp / "classes.txt").write_text("\n".join(table.classes) + "\n", encoding="utf-8")
+            (tmp / PREDICATES_FILE).write_text("\n".join(table.predicates) + "\n", encoding="utf-8")
+            np.save(tmp / "matrix.npy", table.matrix.astype(np.float32))
+            shutil.rmtree(folder, ignore_errors=True)  # a partial copy of an earlier crash
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    source = VectorSource(
+        kind=ATTRIBUTES,
+        path=str(folder.absolute()),
+        origin=f"attributes ({len(table.predicates)} predicates, {table.digest()})",
+    )
+    current = root / _CURRENT
+    tmp_file = current.with_suffix(".tmp")
+    tmp_file.write_text(json.dumps(source.as_dict()), encoding="utf-8")
+    os.replace(tmp_file, current)
+    return source
+
+
+def current_attributes(home: Path) -> VectorSource:
+    """The attribute table last stored in ``home``.
+
+    Raises:
+        ConfigError: none was stored.
+    """
+    record = Path(home) / _FOLDER / _CURRENT
+    if not record.is_file():
+        raise ConfigError(
+            f"no class attributes in the data home {home}: ingest an AwA2 folder whose "
+            f"classes.txt has {PREDICATES_FILE} and {MATRIX_FILES[0]} (or "
+            f"{MATRIX_FILES[1]}) beside it"
+        )
+    return VectorSource.from_dict(json.loads(record.read_text(encoding="utf-8")))
+
+
+def load_table(folder: Path) -> AttributeTable:
+    """A table stored by :func:`store_attributes`.
+
+    Raises:
+        ConfigError: the folder is missing or incomplete.
+    """
+    try:
+        classes = (folder / "classes.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        predicates = (folder / PREDICATES_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+        matrix = np.load(folder / "matrix.npy")
+    except OSError as exc:
+        raise ConfigError(
+            f"class attributes {folder} are missing or incomplete ({exc}); ingest the "
+            "dataset with its predicate files again"
+        ) from exc
+    return AttributeTable(classes, predicates, matrix)
+
+
+class AttributeVectors:
+    """Label vectors from an :class:`AttributeTable` (a ``WordVectors`` with ``phrase``)."""
+
+    def __init__(self, source: VectorSource, table: AttributeTable):
+        self.source, self.table = source, table
+        self.dim = len(table.predicates)
+        self._rows = {_key(c): i for i, c in enumerate(table.classes)}
+        self._columns = {_key(p): j for j, p in enumerate(table.predicates)}
+
+    def vector(self, token: str) -> np.ndarray | None:
+        """The row of the class named ``token``, or None."""
+        row = self._rows.get(_key(token))
+        return None if row is None else self.table.matrix[row]
+
+    def phrase(self, text: str) -> np.ndarray:
+        """Unit (dim,) vector of a class name (its row) or of predicate names (those set).
+
+        Raises:
+            DataError: ``text`` is neither; or the class has no attribute set.
+        """
+        key = _key(text)
+        row = self._rows.get(key)
+        if row is not None:
+            vec = self.table.matrix[row].astype(np.float32)
+        else:
+            columns = [self._columns.get(t) for t in key.split("+") if t]
+            if not columns or None in columns:
+                raise DataError(
+                    f"{text!r} is neither a class of {self.source.label} nor made of its "
+                    f"predicates (such as {', '.join(self.table.predicates[:4])}); classes "
+                    f"known: {', '.join(self.table.classes[:12])}"
+                    f"{'...' if len(self.table.classes) > 12 else ''}"
+                )
+            vec = np.zeros(self.dim, np.float32)
+            vec[[c for c in columns if c is not None]] = 1.0
+        norm = float(np.linalg.norm(vec))
+        if norm == 0:
+            raise DataError(f"class {text!r} has no attribute set in {self.source.label}")
+        return vec / norm
+
+
+def attribute_vectors(source: VectorSource) -> AttributeVectors:
+    """Open a stored table (``open_vectors`` for the ``attributes`` kind)."""
+    return AttributeVectors(source, load_table(Path(source.path)))
