@@ -26,17 +26,24 @@ from embplat.models.recipes.caption.batches import pad_batch
 SENTENCE = "a red blue green circle square triangle left right of above below the"
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "coverage"])
+def setup(request):
+    """A small captioner; with coverage, its coverage weights are set (they start at zero),
+    so every test also checks that teacher forcing, greedy and beam search feed the
+    attention the same coverage."""
     torch.manual_seed(0)
     vocab = CaptionVocab.build([SENTENCE], min_count=1)
     cfg = CaptionConfig(
-        encoder="tiny_cnn", attention_dim=16, decoder_dim=32, embed_dim=8, dropout=0.3, device="cpu"
-    )
+        encoder="tiny_cnn", attention_dim=16, decoder_dim=32, embed_dim=8, dropout=0.3,
+        device="cpu", coverage=request.param,
+    )  # fmt: skip
     model = build_caption_model(cfg, get_backbone("tiny_cnn"), vocab, vectors=None)
     with torch.no_grad():  # a peaked output layer, so captions vary in length
         model.decoder.fc.weight.mul_(30)
         model.decoder.fc.bias[vocab.end] = 1.0
+        if request.param:
+            assert not model.decoder.attention.coverage.weight.any()  # starts as no change
+            model.decoder.attention.coverage.weight.normal_(0, 3.0)
     features = torch.randn(6, 16, 64, generator=torch.Generator().manual_seed(1))
     return model, vocab, cfg, features
 

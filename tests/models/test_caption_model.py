@@ -261,3 +261,28 @@ def test_hypercolumns_feed_the_decoder_their_wider_features(tmp_path):
     loaded, _, _ = load_caption_model(tmp_path / "h.pt", device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(loaded.encoder(torch.zeros(1, 3, 64, 64)), features)
+
+
+def test_coverage_starts_as_no_change_and_then_steers_attention_from_seen_locations():
+    vocab = CaptionVocab.build(["a red square left of a blue circle"], min_count=1)
+    backbone = get_backbone("tiny_cnn")
+    torch.manual_seed(0)
+    plain = build_caption_model(small(), backbone, vocab, vectors=None)
+    torch.manual_seed(0)
+    covered = build_caption_model(small(coverage=True), backbone, vocab, vectors=None)
+    assert plain.decoder.attention.coverage is None
+    tokens, lengths = pad_batch(
+        caption_pairs([["a red square left of a blue circle"]], vocab, max_len=30).tokens
+    )
+    features = torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(3))
+    plain.eval(), covered.eval()
+    with torch.no_grad():
+        a = plain.decoder(features, tokens, lengths)
+        b = covered.decoder(features, tokens, lengths)
+        torch.testing.assert_close(a.scores, b.scores)  # zero coverage weights: the same
+        # energy lowered where attention has been: later steps leave the first step's peak
+        attention = covered.decoder.attention
+        attention.coverage.weight.copy_(-10.0 * attention.score.weight.T.sign())
+        c = covered.decoder(features, tokens, lengths)
+    first_peak = int(a.alphas[0, 0].argmax())
+    assert c.alphas[0, 1:, first_peak].mean() < a.alphas[0, 1:, first_peak].mean()

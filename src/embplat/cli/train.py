@@ -258,6 +258,10 @@ def caption_cmd(
             help="attend over the last map plus earlier stages pooled onto its grid",
         ),
     ] = False,
+    coverage: Annotated[
+        bool,
+        Opt("--coverage/--no-coverage", help="attention sees where it has already looked"),
+    ] = False,
     min_word_count: Annotated[int, Opt(help="rarer training words become <unk>")] = 1,
     max_len: Annotated[int, Opt(help="tokens per caption (training and decoding)")] = 30,
     patience: Annotated[int, Opt(help="epochs without a better valid BLEU-4 end a phase")] = 3,

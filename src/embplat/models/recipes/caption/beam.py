@@ -130,6 +130,8 @@ class _BeamRun:
         self.feats = decoder.locate(feats).repeat_interleave(k, dim=0)  # (B*k, P, C)
         self.keys = decoder.keys(self.feats)
         self.h, self.c = decoder.init_state(self.feats)
+        # each slot's attention summed over its steps so far (what coverage attends with)
+        self.coverage = torch.zeros(self.feats.shape[:2], device=param.device)
         self.cum = torch.full((self.b, k), float("-inf"), device=param.device)
         self.cum[:, 0] = 0.0
         self.tokens = torch.zeros((self.b, k, 0), dtype=torch.long, device=param.device)
@@ -141,7 +143,7 @@ class _BeamRun:
         words = torch.full((self.b * self.k,), start, dtype=torch.long, device=self.cum.device)
         for t in range(max_len):
             logits, alpha, self.h, self.c = self.decoder.step(
-                self.feats, self.keys, words, self.h, self.c
+                self.feats, self.keys, words, self.h, self.c, self.coverage
             )
             logp = _log_probs(logits, start).view(self.b, self.k, -1)
             words = self._advance(
@@ -199,6 +201,7 @@ class _BeamRun:
         self.alphas = torch.cat([self.alphas.gather(1, index), chosen.unsqueeze(2)], 2)
         rows = (parent + torch.arange(self.b, device=parent.device).unsqueeze(1) * self.k).view(-1)
         self.h, self.c = self.h[rows], self.c[rows]
+        self.coverage = self.coverage[rows] + chosen.reshape(self.b * self.k, -1)
 
 
 def greedy_decode(
@@ -245,8 +248,10 @@ def _greedy(
     out: list[Hypothesis | None] = [None] * feats.shape[0]
     tokens: list[list[int]] = [[] for _ in out]
     alphas: list[list[torch.Tensor]] = [[] for _ in out]
+    coverage = torch.zeros(feats.shape[:2], device=param.device)
     for t in range(max_len):
-        logits, alpha, h, c = decoder.step(feats, keys, words, h, c)
+        logits, alpha, h, c = decoder.step(feats, keys, words, h, c, coverage)
+        coverage = coverage + alpha.float()
         logp = _log_probs(logits, start)
         words = logp.argmax(dim=1)
         total = total + logp.gather(1, words.unsqueeze(1)).squeeze(1)

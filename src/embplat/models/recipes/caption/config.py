@@ -61,6 +61,9 @@ class CaptionConfig(TrainConfig):
             ``Backbone.hypercolumns``) instead of its last map alone: the earlier stages
             keep colour and fine form that the last one abstracts away. Off in models
             saved before it existed.
+        coverage: the attention also sees how much each location has been attended over
+            the earlier steps (coverage), so the decoder can move on from what it has
+            described. Off in models saved before it existed.
     """
 
     freeze_epochs: int = 12
@@ -82,6 +85,7 @@ class CaptionConfig(TrainConfig):
     vectors: str = ""
     positions: bool = True
     hypercolumns: bool = False
+    coverage: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -72,20 +72,42 @@ class SpatialEncoder(nn.Module):
 
 
 class SoftAttention(nn.Module):
-    """Additive attention: ``alpha = softmax(w . relu(W_e f + W_d h))`` over locations."""
+    """Additive attention: ``alpha = softmax(w . relu(W_e f + W_d h [+ w_c cov]))`` over
+    locations.
 
-    def __init__(self, encoder_dim: int, decoder_dim: int, attention_dim: int):
+    With ``coverage``, each location's energy also sees how much attention it has had over
+    the steps so far (``cov``, the sum of the earlier alphas; Tu et al. 2016, See et al.
+    2017), so the decoder can tell which part of the image it has described already instead
+    of describing it again ("a red square beneath a red square"). ``w_c`` starts at zero.
+    """
+
+    def __init__(
+        self, encoder_dim: int, decoder_dim: int, attention_dim: int, coverage: bool = False
+    ):
         super().__init__()
         self.keys = nn.Linear(encoder_dim, attention_dim)
         self.query = nn.Linear(decoder_dim, attention_dim)
         self.score = nn.Linear(attention_dim, 1)
+        self.coverage: nn.Linear | None = None
+        if coverage:  # made without drawing random numbers: the others start as without it
+            self.coverage = nn.utils.skip_init(nn.Linear, 1, attention_dim, bias=False)
+            with torch.no_grad():
+                self.coverage.weight.zero_()
 
     def forward(
-        self, features: torch.Tensor, keys: torch.Tensor, h: torch.Tensor
+        self,
+        features: torch.Tensor,
+        keys: torch.Tensor,
+        h: torch.Tensor,
+        coverage: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Context (N, C) and weights (N, P) for features (N, P, C), ``keys(features)``
-        (N, P, A) and hidden states (N, D)."""
-        energy = self.score(torch.relu(keys + self.query(h).unsqueeze(1))).squeeze(2)
+        (N, P, A), hidden states (N, D) and the (N, P) attention summed over earlier steps
+        (used only when built with ``coverage``)."""
+        hidden = keys + self.query(h).unsqueeze(1)
+        if self.coverage is not None and coverage is not None:
+            hidden = hidden + self.coverage(coverage.unsqueeze(2).to(hidden.dtype))
+        energy = self.score(torch.relu(hidden)).squeeze(2)
         alpha = torch.softmax(energy.float(), dim=1).to(features.dtype)
         return torch.bmm(alpha.unsqueeze(1), features).squeeze(1), alpha
 
@@ -103,10 +125,11 @@ class AttentionDecoder(nn.Module):
         embed_dim: int,
         dropout: float,
         positions: bool = False,
+        coverage: bool = False,
     ):
         super().__init__()
         self.vocab_size, self.encoder_dim = vocab_size, encoder_dim
-        self.attention = SoftAttention(encoder_dim, decoder_dim, attention_dim)
+        self.attention = SoftAttention(encoder_dim, decoder_dim, attention_dim, coverage)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.lstm = nn.LSTMCell(embed_dim + encoder_dim, decoder_dim)
         self.init_h = nn.Linear(encoder_dim, decoder_dim)
@@ -167,17 +190,20 @@ class AttentionDecoder(nn.Module):
         words: torch.Tensor,
         h: torch.Tensor,
         c: torch.Tensor,
+        coverage: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoding step.
 
         Args:
             features: (N, P, C) location features; keys: their (N, P, A) attention keys.
             words: (N,) ids of the previous tokens; h, c: (N, D) LSTM state.
+            coverage: (N, P) attention summed over the earlier steps (None: none yet);
+                read only by a decoder built with ``coverage``.
 
         Returns:
             logits (N, V) of the next token, attention (N, P), and the new h, c (N, D).
         """
-        context, alpha = self.attention(features, keys, h)
+        context, alpha = self.attention(features, keys, h, coverage)
         gated = torch.sigmoid(self.f_beta(h)) * context
         h, c = self.lstm(torch.cat([self.embedding(words), gated], dim=1), (h, c))
         return self.fc(self.dropout(h)), alpha, h, c
@@ -199,10 +225,12 @@ class AttentionDecoder(nn.Module):
         keys = self.keys(features)
         h, c = self.init_state(features)
         scores, alphas = [], []
+        coverage = torch.zeros(features.shape[:2], device=features.device, dtype=features.dtype)
         for t in range(tokens.shape[1] - 1):
-            logits, alpha, h, c = self.step(features, keys, tokens[:, t], h, c)
+            logits, alpha, h, c = self.step(features, keys, tokens[:, t], h, c, coverage)
             scores.append(logits)
             alphas.append(alpha)
+            coverage = coverage + alpha
         steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
         mask = steps.unsqueeze(0) < (lengths.to(tokens.device) - 1).unsqueeze(1)
         return DecoderOutput(torch.stack(scores, 1), torch.stack(alphas, 1), mask)
@@ -283,6 +311,7 @@ def build_caption_model(
         embed_dim=cfg.embed_dim,
         dropout=cfg.dropout,
         positions=cfg.positions,
+        coverage=cfg.coverage,
     )
     model = CaptionModel(SpatialEncoder(trunk, dim), decoder)
     if vectors is not None:

@@ -95,7 +95,7 @@ def load_caption_model(
             "pick a model trained with `platform train caption`"
         )
     # captioners saved before position encoding existed were trained without it
-    cfg = CaptionConfig.from_dict({"positions": False, "hypercolumns": False, **ckpt["config"]})
+    cfg = CaptionConfig.from_dict({"positions": False, "hypercolumns": False, "coverage": False, **ckpt["config"]})
     vocab = CaptionVocab.from_dict(ckpt["caption"]["vocab"])
     with torch.random.fork_rng(devices=[]):  # random inits, overwritten: keep the caller's RNG
         backbone = get_backbone(str(ckpt["encoder"]["name"]), "random")
