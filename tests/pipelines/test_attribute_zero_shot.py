@@ -4,38 +4,23 @@ semantic use cases answer by class rows and by predicate texts."""
 
 import pytest
 
-from embplat.config import load_settings
 from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
 from embplat.pipelines.ingest import ingest_tree
 from embplat.pipelines.semantic import label_images, search_by_text
 from embplat.pipelines.train import train_recipe
-from embplat.workers.context import build_context
 
 SEEN = ["trouser", "bag", "sneaker"]
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
+@pytest.fixture
+def home(tmp_path, context_factory):
     if not (DEFAULT_FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-    base = tmp_path_factory.mktemp("attributes")
     root = build_fashion_mnist(
-        base / "data", per_class=16, classes=[*SEEN, "sandal"], unseen=["sandal"]
+        tmp_path / "data", per_class=16, classes=[*SEEN, "sandal"], unseen=["sandal"]
     )
-    settings = load_settings(
-        **{
-            "home": base / "home",
-            "index.backend": "exact",
-            "embed.encoder": "tiny_cnn",
-            "embed.num_workers": 0,
-            "ingest.valid_fraction": 0.3,
-        }
-    )
-    settings.catalog.url = None
-    ctx = build_context(settings)
-    result = ingest_tree(ctx, root, embed=False)
-    yield ctx, root, result
-    ctx.close()
+    ctx = context_factory("exact", encoder="tiny_cnn", **{"ingest.valid_fraction": 0.3})
+    return ctx, root, ingest_tree(ctx, root, embed=False)
 
 
 def test_ingest_keeps_the_predicate_matrix_and_devise_trains_onto_it(home):
@@ -62,7 +47,7 @@ def test_ingest_keeps_the_predicate_matrix_and_devise_trains_onto_it(home):
 
 def test_a_malformed_matrix_is_reported_and_the_images_still_ingested(home, tmp_path):
     ctx, _, _ = home
-    copy = build_fashion_mnist(tmp_path / "data", per_class=2, classes=["bag"], offset=40)
+    copy = build_fashion_mnist(tmp_path / "more", per_class=2, classes=["bag"], offset=40)
     (copy.parent / "predicate-matrix-continuous.txt").write_text("1 2 3\n", encoding="utf-8")
     result = ingest_tree(ctx, copy, embed=False)
     assert result.added == 2 and not result.attributes
