@@ -56,6 +56,13 @@ def test_a_malformed_matrix_is_refused_naming_the_file_and_line(tmp_path, rows, 
         read_awa_attributes(_awa(tmp_path, rows))
 
 
+def test_a_predicate_name_with_a_space_is_refused_not_cut(tmp_path):
+    _awa(tmp_path)
+    (tmp_path / "predicates.txt").write_text("1\tblack\nwhite fur\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"predicates.txt:2: expected .* must not contain spaces"):
+        read_awa_attributes(tmp_path)
+
+
 def test_classes_map_to_their_rows_and_predicate_texts_to_those_predicates(tmp_path):
     source = store_attributes(AttributeTable(CLASSES, PREDICATES, MATRIX), tmp_path)
     vectors = open_vectors(source)

@@ -71,16 +71,27 @@ class AttributeTable:
         return h.hexdigest()[:12]
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); fix or remove it") from exc
+
+
 def _numbered_names(path: Path) -> list[str]:
-    """Names of a ``"1\\tname"`` (or bare ``name``) per line file."""
+    """Names of a ``"1\\tname"`` (or bare ``name``) per line file, one per line (a matrix
+    row each, so repeats are kept)."""
     names = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         parts = line.split()
-        if not parts:
-            continue
-        if len(parts) > 2:
-            raise DataError(f"{path}:{n}: expected 'number<TAB>name' or 'name', got {line!r}")
-        names.append(parts[-1])
+        if len(parts) == 2 and parts[0].isdigit():
+            parts = parts[1:]
+        if len(parts) > 1:
+            raise DataError(
+                f"{path}:{n}: expected 'number<TAB>name' or 'name', got {line!r} (names "
+                "must not contain spaces; AwA2 uses '+')"
+            )
+        names.extend(parts)
     return names
 
 
@@ -104,7 +115,7 @@ def read_awa_attributes(meta_dir: Path) -> AttributeTable | None:
     classes = _numbered_names(meta_dir / "classes.txt")
     predicates = _numbered_names(predicates_file)
     rows = []
-    for n, line in enumerate(matrix_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(matrix_file).splitlines(), start=1):
         if not line.strip():
             continue
         try:

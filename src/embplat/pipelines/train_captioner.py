@@ -186,7 +186,7 @@ class _CaptionRun:
                 kind=self.recipe,
                 encoder=self.cfg.encoder,
                 weights=best["checkpoint"],
-                dim=backbone.spatial_dim or backbone.dim,
+                dim=model.decoder.encoder_dim,  # the channels attended over
                 image_size=size,
                 config=lineage,
             )

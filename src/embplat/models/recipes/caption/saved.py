@@ -94,8 +94,9 @@ def load_caption_model(
             f"{path} is a {ckpt.get('recipe')!r} checkpoint, not a caption model's; "
             "pick a model trained with `platform train caption`"
         )
-    # captioners saved before position encoding existed were trained without it
-    cfg = CaptionConfig.from_dict({"positions": False, "hypercolumns": False, "coverage": False, **ckpt["config"]})
+    # captioners saved before these options existed were trained without them
+    before = {"positions": False, "hypercolumns": False, "coverage": False}
+    cfg = CaptionConfig.from_dict({**before, **ckpt["config"]})
     vocab = CaptionVocab.from_dict(ckpt["caption"]["vocab"])
     with torch.random.fork_rng(devices=[]):  # random inits, overwritten: keep the caller's RNG
         backbone = get_backbone(str(ckpt["encoder"]["name"]), "random")
