@@ -3,9 +3,12 @@ the chunking of long id lists."""
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -32,14 +35,37 @@ def _insert(session: Session, model: type) -> Any:
     return insert(model)
 
 
-def _in_key_order(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """The rows as parameter sets sorted by their conflict keys, so that concurrent writers
-    of overlapping rows take the unique index's row locks in one order and cannot deadlock
-    (two workers inserting the same batch in opposite orders otherwise wait on each other
-    in PostgreSQL)."""
-    return sorted(
-        (dict(r) for r in rows),
-        key=lambda r: tuple((r[k] is None, "" if r[k] is None else r[k]) for k in keys),
+def _signed32(value: int) -> int:
+    return value - 2**32 if value >= 2**31 else value
+
+
+def _lock_keys(
+    session: Session, model: type, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> None:
+    """On PostgreSQL, take a transaction-scoped advisory lock for each row's conflict key,
+    all in one global (sorted) order, before inserting the rows in the caller's order.
+
+    Two workers inserting overlapping rows in opposite orders would otherwise each wait on a
+    row the other inserted and not yet committed, and deadlock; with the locks, the second
+    waits for the first's commit before touching the index. Rows still insert, and take
+    their ids, in the order given. SQLite serialises writers by itself.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    table = str(getattr(model, "__tablename__", model.__name__))
+    space = _signed32(zlib.crc32(table.encode()))
+    hashes = sorted(
+        {
+            _signed32(zlib.crc32(json.dumps([r[k] for k in keys], default=str).encode()))
+            for r in rows
+        }
+    )
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(:space, k)) "
+            "FROM unnest(CAST(:keys AS integer[])) AS k"
+        ),
+        {"space": space, "keys": hashes},
     )
 
 
@@ -56,7 +82,8 @@ def insert_ignore(
         return 0
     stmt = _insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
     # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
-    found = session.execute(stmt.returning(model.id), _in_key_order(rows, keys))  # type: ignore[attr-defined]
+    _lock_keys(session, model, rows, keys)
+    found = session.execute(stmt.returning(model.id), [dict(r) for r in rows])  # type: ignore[attr-defined]
     return len(found.all())
 
 
@@ -80,5 +107,6 @@ def upsert(
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={col: stmt.excluded[col] for col in update}
     )
-    session.execute(stmt, _in_key_order(rows, keys))
+    _lock_keys(session, model, rows, keys)
+    session.execute(stmt, [dict(r) for r in rows])
     return len(rows)
