@@ -15,6 +15,7 @@ from typing import Any
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Collection
+from embplat.errors import DataError
 from embplat.ingest.batches import (
     batch_failures,
     plan_batches,
@@ -24,6 +25,7 @@ from embplat.ingest.embedding import EmbedReport
 from embplat.ingest.register import RegisterReport, register_items
 from embplat.ingest.scan import ScanItem, scan_folder
 from embplat.jobs.runner import JobHandle
+from embplat.models.attributes import read_awa_attributes, store_attributes
 from embplat.pipelines.context import Context
 from embplat.pipelines.doctor_checks import forget_lost_points
 from embplat.pipelines.embed import embed_batch_task
@@ -146,8 +148,6 @@ def ingest_tree(
 def _store_attributes(ctx: Context, meta_dir: Path, result: IngestResult) -> None:
     """Keep the AwA2 predicate matrix beside ``classes.txt``, if any, in the data home; a
     malformed one is reported and skipped (the images are ingested all the same)."""
-    from embplat.errors import DataError
-    from embplat.models.attributes import read_awa_attributes, store_attributes
 
     try:
         table = read_awa_attributes(meta_dir)
