@@ -8,7 +8,9 @@ runs the forward pass, queries an nmslib graph of the same enrolled vectors and 
 Target: platform <= bare + 1 s.
 
 Many images: one ``platform classify`` call on ``--queries`` images against the bare script
-looping over them in one process. Target: bare / platform >= 0.9 (the issue measured 0.74).
+looping over them in one process. Target: bare / platform >= 0.9 at 100 images (the issue
+measured 0.74); fewer images (``--quick``: 20) are reported unjudged, the ~0.5 s start-up
+being a fixed cost.
 
 Both run on a data home with ``--enrolled`` Fashion-MNIST images ingested at 224 px with
 EfficientNet-Lite0 (bundled ImageNet weights) into an nmslib index; the bare graph is built
@@ -38,6 +40,7 @@ from startup import platform_command  # this folder: run as a script
 FLAGS = ["--backend", "nmslib", "--encoder", "efficientnet_lite0", "--image-size", "224"]
 SINGLE_SLACK_S = 1.0
 MANY_TARGET = 0.9
+MANY_AT = 100
 
 #: The bare script: argv = graph file, labels .json, image paths...; prints one label a line.
 BARE = r"""
@@ -190,7 +193,9 @@ def report(best: dict[str, float], n: int, rounds: int) -> None:
         f"{best['platform one']:.2f} vs {best['bare one']:.2f} s, +{gap:.2f} s "
         f"(target <= +{SINGLE_SLACK_S:g} s) {ok} |"
     )
-    ok = "ok" if ratio >= MANY_TARGET else "MISSED"
+    # the start-up (settings, catalog) is a fixed cost; the target is set for 100 images,
+    # the issue's measurement, where the per-image work dominates
+    ok = ("ok" if ratio >= MANY_TARGET else "MISSED") if n >= MANY_AT else f"(judged at {MANY_AT})"
     print(
         f"| classify: {n} images in one call vs bare loop | {best['platform many']:.2f} vs "
         f"{best['bare many']:.2f} s, ratio **{ratio:.2f}** (target >= {MANY_TARGET}) {ok} |"

@@ -8,8 +8,9 @@ batch of 32 files, Pillow decode + the encoder's transform, ``torch.stack``, ``m
 Both use EfficientNet-Lite0 (bundled ImageNet weights) on Fashion-MNIST JPEGs.
 
 "1 thread" = torch intra-op threads 1 and no decode thread for both. "2 threads" = the
-platform's defaults on two cores (1 decode thread, ``EMBPLAT_EMBED_THREADS`` default 2)
-against the bare loop with torch's 2 intra-op threads. Runs alternate, best of ``--rounds``.
+platform's defaults on two cores (``EMBPLAT_EMBED_NUM_WORKERS`` and ``EMBPLAT_EMBED_THREADS``
+defaults: no decode thread, 2 torch threads) against the bare loop with torch's 2 intra-op
+threads. Runs alternate, best of ``--rounds``.
 Target: bare / platform >= 0.9 at N=3200, 64 px.
 
 Usage: ``python benchmarks/ingest_cores.py [--quick] [--images 3200] [--sizes 64,224]
@@ -106,6 +107,7 @@ def bench(
     n_images: int, size: int, rounds: int, budgets: tuple[int, ...] = (1, 2)
 ) -> list[tuple[str, str]]:
     """Rows of the result table for one input size and each thread budget (1 and/or 2)."""
+    from embplat.config import default_decode_threads
     from embplat.models.encoders import default_torch_threads, get_encoder, set_torch_threads
 
     rows = []
@@ -114,7 +116,7 @@ def bench(
         tmp = Path(d)
         sessions, ids, paths = catalog_tree(tmp, n_images)
         for budget in budgets:
-            workers, bare_threads = (0, 1) if budget == 1 else (1, 2)
+            workers, bare_threads = default_decode_threads(budget), min(budget, 2)
             platform_threads = default_torch_threads(workers, cores=budget)
             set_torch_threads(bare_threads)
             bare_seconds(encoder, paths[:BATCH])  # warm-up

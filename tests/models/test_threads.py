@@ -47,3 +47,16 @@ def test_default_threads_leave_a_core_per_decode_thread_but_keep_two(tmp_path) -
     assert default_torch_threads(1, cores=1) == 1
     assert default_torch_threads(2, cores=16) == 14
     assert default_torch_threads(8, cores=4) == 2
+
+
+def test_no_decode_thread_by_default_on_two_cores_one_beyond(monkeypatch) -> None:
+    from embplat.config import default_decode_threads, load_settings
+
+    assert [default_decode_threads(c) for c in (1, 2, 3, 16)] == [0, 0, 1, 1]
+    monkeypatch.delenv("EMBPLAT_EMBED_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert load_settings().embed.num_workers == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert load_settings().embed.num_workers == 1
+    monkeypatch.setenv("EMBPLAT_EMBED_NUM_WORKERS", "3")
+    assert load_settings().embed.num_workers == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from embplat.config import default_decode_threads
 from embplat.jobs.runner import InProcessRunner, JobRunner
 from embplat.pipelines.spaces import Space, Spaces
 
@@ -22,7 +23,7 @@ class EmbedOptions:
     """How images are batched through the encoder."""
 
     batch_size: int = 32
-    num_workers: int = 1
+    num_workers: int = field(default_factory=default_decode_threads)
     commit_every: int = 256
 
 
