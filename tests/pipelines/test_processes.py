@@ -7,7 +7,6 @@ Afterwards catalog and index must agree exactly: every file once, no duplicate p
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -109,10 +108,11 @@ def test_two_ingests_of_the_same_tree_at_once(tmp_path, trees):
         "embeddings >= 13",  # deep into embedding
     ],
 )
-def test_kill_9_mid_ingest_then_doctor_and_rerun(tmp_path, trees, kill_when):
+def test_kill_9_mid_ingest_then_doctor_and_rerun(tmp_path, kill_when):
     home = tmp_path / "home"
-    tree = tmp_path / "tree"
-    shutil.copytree(trees[0], tree)
+    # 48 images in units of 4: the deepest kill point still leaves 9 units to do, so the
+    # kill cannot arrive after the job has ended
+    tree = build_fashion_mnist(tmp_path / "data", per_class=16, classes=("coat", "trouser", "bag"))
     n = sum(1 for _ in tree.rglob("*.jpg"))
     table, _, threshold = kill_when.partition(" >= ")
     proc = _platform(home, "ingest", str(tree))
