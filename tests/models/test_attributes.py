@@ -7,6 +7,7 @@ import pytest
 from embplat.errors import ConfigError, DataError
 from embplat.models.attributes import (
     AttributeTable,
+    parse_attribute_values,
     read_awa_attributes,
     store_attributes,
     write_awa_attributes,
@@ -94,3 +95,31 @@ def test_each_table_is_kept_so_a_model_keeps_the_one_it_was_trained_on(tmp_path)
     assert open_vectors(second).vector("zebra")[0] == 0
     with pytest.raises(DataError, match="3 classes and 2 predicates"):
         AttributeTable(CLASSES, PREDICATES[:2], MATRIX)
+
+
+def test_a_class_row_is_added_once_and_checked_against_the_predicates():
+    table = AttributeTable(CLASSES, PREDICATES, MATRIX)
+    grown = table.with_row("skunk", parse_attribute_values("black=100, white=60,stripes"))
+    assert grown.classes == [*CLASSES, "skunk"] and table.classes == CLASSES
+    np.testing.assert_array_equal(grown.matrix[-1], [100, 60, 100, 0, 0])
+    assert grown.with_row("Skunk", {"black": 100, "white": 60, "stripes": 100}) is grown
+    assert table.with_row("zebra", dict(zip(PREDICATES, MATRIX[0].tolist(), strict=True))) is table
+    for values, match in [
+        ({"black": 50}, "already has other attributes"),
+        ({"wings": 100}, r"'wings' are not predicates of this table; known: black, white"),
+        ({"black": -1}, "non-negative"),
+        ({"black": 0}, "at least one positive"),
+    ]:
+        with pytest.raises(DataError, match=match):
+            table.with_row("zebra" if "already" in match else "bat", values)
+    for spec, match in [("black=lots", "'lots' is not a number"), ("black,,white", "no predicate")]:
+        with pytest.raises(ConfigError, match=match):
+            parse_attribute_values(spec)
+
+
+def test_store_without_making_current_keeps_the_current_table(tmp_path):
+    first = store_attributes(AttributeTable(CLASSES, PREDICATES, MATRIX), tmp_path)
+    grown = AttributeTable(CLASSES, PREDICATES, MATRIX).with_row("bat", {"black": 100})
+    other = store_attributes(grown, tmp_path, make_current=False)
+    assert other != first and resolve_source("attributes", tmp_path) == first
+    assert open_vectors(other).vector("bat") is not None

@@ -4,9 +4,16 @@ semantic use cases answer by class rows and by predicate texts."""
 
 import pytest
 
-from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
+from embplat.errors import DataError
+from embplat.ingest.fashion_mnist import (
+    DEFAULT_FMNIST_DIR,
+    FASHION_MNIST_ATTRIBUTES,
+    FASHION_MNIST_PREDICATES,
+    build_fashion_mnist,
+)
+from embplat.models.wordvectors import VectorSource, open_vectors, resolve_source
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.semantic import label_images, search_by_text
+from embplat.pipelines.semantic import add_zero_shot_class, label_images, search_by_text
 from embplat.pipelines.train import train_recipe
 
 SEEN = ["trouser", "bag", "sneaker"]
@@ -41,8 +48,38 @@ def test_ingest_keeps_the_predicate_matrix_and_devise_trains_onto_it(home):
     assert used == name and len(hits) == 5
     by_predicates, _ = search_by_text(ctx, "footwear open straps", k=5, model=name)
     assert len(by_predicates) == 5
-    with pytest.raises(Exception, match="neither a class"):
+    with pytest.raises(DataError, match="neither a class"):
         search_by_text(ctx, "qxzvwk", k=5, model=name)
+
+    # a new zero-shot class by its attributes: in the model's table and the home's current
+    with pytest.raises(DataError, match="--zero-shot --attributes"):
+        add_zero_shot_class(ctx, "coat")
+    before = _vectors(ctx, name)
+    coat = dict(zip(FASHION_MNIST_PREDICATES, FASHION_MNIST_ATTRIBUTES["coat"], strict=True))
+    added = add_zero_shot_class(ctx, "coat", {k: v for k, v in coat.items() if v})
+    assert added == {"class": "coat", "role": "unseen", "models": [name]}
+    after = _vectors(ctx, name)
+    assert (
+        after["path"] != before["path"]
+        and resolve_source("attributes", ctx.home).as_dict() == after
+    )
+    old = open_vectors(VectorSource.from_dict(before))
+    assert old.vector("coat") is None and old.vector("sandal") is not None  # left as it was
+    new = open_vectors(VectorSource.from_dict(after))
+    assert new.vector("coat").tolist() == [float(v) for v in FASHION_MNIST_ATTRIBUTES["coat"]]
+    assert space.index.count({"kind": "label"}) == 5
+    [pred] = label_images(ctx, [sandal], k=5, model=name)
+    assert "coat" in {c.label for c in pred.candidates}
+    with pytest.raises(DataError, match="already has other attributes"):
+        add_zero_shot_class(ctx, "coat", {"footwear": 100})
+    assert _vectors(ctx, name) == after  # a refused row changes nothing
+
+
+def _vectors(ctx, model):
+    from embplat.catalog import repo
+
+    with ctx.sessions() as session:
+        return repo.get_model(session=session, name=model).config["vectors"]
 
 
 def test_a_malformed_matrix_is_reported_and_the_images_still_ingested(home, tmp_path):

@@ -184,6 +184,13 @@ def classes_add(
     zero_shot: Annotated[
         bool, typer.Option("--zero-shot", help="no images: a label for DeViSE models only")
     ] = False,
+    attributes: Annotated[
+        str | None,
+        typer.Option(
+            help="with --zero-shot, for models trained on class attributes: the class's "
+            "predicates, 'footwear=100,open=80,straps' (a bare name is 100)"
+        ),
+    ] = None,
     models: ModelsOpt = "all",
     prune: PruneOpt = None,
     wait: Annotated[bool, typer.Option(help="server mode: wait for the workers")] = True,
@@ -193,13 +200,19 @@ def classes_add(
     (in the active index and, by default, in every trained model's index).
 
     With --zero-shot and no folder, the class gets only a label vector (its name's word
-    vector) and becomes a candidate of `classify --space semantic` at once.
+    vector, or with --attributes its row of the class-attribute table) and becomes a
+    candidate of `classify --space semantic` at once.
     """
+    from embplat.errors import ConfigError
+    from embplat.models.attributes import parse_attribute_values
     from embplat.pipelines.ingest import enrol_class
 
+    if attributes is not None and not zero_shot:
+        raise ConfigError("--attributes describe a zero-shot class: add --zero-shot")
+    values = None if attributes is None else parse_attribute_values(attributes)
     context = ctx.obj.context()
     if folder is None:
-        _add_zero_shot(context, name, zero_shot, json_out)
+        _add_zero_shot(context, name, zero_shot, json_out, values)
         return
     with progress_bars(not json_out) as bars:
         result = enrol_class(
@@ -210,7 +223,7 @@ def classes_add(
     if zero_shot:  # also (re)publish its label vector to the visual-semantic models
         from embplat.pipelines.semantic import add_zero_shot_class
 
-        add_zero_shot_class(context, name)
+        add_zero_shot_class(context, name, values)
     _report(result, json_out)
 
 
@@ -253,13 +266,15 @@ def classes_remove(
     )
 
 
-def _add_zero_shot(context: Any, name: str, zero_shot: bool, json_out: bool) -> None:
+def _add_zero_shot(
+    context: Any, name: str, zero_shot: bool, json_out: bool, values: dict[str, float] | None
+) -> None:
     from embplat.errors import DataError
     from embplat.pipelines.semantic import add_zero_shot_class
 
     if not zero_shot:
         raise DataError(f"give a FOLDER of {name} images, or --zero-shot to add only its label")
-    result = add_zero_shot_class(context, name)
+    result = add_zero_shot_class(context, name, values)
     if json_out:
         print_json(result)
         return

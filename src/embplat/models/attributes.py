@@ -64,6 +64,42 @@ class AttributeTable:
                 f"{len(self.classes)} classes and {len(self.predicates)} predicates are named"
             )
 
+    def with_row(self, name: str, values: dict[str, float]) -> AttributeTable:
+        """This table plus class ``name`` with ``values`` (predicate -> value, the others 0);
+        itself when ``name`` already has exactly that row.
+
+        Raises:
+            DataError: a predicate is not in the table, a value is negative or not finite,
+                no value is positive, or ``name`` already has another row.
+        """
+        columns = {_key(p): j for j, p in enumerate(self.predicates)}
+        unknown = [p for p in values if _key(p) not in columns]
+        if unknown:
+            raise DataError(
+                f"attributes {', '.join(map(repr, unknown))} are not predicates of this table; "
+                f"known: {', '.join(self.predicates)}"
+            )
+        bad = {p: v for p, v in values.items() if not (np.isfinite(v) and v >= 0)}
+        if bad or not any(v > 0 for v in values.values()):
+            raise DataError(
+                f"attribute values must be finite and non-negative, at least one positive; "
+                f"got {bad or values}"
+            )
+        row = np.zeros(len(self.predicates), np.float32)
+        for predicate, value in values.items():
+            row[columns[_key(predicate)]] = value
+        existing = {_key(c): i for i, c in enumerate(self.classes)}.get(_key(name))
+        if existing is not None:
+            if np.array_equal(self.matrix[existing], row):
+                return self
+            raise DataError(
+                f"class {name!r} already has other attributes in this table; a class keeps "
+                "the row it was given (ingest a corrected predicate matrix to change it)"
+            )
+        return AttributeTable(
+            [*self.classes, name], list(self.predicates), np.vstack([self.matrix, row[None]])
+        )
+
     def digest(self) -> str:
         """12 hex digits identifying the table's content."""
         h = hashlib.sha256(json.dumps([self.classes, self.predicates]).encode())
@@ -150,9 +186,11 @@ def write_awa_attributes(meta_dir: Path, table: AttributeTable) -> None:
     )
 
 
-def store_attributes(table: AttributeTable, home: Path) -> VectorSource:
-    """Keep ``table`` in the data home (a folder per content; an existing one is reused) and
-    make it what ``--vectors attributes`` means there.
+def store_attributes(
+    table: AttributeTable, home: Path, *, make_current: bool = True
+) -> VectorSource:
+    """Keep ``table`` in the data home (a folder per content; an existing one is reused) and,
+    with ``make_current``, make it what ``--vectors attributes`` means there.
 
     Returns:
         The source naming the stored table.
@@ -175,6 +213,8 @@ def store_attributes(table: AttributeTable, home: Path) -> VectorSource:
         path=str(folder.absolute()),
         origin=f"attributes ({len(table.predicates)} predicates, {table.digest()})",
     )
+    if not make_current:
+        return source
     current = root / _CURRENT
     tmp_file = current.with_suffix(".tmp")
     tmp_file.write_text(json.dumps(source.as_dict()), encoding="utf-8")
@@ -247,7 +287,8 @@ class AttributeVectors:
                     f"{text!r} is neither a class of {self.source.label} nor made of its "
                     f"predicates (such as {', '.join(self.table.predicates[:4])}); classes "
                     f"known: {', '.join(self.table.classes[:12])}"
-                    f"{'...' if len(self.table.classes) > 12 else ''}"
+                    f"{'...' if len(self.table.classes) > 12 else ''} (a new zero-shot class: "
+                    "`classes add NAME --zero-shot --attributes ...`)"
                 )
             vec = np.zeros(self.dim, np.float32)
             vec[[c for c in columns if c is not None]] = 1.0
@@ -260,3 +301,22 @@ class AttributeVectors:
 def attribute_vectors(source: VectorSource) -> AttributeVectors:
     """Open a stored table (``open_vectors`` for the ``attributes`` kind)."""
     return AttributeVectors(source, load_table(Path(source.path)))
+
+
+def parse_attribute_values(spec: str) -> dict[str, float]:
+    """``"footwear=100,open=80,straps"`` -> predicate -> value (a bare name means 100, AwA's
+    scale).
+
+    Raises:
+        ConfigError: an entry is empty or its value is not a number (a bad option value).
+    """
+    values: dict[str, float] = {}
+    for entry in spec.split(","):
+        name, sep, value = entry.strip().partition("=")
+        if not name.strip():
+            raise ConfigError(f"attributes {spec!r}: an entry names no predicate")
+        try:
+            values[name.strip()] = float(value) if sep else 100.0
+        except ValueError as exc:
+            raise ConfigError(f"attributes {spec!r}: {value!r} is not a number") from exc
+    return values
