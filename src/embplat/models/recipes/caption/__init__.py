@@ -4,9 +4,9 @@ beam search).
 
 - :mod:`.config`: :class:`CaptionConfig` (phases, sizes, regularisation, vocabulary, beam).
 - :mod:`.vocab`: :class:`CaptionVocab`, the words the decoder writes.
-- :mod:`.model`: :class:`SpatialEncoder` over a backbone's spatial trunk,
-  :class:`AttentionDecoder`, :class:`CaptionModel`, :func:`caption_loss`,
-  :func:`build_caption_model` (embeddings from word vectors).
+- :mod:`.model`: :class:`SpatialEncoder` over a backbone's spatial trunk (or its
+  hypercolumns), :class:`AttentionDecoder`, :class:`CaptionModel`, :func:`caption_loss`.
+- :mod:`.build`: :func:`build_caption_model` (embeddings from word vectors).
 - :mod:`.beam`: batched :func:`beam_search` and :func:`greedy_decode`.
 - :mod:`.batches`: (image, caption) pairs, sortish batches, padding.
 - :mod:`.fit`: :class:`CaptionTrainer`, the frozen and fine-tune phases.
@@ -26,6 +26,7 @@ from embplat.models.recipes.caption.spec import CaptionRecipe
 if TYPE_CHECKING:
     from embplat.models.recipes.caption.batches import pad_captions
     from embplat.models.recipes.caption.beam import Hypothesis, beam_search, greedy_decode
+    from embplat.models.recipes.caption.build import build_caption_model, caption_vectors
     from embplat.models.recipes.caption.config import MAX_BEAM, CaptionConfig, check_beam
     from embplat.models.recipes.caption.fit import (
         CaptionSet,
@@ -37,9 +38,7 @@ if TYPE_CHECKING:
         CaptionModel,
         DecoderOutput,
         SpatialEncoder,
-        build_caption_model,
         caption_loss,
-        caption_vectors,
     )
     from embplat.models.recipes.caption.saved import (
         caption_batch,
@@ -65,9 +64,9 @@ _HOMES = {
     "CaptionModel": "model",
     "DecoderOutput": "model",
     "SpatialEncoder": "model",
-    "build_caption_model": "model",
+    "build_caption_model": "build",
     "caption_loss": "model",
-    "caption_vectors": "model",
+    "caption_vectors": "build",
     "caption_batch": "saved",
     "caption_features": "saved",
     "checkpoint_meta": "saved",

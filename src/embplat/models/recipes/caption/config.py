@@ -40,7 +40,7 @@ class CaptionConfig(TrainConfig):
         attention_dim: the soft attention's hidden size.
         decoder_dim: the LSTM's hidden size.
         embed_dim: word embedding size; words the word vectors know start from them (see
-            ``caption.model.init_embeddings``), the others at random.
+            ``caption.build.init_embeddings``), the others at random.
         dropout: on the LSTM output, before the vocabulary layer.
         alpha_c: weight of the doubly stochastic attention penalty
             ``((1 - sum_t alpha_t)^2).mean()`` (each location attended about once overall).

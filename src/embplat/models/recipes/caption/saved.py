@@ -25,8 +25,9 @@ from embplat.errors import ConfigError
 from embplat.models.checkpoints import load_checkpoint
 from embplat.models.encoders import get_backbone, resolve_device
 from embplat.models.recipes.caption.beam import Hypothesis, beam_search
+from embplat.models.recipes.caption.build import build_caption_model
 from embplat.models.recipes.caption.config import CaptionConfig, check_beam
-from embplat.models.recipes.caption.model import CaptionModel, build_caption_model
+from embplat.models.recipes.caption.model import CaptionModel
 from embplat.models.recipes.caption.vocab import CaptionVocab
 
 RECIPE = "caption"
