@@ -13,8 +13,9 @@ from embplat.ingest.fashion_mnist import (
 )
 from embplat.models.wordvectors import VectorSource, open_vectors, resolve_source
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.semantic import add_zero_shot_class, label_images, search_by_text
+from embplat.pipelines.semantic import label_images, search_by_text
 from embplat.pipelines.train import train_recipe
+from embplat.pipelines.zero_shot_classes import add_zero_shot_class
 
 SEEN = ["trouser", "bag", "sneaker"]
 

@@ -16,8 +16,9 @@ from embplat.config import load_settings
 from embplat.errors import ConfigError, DataError, NotFoundError
 from embplat.ingest.fashion_mnist import DEFAULT_FMNIST_DIR, build_fashion_mnist
 from embplat.pipelines.ingest import ingest_tree
-from embplat.pipelines.semantic import add_zero_shot_class, label_images, search_by_text
+from embplat.pipelines.semantic import label_images, search_by_text
 from embplat.pipelines.train import train_recipe
+from embplat.pipelines.zero_shot_classes import add_zero_shot_class
 from embplat.pipelines.zeroshot import evaluate_zero_shot
 from embplat.workers.context import build_context
 

@@ -221,7 +221,7 @@ def classes_add(
         if wait:
             _wait_all(context.sessions, result, bars)
     if zero_shot:  # also (re)publish its label vector to the visual-semantic models
-        from embplat.pipelines.semantic import add_zero_shot_class
+        from embplat.pipelines.zero_shot_classes import add_zero_shot_class
 
         add_zero_shot_class(context, name, values)
     _report(result, json_out)
@@ -270,7 +270,7 @@ def _add_zero_shot(
     context: Any, name: str, zero_shot: bool, json_out: bool, values: dict[str, float] | None
 ) -> None:
     from embplat.errors import DataError
-    from embplat.pipelines.semantic import add_zero_shot_class
+    from embplat.pipelines.zero_shot_classes import add_zero_shot_class
 
     if not zero_shot:
         raise DataError(f"give a FOLDER of {name} images, or --zero-shot to add only its label")
