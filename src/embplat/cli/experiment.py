@@ -15,13 +15,8 @@ from embplat.cli.output import (
     print_json,
     progress_bars,
 )
-from embplat.cli.train import (
-    JsonOpt,
-    StatusBars,
-    metric_config,
-    train_config,
-    with_metric_options,
-)
+from embplat.cli.train import JsonOpt, with_metric_options
+from embplat.cli.training_run import StatusBars, metric_config, train_config
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments that train and compare.")
 Opt = typer.Option

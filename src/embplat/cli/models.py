@@ -106,7 +106,7 @@ def models_show(
 ) -> None:
     """A model's lineage: config, data seen, metrics per epoch, checkpoint, index, plots."""
     from embplat.catalog import repo
-    from embplat.cli.train import epochs_table
+    from embplat.cli.training_run import epochs_table
 
     with ctx.obj.context().sessions() as session:
         info = _info(repo.get_model(session=session, name=name))
