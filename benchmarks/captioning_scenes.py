@@ -10,8 +10,9 @@ its own ``platform`` process, so the commands printed are the ones measured. Cor
 a caption is judged against ``scenes.jsonl`` by ``embplat.ingest.scene_check``.
 
 Usage: ``python benchmarks/captioning_scenes.py [--home DIR] [--data DIR] [--images 2000]
-[--seeds 3] [--epochs 12] [--fine-tune-epochs 0] [--image-size 224] [--quick] [-- more
-train caption flags]``; prints a markdown table ``| benchmark | result |`` at the end.
+[--seeds 3] [--first-seed 0] [--epochs 12] [--fine-tune-epochs 0] [--image-size 224]
+[--quick] [-- more train caption flags]``; prints a markdown table
+``| benchmark | result |`` at the end.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds N, N+1, ...")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--fine-tune-epochs", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=224)
@@ -109,7 +111,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="captioning-"))
     home, data = args.home or scratch / "home", args.data or scratch / "scenes"
     prepare(home, data, args.images)
-    rows = [one_seed(args, home, data, seed) for seed in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    rows = [one_seed(args, home, data, seed) for seed in seeds]
     print("\n| benchmark | result |\n| --- | --- |")
     print("\n".join(f"| captioning {line[2:]}" for line in summary(rows)))
 
