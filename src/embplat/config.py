@@ -142,18 +142,21 @@ class CelerySettings(BaseSettings):
         return v
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so ``taskset`` and cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_decode_threads(cores: int | None = None) -> int:
     """Decode threads working ahead of the forward pass by default: none where 2 cores or
     fewer are usable. There a decode thread beside the forward pass's two OpenMP threads
     slows the forward pass by more than it saves (one `classify` call on 100 images at
     224 px: 3.5 s without it, 4.1–4.4 s with it, 3.3 s for the bare loop); with more
     cores it has one of its own."""
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0)) or 1
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else 1
+    return 0 if (usable_cores() if cores is None else cores) <= 2 else 1
 
 
 class EmbedSettings(BaseSettings):

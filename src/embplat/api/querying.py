@@ -4,7 +4,7 @@ query image, in order, a :class:`Failure` in place of each image that cannot be 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from embplat.api.inputs import query_files, query_images
@@ -12,6 +12,7 @@ from embplat.api.results import Captions, CaptionText, Classification, Failure, 
 from embplat.pipelines.context import Context
 
 if TYPE_CHECKING:
+    from embplat.pipelines.captioning import Candidate
     from embplat.pipelines.classify import Prediction
     from embplat.pipelines.query_images import QueryFailure
     from embplat.pipelines.semantic import LabelScore
@@ -108,11 +109,14 @@ def caption(
     failures: list[QueryFailure] = []
     answers = caption_files(ctx, queries, model=model, beam=beam, n=n, failures=failures)
     found = [
-        Captions(a.path, a.model, a.beam, [CaptionText(*astuple(c)) for c in a.captions])
-        for a in answers
+        Captions(a.path, a.model, a.beam, [_caption_text(c) for c in a.captions]) for a in answers
     ]
     labels = [query_label(q, i) for i, q in enumerate(queries)]
     return _in_order(labels, sources, found, failures)
+
+
+def _caption_text(c: Candidate) -> CaptionText:
+    return CaptionText(c.text, c.logprob, c.score)
 
 
 def _in_order(

@@ -60,16 +60,17 @@ def vectors_use(
     `attributes` describes each class by its row of the ingested predicate matrix."""
     from embplat.errors import ConfigError
     from embplat.models.wordvectors import (
+        ATTRIBUTES,
         NAMED_SOURCES,
         open_vectors,
         resolve_source,
         set_active_source,
     )
 
-    if name not in NAMED_SOURCES and name != "attributes":
+    names = sorted([*NAMED_SOURCES, ATTRIBUTES])
+    if name not in names:
         raise ConfigError(
-            f"unknown word vectors {name!r}; choose one of: "
-            f"{', '.join(sorted([*NAMED_SOURCES, 'attributes']))}, "
+            f"unknown word vectors {name!r}; choose one of: {', '.join(names)}, "
             "or load a file with `platform vectors load FILE`"
         )
     source = resolve_source(name, ctx.obj.settings.home)

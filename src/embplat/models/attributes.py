@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from embplat.errors import ConfigError, DataError
-from embplat.models.wordvectors import VectorSource, label_tokens
+from embplat.models.wordvectors import ATTRIBUTES, VectorSource, label_tokens
 
-ATTRIBUTES = "attributes"
 PREDICATES_FILE = "predicates.txt"
 MATRIX_FILES = ("predicate-matrix-continuous.txt", "predicate-matrix-binary.txt")
-_FOLDER = "attributes"
+_FOLDER = ATTRIBUTES  # the data home's folder of stored tables
 _CURRENT = "current.json"
 
 

@@ -54,7 +54,8 @@ def pooled_concat(last: torch.Tensor, earlier: list[torch.Tensor]) -> torch.Tens
 
 class _EfficientNetHypercolumns(nn.Module):
     """The same EfficientNet's last map with the outputs of the blocks before its last two
-    downsamplings pooled onto its grid (``extract_features``'s steps, drop-connect included)."""
+    downsamplings pooled onto its grid: ``extract_features`` itself, the tapped blocks'
+    outputs caught by forward hooks held for the call."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -63,17 +64,22 @@ class _EfficientNetHypercolumns(nn.Module):
         strides = [tuple(b._depthwise_conv.stride) for b in blocks]
         before_stride = [i for i in range(len(blocks) - 1) if strides[i + 1] != (1, 1)]
         self.taps = tuple(before_stride[-2:])
-        self.dim = 1280 + sum(blocks[i]._block_args.output_filters for i in self.taps)
+        head: Any = net._conv_head
+        self.dim = head.out_channels + sum(blocks[i]._block_args.output_filters for i in self.taps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net: Any = self.net
-        x = net._swish(net._bn0(net._conv_stem(x)))
-        rate, n, earlier = net._global_params.drop_connect_rate, len(net._blocks), []
-        for idx, block in enumerate(net._blocks):
-            x = block(x, drop_connect_rate=rate * idx / n if rate else rate)
-            if idx in self.taps:
-                earlier.append(x)
-        return pooled_concat(net._swish(net._bn1(net._conv_head(x))), earlier)
+        earlier: list[torch.Tensor] = []
+        blocks: Any = self.net._blocks
+        hooks = [
+            blocks[i].register_forward_hook(lambda _m, _in, out: earlier.append(out))
+            for i in self.taps
+        ]
+        try:
+            last = self.net.extract_features(x)  # type: ignore[operator]
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return pooled_concat(last, earlier)
 
 
 @register_encoder("efficientnet_lite0")
@@ -137,7 +143,7 @@ def _torchvision(arch: str, weights: str | None) -> tuple[nn.Module, str]:
         ) from exc
 
 
-def _resnet_trunk(net: nn.Module) -> nn.Module:
+def _resnet_trunk(net: nn.Module) -> nn.Sequential:
     """A torchvision ResNet's modules up to ``layer4`` (shared): (B, C, S/32, S/32) maps."""
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     return nn.Sequential(*(getattr(net, n) for n in names))
@@ -145,30 +151,27 @@ def _resnet_trunk(net: nn.Module) -> nn.Module:
 
 class _ResNetHypercolumns(nn.Module):
     """A torchvision ResNet's ``layer4`` map with ``layer2`` and ``layer3`` (strides 8 and 16)
-    pooled onto its grid."""
+    pooled onto its grid: the steps of :func:`_resnet_trunk`, two of them tapped."""
 
-    def __init__(self, net: nn.Module, dim: int):
+    def __init__(self, trunk: nn.Sequential, dim: int):
         super().__init__()
-        self.stem = nn.Sequential(*(getattr(net, n) for n in ("conv1", "bn1", "relu", "maxpool")))
-        self.layer1: nn.Module = net.layer1  # type: ignore[assignment]
-        self.layer2: nn.Module = net.layer2  # type: ignore[assignment]
-        self.layer3: nn.Module = net.layer3  # type: ignore[assignment]
-        self.layer4: nn.Module = net.layer4  # type: ignore[assignment]
+        self.trunk = trunk
         self.dim = dim + dim // 2 + dim // 4  # each stage doubles the channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s8 = self.layer2(self.layer1(self.stem(x)))
-        s16 = self.layer3(s8)
-        return pooled_concat(self.layer4(s16), [s8, s16])
+        s8 = self.trunk[:6](x)  # up to layer2
+        s16 = self.trunk[6](s8)  # layer3
+        return pooled_concat(self.trunk[7](s16), [s8, s16])
 
 
 def _resnet(net: nn.Module, dim: int, label: str) -> Backbone:
-    columns = _ResNetHypercolumns(net, dim)
+    trunk = _resnet_trunk(net)
+    columns = _ResNetHypercolumns(trunk, dim)
     return Backbone(
         net,
         dim=dim,
         weights=label,
-        spatial=_resnet_trunk(net),
+        spatial=trunk,
         spatial_dim=dim,
         hypercolumns=columns,
         hypercolumns_dim=columns.dim,

@@ -10,7 +10,6 @@ them when :func:`list_encoders` first imports it.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from embplat.config import usable_cores
 from embplat.errors import ConfigError
 from embplat.models.registry import (  # noqa: F401  (re-exported: the torch-free half)
     _REGISTRY,
@@ -229,14 +229,6 @@ def get_encoder(
         jpeg_draft=jpeg_draft,
         gpu_decode=gpu_decode,
     )
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, so ``taskset`` and cpusets count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_torch_threads(decode_threads: int, cores: int | None = None) -> int:

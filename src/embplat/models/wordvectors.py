@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"
 MINILM = "minilm"
+#: the kind of a class-attribute table, and the name ``resolve_source`` takes for the latest
+ATTRIBUTES = "attributes"
 _ACTIVE_FILE = "vectors.json"
 
 
@@ -200,7 +202,7 @@ def open_vectors(source: VectorSource) -> WordVectors:
         from embplat.models.prompt_vectors import minilm_vectors
 
         return minilm_vectors(source)
-    if source.kind == "attributes":
+    if source.kind == ATTRIBUTES:
         from embplat.models.attributes import attribute_vectors
 
         return attribute_vectors(source)
@@ -264,7 +266,7 @@ def resolve_source(spec: str, home: Path) -> VectorSource:
         return active_source(home)
     if spec in NAMED_SOURCES:
         return NAMED_SOURCES[spec]
-    if spec == "attributes":
+    if spec == ATTRIBUTES:
         from embplat.models.attributes import current_attributes
 
         return current_attributes(home)

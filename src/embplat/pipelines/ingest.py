@@ -148,7 +148,6 @@ def ingest_tree(
 def _store_attributes(ctx: Context, meta_dir: Path, result: IngestResult) -> None:
     """Keep the AwA2 predicate matrix beside ``classes.txt``, if any, in the data home; a
     malformed one is reported and skipped (the images are ingested all the same)."""
-
     try:
         table = read_awa_attributes(meta_dir)
     except DataError as exc:

@@ -9,13 +9,14 @@ from typing import Any
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
-from embplat.models.attributes import (
+from embplat.models.attributes import current_attributes, load_table, store_attributes
+from embplat.models.wordvectors import (
     ATTRIBUTES,
-    current_attributes,
-    load_table,
-    store_attributes,
+    VectorSource,
+    active_source,
+    label_vector,
+    open_vectors,
 )
-from embplat.models.wordvectors import VectorSource, active_source, label_vector, open_vectors
 from embplat.pipelines.context import Context
 from embplat.pipelines.semantic import SEMANTIC_KINDS, label_space, publish_label_vectors
 

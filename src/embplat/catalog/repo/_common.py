@@ -81,8 +81,8 @@ def insert_ignore(
     if not rows:
         return 0
     stmt = _insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
-    # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
     _lock_keys(session, model, rows, keys)
+    # RETURNING lists only the rows actually inserted (rowcount is -1 on some drivers)
     found = session.execute(stmt.returning(model.id), [dict(r) for r in rows])  # type: ignore[attr-defined]
     return len(found.all())
 
