@@ -9,7 +9,7 @@ the three doors give the same answers with the same ``to_dict()`` keys.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from embplat.api.catalog import CatalogMethods
 from embplat.api.inputs import ImageInput, query_files, query_images, source_of
@@ -49,10 +49,7 @@ class Platform(CatalogMethods):
             IndexEmptyError: nothing is enrolled yet.
             NotFoundError: no such model.
         """
-        answer = self.classify_many([image], k=k, **options)[0]
-        if isinstance(answer, Failure):
-            raise DataError(f"{answer.source}: {answer.error}")
-        return answer
+        return _answered(self.classify_many([image], k=k, **options)[0])
 
     def classify_many(
         self,
@@ -95,10 +92,7 @@ class Platform(CatalogMethods):
             DataError: the image cannot be read. ConfigError: no captioning model, a bad
                 beam or n.
         """
-        answer = self.caption_many([image], **options)[0]
-        if isinstance(answer, Failure):
-            raise DataError(f"{answer.source}: {answer.error}")
-        return answer
+        return _answered(self.caption_many([image], **options)[0])
 
     def caption_many(
         self,
@@ -282,6 +276,16 @@ class Platform(CatalogMethods):
                 return searching.labels_of_image(self.context, paths[0], space=space, **options)
         with query_files([image]) as paths:
             return searching.captions_of_image(self.context, paths[0], **options)
+
+
+A = TypeVar("A")
+
+
+def _answered(answer: A | Failure) -> A:
+    """A one-image answer, or the DataError its :class:`Failure` describes."""
+    if isinstance(answer, Failure):
+        raise DataError(f"{answer.source}: {answer.error}")
+    return answer
 
 
 def _sources(images: Sequence[ImageInput], names: Sequence[str] | None) -> list[str]:
