@@ -127,6 +127,8 @@ def devise_row(ctx: Context, pair: tuple[str, str], vectors: str, epochs: dict[s
     row |= {"zsl_top1": report["zsl"]["top1"], "gamma": report["stored_calibration"]["gamma"]}
     row |= {"H_stored": report["stored_calibration"]["H"], "H_raw": report["gzsl"]["H"]}
     row["H_half_calibrated"] = (report["calibrated"] or {}).get("with", {}).get("H")
+    for hub, found in report["hubness"].items():
+        row[f"zsl_top1_{hub}"] = found["zsl_top1"]
     for hub in HUBNESS:
         p10 = [precision_at_10(search_by_text(ctx, c, model=name, hubness=hub)[0], c) for c in pair]
         row[f"p@10_{hub}"] = float(np.mean(p10))

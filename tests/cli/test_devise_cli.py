@@ -89,6 +89,8 @@ def test_train_list_show_and_semantic_queries(env):
     assert report["unseen_classes"] == ["sandal"] and report["calibrated"]["gamma"] is not None
     r = run("evaluate", "--zero-shot", "--model", "devise-1", "--no-calibrate", "--no-plots")
     assert r.exit_code == 0 and "GZSL seen / unseen / H" in r.stdout
+    assert "ZSL top-1, hubness isoftmax" in r.stdout and "H, hubness csls" in r.stdout
+    assert set(report["hubness"]) == {"csls", "isoftmax"}
 
 
 def test_vectors_load_show_reset(env):

@@ -146,6 +146,12 @@ def test_zero_shot_evaluation_reports_zsl_and_gzsl_with_and_without_calibration(
     assert stored["method"] == "class-split-cv" and stored["notes"] == []
     assert set(stored) >= {"seen", "unseen", "H"} and 0 <= stored["H"] <= 1
     assert all(p.endswith(".png") for p in r["plots"]) and len(r["plots"]) == 3
+    hub = r["hubness"]  # labels rescored against the space's images, as classify does
+    assert set(hub) == {"csls", "isoftmax"} and hub["isoftmax"]["zsl_top1"] == 1.0
+    assert hub["isoftmax"]["zsl_per_class_top1"] == {"sandal": 1.0}
+    assert all(0 <= h["gzsl"]["H"] <= 1 for h in hub.values())
+    # a label near every image is demoted: the unseen label wins more of its images
+    assert hub["isoftmax"]["gzsl"]["unseen"] >= g["unseen"]
 
 
 def _scores(pred):

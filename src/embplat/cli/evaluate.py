@@ -201,6 +201,14 @@ def _print_zero_shot(r: dict[str, Any]) -> None:
                 f"GZSL on the eval half, {tag} calibration",
                 f"{fmt_metric(m['seen'])} / {fmt_metric(m['unseen'])} / {fmt_metric(m['H'])}",
             )
+    for method, h in r.get("hubness", {}).items():
+        if zsl:
+            table.add_row(f"ZSL top-1, hubness {method}", fmt_metric(h["zsl_top1"]))
+        m = h["gzsl"]
+        table.add_row(
+            f"GZSL seen / unseen / H, hubness {method}",
+            f"{fmt_metric(m['seen'])} / {fmt_metric(m['unseen'])} / {fmt_metric(m['H'])}",
+        )
     console.print(table)
     for name, acc in (zsl or {}).get("per_class_top1", {}).items():
         console.print(f"  {name}: ZSL top-1 {fmt_metric(acc, 3)}")

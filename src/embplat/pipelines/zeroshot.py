@@ -12,6 +12,9 @@ from the word vectors the model was trained against.
   reported on the other half, so gamma never sees the images it is scored on.
 - Stored calibration: GZSL with the gamma chosen at training time from the seen classes
   only (what ``label_images`` applies by default), on all the held-out images above.
+- Hubness corrections: ZSL and uncalibrated GZSL with each label's scores rescored against
+  every image of the model's space (CSLS, inverted softmax), as ``classify --space semantic
+  --hubness`` scores them, so a label near every image stops taking both unseen classes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from embplat.catalog import repo
 from embplat.errors import DataError
+from embplat.evaluation.hubness import HUBNESS_METHODS
 from embplat.evaluation.metrics import confusion
 from embplat.evaluation.plots import confusion_figure, save_png
 from embplat.evaluation.zeroshot import (
@@ -35,7 +39,7 @@ from embplat.evaluation.zeroshot import (
 )
 from embplat.pipelines.context import Context
 from embplat.pipelines.semantic import label_space, semantic_model
-from embplat.pipelines.semantic_scores import stored_gamma
+from embplat.pipelines.semantic_scores import image_points, label_scores, stored_gamma
 from embplat.pipelines.train import embed_catalog
 from embplat.progress import ProgressSink
 
@@ -77,6 +81,7 @@ def evaluate_zero_shot(
         "gzsl": {**rounded(gzsl_accuracy(scores, y, seen_cols)), **image_counts(y, seen_cols)},
         "calibrated": calibrated_summary(scores, y, seen_cols, hashes) if calibrate else None,
         "stored_calibration": _stored(name, config, scores, y, seen_cols),
+        "hubness": _hubness(ctx, name, vecs, labels, y, seen_cols, names),
         "plots": [],
     }
     if plots:
@@ -96,6 +101,32 @@ def _stored(
         **rounded(gzsl_accuracy(scores, y, seen_cols, gamma=gamma)),
         "notes": notes,
     }
+
+
+def _hubness(
+    ctx: Context,
+    model: str,
+    vecs: np.ndarray,
+    labels: np.ndarray,
+    y: np.ndarray,
+    seen_cols: np.ndarray,
+    names: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Per correction: ZSL top-1 (and per class) and GZSL seen/unseen/H without gamma, the
+    labels scored against all of the space's images (what ``label_images`` uses)."""
+    pool = image_points(ctx, ctx.spaces.space(model)).vectors
+    out: dict[str, dict[str, Any]] = {}
+    for method in HUBNESS_METHODS:
+        if method == "none":
+            continue
+        scores = label_scores(vecs, labels, seen_cols, hubness=method, reference=pool)
+        zsl = zsl_summary(scores, y, seen_cols, names)
+        out[method] = {
+            "zsl_top1": zsl["top1"] if zsl else None,
+            "zsl_per_class_top1": zsl["per_class_top1"] if zsl else {},
+            "gzsl": rounded(gzsl_accuracy(scores, y, seen_cols)),
+        }
+    return out
 
 
 def _held_out(
