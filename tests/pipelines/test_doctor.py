@@ -197,6 +197,41 @@ def test_job_of_a_dead_process_is_interrupted(home):
     assert run_doctor(ctx).findings == []
 
 
+def test_models_whose_checkpoint_or_label_vectors_are_gone_are_reported(home, tmp_path):
+    from embplat.catalog import repo
+    from embplat.ingest.fashion_mnist import FASHION_MNIST_ATTRIBUTES, FASHION_MNIST_PREDICATES
+    from embplat.models.attributes import AttributeTable, store_attributes
+
+    ctx, _ = home
+    classes = ["coat", "bag"]
+    matrix = np.array([FASHION_MNIST_ATTRIBUTES[c] for c in classes], np.float32)
+    source = store_attributes(AttributeTable(classes, FASHION_MNIST_PREDICATES, matrix), ctx.home)
+    checkpoint = tmp_path / "devise-9.pt"
+    checkpoint.write_bytes(b"weights")
+    config = {"checkpoint": str(checkpoint), "vectors": source.as_dict()}
+    fields = dict(kind="devise", encoder="efficientnet_lite0", dim=23, image_size=64)
+    with ctx.sessions.begin() as s:
+        repo.ensure_model(
+            session=s, name="devise-9", weights=str(checkpoint), config=config, **fields
+        )
+        glove = {"checkpoint": str(checkpoint), "vectors": {"kind": "bundled", "path": ""}}
+        repo.ensure_model(session=s, name="devise-10", weights="x", config=glove, **fields)
+    assert run_doctor(ctx).findings == []  # both present; bundled vectors have no path
+
+    shutil.rmtree(source.path)
+    checkpoint.unlink()
+    report = run_doctor(ctx)
+    assert _checks(report) == {"missing_checkpoints": 2, "missing_vectors": 1}
+    assert not report.healthy and not run_doctor(ctx, repair=True).healthy  # nothing to repair
+    [vectors] = [f for f in report.findings if f.check == "missing_vectors"]
+    assert vectors.where == "models" and vectors.examples == [
+        f"devise-9: {source.path} ({source.origin})"
+    ]
+
+    store_attributes(AttributeTable(classes, FASHION_MNIST_PREDICATES, matrix), ctx.home)
+    assert _checks(run_doctor(ctx)) == {"missing_checkpoints": 2}  # the same table, same place
+
+
 def _dead_runner():
     import socket
     import subprocess

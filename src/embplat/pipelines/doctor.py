@@ -17,8 +17,10 @@ Checks, for every collection of the configured backend:
   split, path, sha256; else rewritten with the stored vector).
 
 Over the catalog: image files gone from disk (removed with ``--repair``, unless most of the
-catalog is gone, which looks like an unmounted or moved folder), and in-process jobs whose
-process died (marked ``interrupted``).
+catalog is gone, which looks like an unmounted or moved folder), in-process jobs whose
+process died (marked ``interrupted``), and trained models whose checkpoint or label vectors
+(a word-vector file, a class-attribute table) are gone from disk: reported, never repaired,
+since only the user has them (or re-ingesting the dataset stores the same attribute table).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from embplat.catalog import audit, repo
 from embplat.catalog.db import transaction
 from embplat.catalog.models import Collection
+from embplat.models.wordvectors import NAMED_SOURCES, VectorSource
 from embplat.pipelines.context import Context
 from embplat.pipelines.doctor_checks import (
     DoctorReport,
@@ -64,6 +67,7 @@ def run_doctor(
     if stale_after is not None:
         _check_stale_jobs(ctx, report, repair, stale_after)
     _check_files(ctx, report, repair)
+    _check_model_files(ctx, report)
     with ctx.sessions() as session:
         collections = audit.list_collections(session=session)
     for coll in collections:
@@ -143,6 +147,44 @@ def _check_files(ctx: Context, report: DoctorReport, repair: bool) -> None:
     from embplat.pipelines.remove import remove_images
 
     finding.repaired = remove_images(ctx, [image_id for image_id, _ in gone])
+
+
+def _check_model_files(ctx: Context, report: DoctorReport) -> None:
+    """Trained models whose checkpoint, or whose label vectors, are gone from disk."""
+    with ctx.sessions() as session:
+        models = [(m.name, dict(m.config or {})) for m in repo.list_models(session=session)]
+    named = {s.kind for s in NAMED_SOURCES.values()}
+    checkpoints, vectors = [], []
+    for name, config in models:
+        checkpoint = config.get("checkpoint")
+        if checkpoint and not Path(checkpoint).is_file():
+            checkpoints.append(f"{name}: {checkpoint}")
+        source = VectorSource.from_dict(config.get("vectors"))
+        if source.kind not in named and source.path and not Path(source.path).exists():
+            vectors.append(f"{name}: {source.path} ({source.origin})")
+    if checkpoints:
+        report.findings.append(
+            Finding(
+                "missing_checkpoints",
+                "models",
+                len(checkpoints),
+                "trained models whose checkpoint file is gone: their queries and embedding "
+                "fail; restore the file or train the model again",
+                checkpoints[:5],
+            )
+        )
+    if vectors:
+        report.findings.append(
+            Finding(
+                "missing_vectors",
+                "models",
+                len(vectors),
+                "models whose label vectors are gone: zero-shot classification and text "
+                "search fail for them; restore the word-vector file, or ingest the dataset "
+                "with its predicate files again (the same table is stored in the same place)",
+                vectors[:5],
+            )
+        )
 
 
 def _check_collection(ctx: Context, coll: Collection, report: DoctorReport, repair: bool) -> None:

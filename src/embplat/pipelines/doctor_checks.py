@@ -38,8 +38,9 @@ class Finding:
     Attributes:
         check: what was checked (``damaged_index``, ``missing_points``, ``unrecorded_points``,
             ``orphan_points``, ``orphan_caption_points``, ``bad_vectors``, ``stale_payloads``,
-            ``missing_files``, ``dead_jobs``, ``reembed_failed``).
-        where: the collection, or ``catalog`` / ``jobs``.
+            ``missing_files``, ``dead_jobs``, ``reembed_failed``, ``missing_checkpoints``,
+            ``missing_vectors``).
+        where: the collection, or ``catalog`` / ``jobs`` / ``models``.
         count: how many items are affected.
         message: what it means and how it is repaired.
         examples: a few of the affected ids or paths.
