@@ -206,15 +206,19 @@ def test_models_whose_checkpoint_or_label_vectors_are_gone_are_reported(home, tm
     classes = ["coat", "bag"]
     matrix = np.array([FASHION_MNIST_ATTRIBUTES[c] for c in classes], np.float32)
     source = store_attributes(AttributeTable(classes, FASHION_MNIST_PREDICATES, matrix), ctx.home)
-    checkpoint = tmp_path / "devise-9.pt"
+    checkpoint = ctx.home / "models" / "devise-9" / "epoch-1.pt"
+    checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"weights")
-    config = {"checkpoint": str(checkpoint), "vectors": source.as_dict()}
+    config = {"checkpoint": "models/devise-9/epoch-1.pt", "vectors": source.as_dict()}
     fields = dict(kind="devise", encoder="efficientnet_lite0", dim=23, image_size=64)
     with ctx.sessions.begin() as s:
         repo.ensure_model(
             session=s, name="devise-9", weights=str(checkpoint), config=config, **fields
         )
-        glove = {"checkpoint": str(checkpoint), "vectors": {"kind": "bundled", "path": ""}}
+        glove = {
+            "checkpoint": str(checkpoint),
+            "vectors": {"kind": "bundled", "path": ""},
+        }  # absolute
         repo.ensure_model(session=s, name="devise-10", weights="x", config=glove, **fields)
     assert run_doctor(ctx).findings == []  # both present; bundled vectors have no path
 

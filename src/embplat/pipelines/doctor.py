@@ -157,7 +157,7 @@ def _check_model_files(ctx: Context, report: DoctorReport) -> None:
     checkpoints, vectors = [], []
     for name, config in models:
         checkpoint = config.get("checkpoint")
-        if checkpoint and not Path(checkpoint).is_file():
+        if checkpoint and not (ctx.home / checkpoint).is_file():  # stored home-relative
             checkpoints.append(f"{name}: {checkpoint}")
         source = VectorSource.from_dict(config.get("vectors"))
         if source.kind not in named and source.path and not Path(source.path).exists():
