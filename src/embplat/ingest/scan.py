@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from embplat.errors import DataError
+from embplat.models.attributes import read_numbered_names
 
 if TYPE_CHECKING:
     from embplat.ingest.captions import CaptionRecord
@@ -186,26 +187,8 @@ def _warn_split_overlap(splits: dict[Path, list[str]], meta_dir: Path, result: S
 
 
 def _read_class_file(path: Path) -> list[str]:
-    """Parse "1\\tname" or "name" lines (blank lines skipped, duplicates dropped)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable class file ({exc}); fix or remove it") from exc
-    names: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        if len(tokens) == 2 and tokens[0].isdigit():
-            tokens = tokens[1:]
-        if len(tokens) != 1:
-            raise DataError(
-                f"{path}:{number}: expected 'index<TAB>class' or 'class', got {line!r}; "
-                "class names must not contain spaces (AwA2 uses '+', e.g. 'grizzly+bear')"
-            )
-        if tokens[0] not in names:
-            names.append(tokens[0])
-    return names
+    """Parse "1\tname" or "name" lines (blank lines skipped, duplicates dropped)."""
+    return list(dict.fromkeys(read_numbered_names(path, what="class file")))
 
 
 def _scan_folders(

@@ -106,25 +106,31 @@ class AttributeTable:
         return h.hexdigest()[:12]
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); fix or remove it") from exc
+        raise DataError(f"{path}: unreadable {what} ({exc}); fix or remove it") from exc
 
 
-def _numbered_names(path: Path) -> list[str]:
-    """Names of a ``"1\\tname"`` (or bare ``name``) per line file, one per line (a matrix
-    row each, so repeats are kept)."""
+def read_numbered_names(path: Path, *, what: str = "file") -> list[str]:
+    """Names of an AwA2 ``"1\tname"`` (or bare ``name``) per line file (``classes.txt``,
+    ``predicates.txt``, ``trainclasses.txt``), in file order, repeats kept (a matrix row
+    each); blank lines skipped.
+
+    Raises:
+        DataError: naming the file (``what`` it is) and line of a name with spaces, or an
+            unreadable file.
+    """
     names = []
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+    for n, line in enumerate(_read_text(path, what).splitlines(), start=1):
         parts = line.split()
         if len(parts) == 2 and parts[0].isdigit():
             parts = parts[1:]
         if len(parts) > 1:
             raise DataError(
                 f"{path}:{n}: expected 'number<TAB>name' or 'name', got {line!r} (names "
-                "must not contain spaces; AwA2 uses '+')"
+                "must not contain spaces; AwA2 uses '+', e.g. 'grizzly+bear')"
             )
         names.extend(parts)
     return names
@@ -147,10 +153,10 @@ def read_awa_attributes(meta_dir: Path) -> AttributeTable | None:
     matrix_file = next((meta_dir / f for f in MATRIX_FILES if (meta_dir / f).is_file()), None)
     if not predicates_file.is_file() or matrix_file is None:
         return None
-    classes = _numbered_names(meta_dir / "classes.txt")
-    predicates = _numbered_names(predicates_file)
+    classes = read_numbered_names(meta_dir / "classes.txt", what="class file")
+    predicates = read_numbered_names(predicates_file, what="predicate file")
     rows = []
-    for n, line in enumerate(_read_text(matrix_file).splitlines(), start=1):
+    for n, line in enumerate(_read_text(matrix_file, "predicate matrix").splitlines(), start=1):
         if not line.strip():
             continue
         try:
