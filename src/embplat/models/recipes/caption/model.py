@@ -218,12 +218,15 @@ class AttentionDecoder(nn.Module):
         keys = self.keys(features)
         h, c = self.init_state(features)
         scores, alphas = [], []
-        coverage = torch.zeros(features.shape[:2], device=features.device, dtype=features.dtype)
+        coverage = None  # attention summed so far, kept only for a decoder that reads it
+        if self.attention.coverage is not None:
+            coverage = features.new_zeros(features.shape[:2])
         for t in range(tokens.shape[1] - 1):
             logits, alpha, h, c = self.step(features, keys, tokens[:, t], h, c, coverage)
             scores.append(logits)
             alphas.append(alpha)
-            coverage = coverage + alpha
+            if coverage is not None:
+                coverage = coverage + alpha
         steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
         mask = steps.unsqueeze(0) < (lengths.to(tokens.device) - 1).unsqueeze(1)
         return DecoderOutput(torch.stack(scores, 1), torch.stack(alphas, 1), mask)
