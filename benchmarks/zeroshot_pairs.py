@@ -12,7 +12,7 @@ Per pair ``a,b`` (a fixed seeded choice among the 45, or ``--pairs``) in its own
     platform train devise --name devise-attributes --vectors attributes ...   (the predicate
         matrix the sample writes beside classes.txt, stored by ingest)
     platform evaluate --zero-shot --model devise-glove      (ZSL top-1, H with stored gamma)
-    platform search --text a --k 10 --model devise-glove [--hubness csls|isoftmax]
+    platform search --text a --k 10 --model devise-glove [--hubness csls|isoftmax] [--expand 10]
     platform classify <20 a + 20 b test images> --space semantic   (stored gamma applied)
 
 ConSE needs no training, so it is measured once on a home holding every class (the same
@@ -46,6 +46,8 @@ from embplat.pipelines.ingest import ingest_tree
 from embplat.workers.context import build_context
 
 HUBNESS = ("none", "csls", "isoftmax")
+#: ``search --text --expand``: query expansion from the first search's 10 best images
+EXPAND = 10
 VECTORS = ("glove", "minilm", "attributes")
 
 
@@ -132,6 +134,10 @@ def devise_row(ctx: Context, pair: tuple[str, str], vectors: str, epochs: dict[s
     for hub in HUBNESS:
         p10 = [precision_at_10(search_by_text(ctx, c, model=name, hubness=hub)[0], c) for c in pair]
         row[f"p@10_{hub}"] = float(np.mean(p10))
+    expanded = [search_by_text(ctx, c, model=name, expand=EXPAND)[0] for c in pair]
+    row[f"p@10_isoftmax_expand{EXPAND}"] = float(
+        np.mean([precision_at_10(hits, c) for hits, c in zip(expanded, pair, strict=True)])
+    )
     images = held_out(ctx)
     for hub in HUBNESS:
         preds = label_images(ctx, [p for p, _ in images], model=name, hubness=hub)

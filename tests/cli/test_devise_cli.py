@@ -71,6 +71,10 @@ def test_train_list_show_and_semantic_queries(env):
     assert run("search", "--text", "trousers", "--hubness", "bogus").exit_code == 2
     hits = run_json("search", "--text", "trousers", "--k", "3")["matches"]
     assert len(hits) == 3
+    expanded = run_json("search", "--text", "trousers", "--k", "3", "--expand", "5")["matches"]
+    assert len(expanded) == 3 and expanded != hits
+    bad = run("search", "--image", str(sandal), "--expand", "3")
+    assert bad.exit_code == 2 and "expand" in bad.stderr
     labels = run_json("search", "--image", str(sandal), "--labels", "--k", "4")["matches"]
     assert {row["label"] for row in labels} == {"trouser", "bag", "sneaker", "sandal"}
     hits = run_json("search", "--image", str(sandal), "--space", "semantic", "--k", "2")["matches"]

@@ -207,3 +207,35 @@ def test_hubness_correction_rescores_classification_and_text_search(trained):
     assert {h.label for h in test_only} == {"sandal"}  # the filter holds on the scan path
     with pytest.raises(ConfigError, match="unknown hubness"):
         label_images(ctx, [sandal], hubness="zca")
+
+
+def test_query_expansion_searches_again_from_the_best_images(trained):
+    from embplat.pipelines.semantic import label_space
+    from embplat.pipelines.semantic_scores import image_points, label_points, text_scores
+
+    ctx, _, _, devise = trained
+    space, images = ctx.spaces.space(devise), {"kind": "image"}
+    label = label_space(ctx, devise).vector("sandal")
+    [best] = space.index.search(label[None, :], 1, images)[0]
+    # expanding from the one best image is an image search with that image's vector
+    [vector], _ = space.index.get([best.id])
+    expected = space.index.search(vector[None, :], 5, images)[0]
+    again, _ = search_by_text(ctx, "sandal", k=5, hubness="none", expand=1)
+    assert [h.image_id for h in again] == [h.payload["image_id"] for h in expected]
+    assert again[0].image_id == best.payload["image_id"] and again[0].score > 0.99
+    assert again != search_by_text(ctx, "sandal", k=5, hubness="none")[0]
+    # with the hubness scan the query is the unit mean of the best images, scored against
+    # the label set without the text's own label
+    scanned, _ = search_by_text(ctx, "sandal", k=3, hubness="isoftmax")
+    points = image_points(ctx, space, images)
+    ids = [p["image_id"] for p in points.payloads]
+    query = points.vectors[[ids.index(h.image_id) for h in scanned]].mean(0)
+    labels = label_points(space, {"kind": "label"}).vectors
+    others = labels[labels @ label < 0.9999]
+    scores = text_scores(query / np.linalg.norm(query), points.vectors, others, "isoftmax")
+    expanded, _ = search_by_text(ctx, "sandal", k=3, expand=3)
+    assert [h.image_id for h in expanded] == [ids[i] for i in np.argsort(-scores)[:3]]
+    assert len(others) == len(labels) - 1 and expanded != scanned
+    assert search_by_text(ctx, "sandal", k=3, expand=0)[0] == scanned
+    with pytest.raises(DataError, match="--expand"):
+        search_by_text(ctx, "sandal", expand=-1)

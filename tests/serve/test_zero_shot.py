@@ -149,6 +149,7 @@ def test_search_spaces_equal_the_python_api(trained, api):
         labels = client.post("/search", params={"kind": "label", "k": 4}, files=upload)
         text = client.get("/search", params={"text": "bag", "hubness": "csls", "k": 3})
         conse = client.get("/search", params={"text": "bag", "space": "conse", "k": 3})
+        expanded = client.get("/search", params={"text": "bag", "expand": 5, "k": 3})
     assert semantic.status_code == labels.status_code == text.status_code == 200
     expected = api.search(image=sandal, k=3, space="semantic").to_dict()
     assert _same(semantic.json()["matches"], expected["matches"])
@@ -161,6 +162,7 @@ def test_search_spaces_equal_the_python_api(trained, api):
     assert conse.status_code == 200, conse.text
     assert _same(conse.json(), api.search(text="bag", k=3, space="conse").to_dict())
     assert conse.json()["model"].startswith("conse-")
+    assert _same(expanded.json(), api.search(text="bag", k=3, expand=5).to_dict())
 
 
 BAD = {
@@ -172,6 +174,8 @@ BAD = {
     "search space": ("GET", "/search", {"text": "bag", "space": "words"}, "'words'"),
     "search hubness": ("GET", "/search", {"text": "bag", "hubness": "x"}, "'x'"),
     "conse image search": ("POST", "/search", {"space": "conse"}, "'conse'"),
+    "expand conse": ("GET", "/search", {"text": "bag", "space": "conse", "expand": 3}, "expand"),
+    "expand negative": ("GET", "/search", {"text": "bag", "expand": -1}, "expand"),
     "not a DeViSE model": ("POST", "/classify", {"space": "semantic", "model": "classifier-1"}, ""),
 }
 

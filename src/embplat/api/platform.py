@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from embplat.api.catalog import CatalogMethods
 from embplat.api.inputs import ImageInput, query_files, query_images, source_of
 from embplat.api.results import Captions, Classification, Failure, SearchResult, ZeroShot
-from embplat.errors import DataError
+from embplat.errors import ConfigError, DataError
 
 #: The ``space`` values of :meth:`Platform.zero_shot` and of :meth:`Platform.search`.
 ZERO_SHOT_SPACES = ("semantic", "conse", "clip")
@@ -187,6 +187,7 @@ class Platform(CatalogMethods):
         model: str | None = None,
         hubness: str | None = None,
         space: str = "encoder",
+        expand: int = 0,
     ) -> SearchResult:
         """The ``k`` points nearest to one query: an image, a text (a sentence for a sentence
         index or a matching ``model``, else words in a DeViSE model's space), a vector of the
@@ -207,10 +208,13 @@ class Platform(CatalogMethods):
                 only): the catalog's ConSE vectors (no training); ``clip``: a text query is
                 embedded by the active open_clip encoder's text tower, and ``kind="label"``
                 lists an image's nearest label prompts.
+            expand: a DeViSE text query searches again with the mean of its ``expand``
+                best images (query expansion); 0 = off.
 
         Raises:
             DataError: not exactly one query given; a bad filter, kind, k, vector or space.
-            ConfigError: an unknown ``hubness``.
+            ConfigError: an unknown ``hubness``; ``expand`` on a query other than a
+                DeViSE text query.
             NotFoundError: no such model or point.
             IndexEmptyError: nothing matches the filters.
         """
@@ -227,12 +231,15 @@ class Platform(CatalogMethods):
         flt = searching.user_filter(label=label, split=split, kind=kind, by_points=by_points)
         if text is not None and kind != "image":
             raise DataError(f"a text query finds images, not kind={kind!r}")
+        if expand and text is None:
+            raise ConfigError("expand (query expansion) applies to text queries only")
         with self._lock:
             space, model = self._search_space(space, model, text=text, kind=kind, hubness=hubness)
             if text is not None:
                 return searching.by_text(
-                    self.context, text, k=k, flt=flt, model=model, hubness=hubness, space=space
-                )
+                    self.context, text, k=k, flt=flt, model=model, hubness=hubness,
+                    space=space, expand=expand,
+                )  # fmt: skip
             if image is None:
                 return searching.by_vector(
                     self.context, vector, point_id, k=k, flt=flt, model=model

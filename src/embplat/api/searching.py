@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embplat.api.results import Match, SearchResult
-from embplat.errors import DataError, IndexEmptyError, NotFoundError
+from embplat.errors import ConfigError, DataError, IndexEmptyError, NotFoundError
 from embplat.pipelines.context import Context
 from embplat.pipelines.query import check_split, search_by_image
 from embplat.retrieval import Filter, Hit
@@ -113,17 +113,28 @@ def by_text(
     model: str | None,
     hubness: str | None = None,
     space: str = "encoder",
+    expand: int = 0,
 ) -> SearchResult:
     """The images nearest to a text: a sentence embedded by a sentence index's text encoder
     (each image once, by its best caption) or by a matching model's text tower, else the
     word vector of the text in a DeViSE model's space (default: the newest; the newest
     sentence index when no DeViSE model exists), or (``space="conse"``) in the ConSE space,
-    or (``space="clip"``) embedded by the active open_clip encoder's text tower."""
+    or (``space="clip"``) embedded by the active open_clip encoder's text tower.
+    ``expand`` (query expansion) applies to the DeViSE search only."""
     from embplat.pipelines import crossmodal
     from embplat.pipelines.sentences import has_sentence_index
 
     if model is None and space == "encoder" and not _has_semantic(ctx):
         model = has_sentence_index(ctx)
+    if expand and (
+        space != "encoder"
+        or _kind_of(ctx, model) == SENTENCES
+        or crossmodal.is_caption_model(ctx, model)
+    ):
+        raise ConfigError(
+            "--expand (query expansion) applies to a visual-semantic (DeViSE) model's label "
+            f"search, not to {model or space}"
+        )
     if space == "conse":
         from embplat.pipelines.conse import conse_search
 
@@ -142,8 +153,8 @@ def by_text(
     else:
         from embplat.pipelines.semantic import search_by_text
 
-        options = {} if hubness is None else {"hubness": hubness}
-        hits, used = search_by_text(ctx, text, model=model, k=k, flt=flt, **options)
+        options: dict[str, Any] = {} if hubness is None else {"hubness": hubness}
+        hits, used = search_by_text(ctx, text, model=model, k=k, flt=flt, expand=expand, **options)
     matches = [Match(h.label, h.score, h.image_id, h.path) for h in hits]
     return SearchResult(query=f"text {text!r}", model=used, matches=matches)
 

@@ -125,6 +125,14 @@ def search_cmd(
     space: Annotated[str, Space] = "encoder",
     model: Annotated[str | None, ModelOpt] = None,
     hubness: Annotated[str | None, HubnessOpt] = None,
+    expand: Annotated[
+        int,
+        typer.Option(
+            "--expand",
+            help="DeViSE --text: search again with the mean of the N best images (query "
+            "expansion; 0 = off)",
+        ),
+    ] = 0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Nearest images to a query image or text, or (--labels) the labels nearest an image.
@@ -151,7 +159,7 @@ def search_cmd(
     query = {"text": text} if text is not None else {"image": image}
     found = platform.search(
         **query, k=k, label=label, split=split, kind=kind, model=model, hubness=hubness,
-        space=space if space in ("conse", "clip") else "encoder",
+        space=space if space in ("conse", "clip") else "encoder", expand=expand,
     )  # fmt: skip
     if json_out:
         print_json(found.to_dict())

@@ -32,6 +32,7 @@ from embplat.pipelines.query_images import (
     require_some_file,
 )
 from embplat.pipelines.semantic_scores import (
+    TEXT_LABEL_MATCH,
     LabelPrediction,
     LabelScore,
     choose_gamma,
@@ -43,6 +44,7 @@ from embplat.pipelines.semantic_scores import (
     top_labels,
 )
 from embplat.retrieval import Filter, Hit, point_id
+from embplat.retrieval.base import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ def search_by_text(
     k: int = 10,
     flt: Filter | None = None,
     hubness: str = DEFAULT_SEARCH_HUBNESS,
+    expand: int = 0,
 ) -> tuple[list[Neighbour], str]:
     """Images nearest to the label vector of ``text`` (its words' mean, or its prompts').
 
@@ -166,6 +169,10 @@ def search_by_text(
             model's label set first, so an image near every label (a hub) stops topping
             every label's list (scans the model's images); ``none``: the index's cosine
             search.
+        expand: query expansion (average query expansion, Chum et al. 2007): search
+            again with the mean of the first search's ``expand`` best images in place of
+            the label vector (scored the same way), so the images most like the best hits
+            rise; 0 = off.
 
     Returns:
         The hits, best first, and the model searched.
@@ -175,8 +182,8 @@ def search_by_text(
         ConfigError: an unknown hubness correction.
         IndexEmptyError: the model's collection holds no images.
     """
-    if k < 1:
-        raise DataError(f"--k must be at least 1, got {k}")
+    if k < 1 or expand < 0:
+        raise DataError(f"--k must be at least 1 and --expand 0 or more, got {k} and {expand}")
     check_hubness(hubness)
     name = semantic_model(ctx, model)
     space = ctx.spaces.space(name)
@@ -187,13 +194,25 @@ def search_by_text(
             f"{space.index.name} holds no images to search: run `platform models embed {name}`"
         )
     if hubness == "none":
-        hits = space.index.search(query[None, :], k, flt)[0]
-        return [Neighbour.from_hit(h) for h in hits], name
+        hits = space.index.search(query[None, :], max(k, expand), flt)[0]
+        if expand:
+            vectors, _ = space.index.get([h.id for h in hits[:expand]])
+            hits = space.index.search(_mean_unit(vectors), k, flt)[0]
+        return [Neighbour.from_hit(h) for h in hits[:k]], name
     images = image_points(ctx, space, flt)
     labels = label_points(space, LABELS).vectors
     scores = text_scores(query, images.vectors, labels, hubness)
+    if expand:  # the text's own label leaves the set: the expanded query stands for it
+        others = labels[labels @ query < TEXT_LABEL_MATCH] if len(labels) else labels
+        top = np.argsort(-scores, kind="stable")[:expand]
+        scores = text_scores(_mean_unit(images.vectors[top])[0], images.vectors, others, hubness)
     best = np.argsort(-scores, kind="stable")[:k]
     return [Neighbour.from_hit(Hit("", float(scores[i]), images.payloads[i])) for i in best], name
+
+
+def _mean_unit(vectors: np.ndarray) -> np.ndarray:
+    """(1, D): the unit mean of (N, D) unit vectors (a query standing for all of them)."""
+    return l2_normalize(np.asarray(vectors, np.float32).mean(axis=0, keepdims=True))
 
 
 def label_images(

@@ -54,6 +54,8 @@ class LabelPrediction:
         return asdict(self)
 
 
+#: Cosine above which a label vector is the query text's own (dropped from its label set).
+TEXT_LABEL_MATCH = 0.9999
 #: Points fetched from an index per ``get`` call.
 _CHUNK = 4096
 #: Splits a collection's images may be in.
@@ -161,7 +163,7 @@ def text_scores(
     """(N,) scores of ``images`` (N, D) for the (D,) text vector ``query``, hubness-corrected
     against the label set ``labels`` (L, D): an image near every label is demoted. Labels
     equal to the query are dropped from the set (it is added once)."""
-    others = labels[labels @ query < 0.9999] if len(labels) else labels
+    others = labels[labels @ query < TEXT_LABEL_MATCH] if len(labels) else labels
     sims = images @ np.concatenate([others, query[None, :]]).T
     return correct_hubness(sims, hubness, rank_axis=0)[:, -1]
 

@@ -175,13 +175,16 @@ async def search(
     model: Model = None,
     space: Space = "encoder",
     hubness: Annotated[Hubness | None, Query(description="DeViSE text: default isoftmax")] = None,
+    expand: Annotated[
+        int, Query(ge=0, le=1000, description="DeViSE text: query expansion from the N best")
+    ] = 0,
 ) -> dict[str, Any]:
     """Nearest images to a text (a DeViSE model's word space, a sentence index, a matching
     model; `space` conse or clip: training-free) or to a stored point's id."""
     platform = _platform(request, k)
     found = await _service(request).run(
         platform.search, text=text, point_id=point_id, k=k, label=label, split=split, kind=kind,
-        model=model, hubness=hubness, space=space,
+        model=model, hubness=hubness, space=space, expand=expand,
     )  # fmt: skip
     return found.to_dict()
 
