@@ -178,7 +178,7 @@ def search_by_text(
         The hits, best first, and the model searched.
 
     Raises:
-        DataError: no word of ``text`` has a vector; k < 1.
+        DataError: no word of ``text`` has a vector; k < 1; expand < 0.
         ConfigError: an unknown hubness correction.
         IndexEmptyError: the model's collection holds no images.
     """
