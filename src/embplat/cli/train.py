@@ -241,7 +241,7 @@ def caption_cmd(
     vectors: Annotated[str, Opt(help="word vectors for the embeddings ('none': random)")] = "",
     batch_size: Annotated[int, Opt(help="(image, caption) pairs per step")] = 64,
     lr: Annotated[float, Opt(help="decoder's peak one-cycle LR")] = 4e-4,
-    encoder_lr: Annotated[float, Opt(help="encoder's peak LR while fine-tuning")] = 1e-4,
+    encoder_lr: Annotated[float, Opt(help="encoder's peak LR while fine-tuning")] = 3e-4,
     seed: SeedOpt = 0,
     keep_checkpoints: KeepOpt = "all",
     json_out: JsonOpt = False,

@@ -36,7 +36,8 @@ class CaptionConfig(TrainConfig):
 
     Attributes:
         lr: the decoder's one-cycle maximum learning rate.
-        encoder_lr: the encoder's maximum learning rate while fine-tuning.
+        encoder_lr: the encoder's maximum learning rate while fine-tuning (3e-4: on the
+            captioned scenes at 128 px it beat the reference's 1e-4 and 1e-3; see README).
         attention_dim: the soft attention's hidden size.
         decoder_dim: the LSTM's hidden size.
         embed_dim: word embedding size; words the word vectors know start from them (see
@@ -70,7 +71,7 @@ class CaptionConfig(TrainConfig):
     unfreeze_epochs: int = 0
     batch_size: int = 64
     lr: float = 4e-4
-    encoder_lr: float = 1e-4
+    encoder_lr: float = 3e-4
     weight_decay: float = 0.0
     attention_dim: int = 512
     decoder_dim: int = 512
