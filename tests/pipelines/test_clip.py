@@ -17,7 +17,7 @@ from embplat.api import Platform
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
 from embplat.config import load_settings
-from embplat.errors import ConfigError
+from embplat.errors import ConfigError, DataError
 from embplat.models.encoders import _REGISTRY, get_encoder
 from embplat.models.prompt_vectors import PROMPT_TEMPLATES
 from embplat.models.registry import BUILTIN_ENCODERS, OPENCLIP_ARCHS, openclip_name
@@ -188,6 +188,16 @@ def test_zero_shot_picks_the_nearest_prompt_among_all_classes(catalog, tiny_clip
     assert [m.label for m in labels.matches] == [c.label for c in answers[0].candidates[:3]]
 
 
+def test_a_zero_shot_class_needs_no_word_vector_with_a_text_tower(catalog, tiny_clip):
+    from embplat.pipelines.zero_shot_classes import add_zero_shot_class
+
+    ctx, base, _ = catalog
+    added = add_zero_shot_class(ctx, "qxzvwk")  # no GloVe word, but CLIP embeds any name
+    assert added == {"class": "qxzvwk", "role": "unseen", "models": []}
+    [answer] = clip_labels(ctx, _all_images(base)[:1], k=len(PHOTOS) + 2)
+    assert "qxzvwk" in {c.label for c in answer.candidates}
+
+
 def test_weights_errors_name_the_file(tiny_clip, tmp_path):
     name = tiny_clip[0]
     missing = tmp_path / "nowhere" / "clip.pt"
@@ -210,6 +220,11 @@ def test_space_clip_needs_an_open_clip_encoder(tmp_path, imagefactory):
     try:
         with pytest.raises(ConfigError, match="tiny_cnn has no text tower"):
             clip_search(ctx, "a cat")
+        from embplat.pipelines.zero_shot_classes import add_zero_shot_class
+
+        with pytest.raises(DataError, match="qxzvwk"):  # no word vector and no text tower
+            add_zero_shot_class(ctx, "qxzvwk")
+        assert add_zero_shot_class(ctx, "zebra")["role"] == "unseen"
     finally:
         ctx.close()
 

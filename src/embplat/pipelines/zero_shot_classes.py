@@ -9,6 +9,7 @@ from typing import Any
 
 from embplat.catalog import repo
 from embplat.catalog.db import transaction
+from embplat.errors import ConfigError, DataError
 from embplat.models.attributes import current_attributes, load_table, store_attributes
 from embplat.models.wordvectors import (
     ATTRIBUTES,
@@ -46,7 +47,7 @@ def add_zero_shot_class(
     for model in models:
         label_space(ctx, model).vector(name)
     if not models:
-        label_vector(open_vectors(active_source(ctx.home)), name)
+        _check_name(ctx, name)
     with transaction(ctx.sessions) as session:
         repo.ensure_classes(
             session=session, names=[name], roles={name: "unseen"}, source="zero-shot"
@@ -54,6 +55,24 @@ def add_zero_shot_class(
         role = repo.get_class(session=session, name=name).role  # type: ignore[union-attr]
     published = [m for m in models if publish_label_vectors(ctx, m, [name])]
     return {"class": name, "role": role, "models": published}
+
+
+def _check_name(ctx: Context, name: str) -> None:
+    """Refuse a name the active word vectors do not know, unless the active encoder has a
+    text tower (open_clip), which embeds any name (``classify --space clip``).
+
+    Raises:
+        DataError: naming the label.
+    """
+    from embplat.pipelines.clip import clip_space
+
+    try:
+        label_vector(open_vectors(active_source(ctx.home)), name)
+    except DataError as unknown:
+        try:
+            clip_space(ctx)  # builds the active encoder: only on this (rare) path
+        except ConfigError:
+            raise unknown from None
 
 
 def add_attribute_row(
