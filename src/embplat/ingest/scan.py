@@ -187,7 +187,7 @@ def _warn_split_overlap(splits: dict[Path, list[str]], meta_dir: Path, result: S
 
 
 def _read_class_file(path: Path) -> list[str]:
-    """Parse "1\tname" or "name" lines (blank lines skipped, duplicates dropped)."""
+    """Parse "1\\tname" or "name" lines (blank lines skipped, duplicates dropped)."""
     return list(dict.fromkeys(read_numbered_names(path, what="class file")))
 
 

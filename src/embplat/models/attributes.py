@@ -114,7 +114,7 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def read_numbered_names(path: Path, *, what: str = "file") -> list[str]:
-    """Names of an AwA2 ``"1\tname"`` (or bare ``name``) per line file (``classes.txt``,
+    """Names of an AwA2 ``"1\\tname"`` (or bare ``name``) per line file (``classes.txt``,
     ``predicates.txt``, ``trainclasses.txt``), in file order, repeats kept (a matrix row
     each); blank lines skipped.
 

@@ -32,7 +32,6 @@ from embplat.pipelines.query_images import (
     require_some_file,
 )
 from embplat.pipelines.semantic_scores import (
-    TEXT_LABEL_MATCH,
     LabelPrediction,
     LabelScore,
     choose_gamma,
@@ -202,10 +201,10 @@ def search_by_text(
     images = image_points(ctx, space, flt)
     labels = label_points(space, LABELS).vectors
     scores = text_scores(query, images.vectors, labels, hubness)
-    if expand:  # the text's own label leaves the set: the expanded query stands for it
-        others = labels[labels @ query < TEXT_LABEL_MATCH] if len(labels) else labels
+    if expand:
         top = np.argsort(-scores, kind="stable")[:expand]
-        scores = text_scores(_mean_unit(images.vectors[top])[0], images.vectors, others, hubness)
+        expanded = _mean_unit(images.vectors[top])[0]
+        scores = text_scores(expanded, images.vectors, labels, hubness, stands_for=query)
     best = np.argsort(-scores, kind="stable")[:k]
     return [Neighbour.from_hit(Hit("", float(scores[i]), images.payloads[i])) for i in best], name
 

@@ -55,7 +55,7 @@ class LabelPrediction:
 
 
 #: Cosine above which a label vector is the query text's own (dropped from its label set).
-TEXT_LABEL_MATCH = 0.9999
+_TEXT_LABEL_MATCH = 0.9999
 #: Points fetched from an index per ``get`` call.
 _CHUNK = 4096
 #: Splits a collection's images may be in.
@@ -158,12 +158,20 @@ def label_scores(
 
 
 def text_scores(
-    query: np.ndarray, images: np.ndarray, labels: np.ndarray, hubness: str
+    query: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    hubness: str,
+    *,
+    stands_for: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) scores of ``images`` (N, D) for the (D,) text vector ``query``, hubness-corrected
     against the label set ``labels`` (L, D): an image near every label is demoted. Labels
-    equal to the query are dropped from the set (it is added once)."""
-    others = labels[labels @ query < TEXT_LABEL_MATCH] if len(labels) else labels
+    equal to the text's own label vector ``stands_for`` (default: the query itself; an
+    expanded query stands for the label it grew from) are dropped from the set, and the
+    query is added once."""
+    own = query if stands_for is None else stands_for
+    others = labels[labels @ own < _TEXT_LABEL_MATCH] if len(labels) else labels
     sims = images @ np.concatenate([others, query[None, :]]).T
     return correct_hubness(sims, hubness, rank_axis=0)[:, -1]
 

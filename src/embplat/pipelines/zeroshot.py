@@ -116,9 +116,7 @@ def _hubness(
     labels scored against all of the space's images (what ``label_images`` uses)."""
     pool = image_points(ctx, ctx.spaces.space(model)).vectors
     out: dict[str, dict[str, Any]] = {}
-    for method in HUBNESS_METHODS:
-        if method == "none":
-            continue
+    for method in (m for m in HUBNESS_METHODS if m != "none"):
         scores = label_scores(vecs, labels, seen_cols, hubness=method, reference=pool)
         zsl = zsl_summary(scores, y, seen_cols, names)
         out[method] = {
