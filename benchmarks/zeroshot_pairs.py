@@ -114,18 +114,20 @@ def held_out(ctx: Context) -> list[tuple[Path, str]]:
     return [(Path(p), c) for _, p, c, _ in rows]
 
 
-def devise_row(ctx: Context, pair: tuple[str, str], vectors: str, epochs: dict[str, int]) -> dict:
+def devise_row(
+    ctx: Context, pair: tuple[str, str], vectors: str, epochs: dict[str, Any], tag: str = ""
+) -> dict:
     """Train one DeViSE model on the pair's home and measure it."""
     from embplat.pipelines.semantic import label_images, search_by_text
     from embplat.pipelines.train import train_recipe
     from embplat.pipelines.zeroshot import evaluate_zero_shot
 
     start = time.perf_counter()
-    config = {"name": f"devise-{vectors}", "vectors": vectors, "encoder": "efficientnet_lite0"}
+    config = {"name": f"devise-{vectors}{tag}", "vectors": vectors, "encoder": "efficientnet_lite0"}
     config |= {"image_size": 64, "plots": False, "device": "cpu", **epochs}
     name = train_recipe(ctx, "devise", config)
     report = evaluate_zero_shot(ctx, model=name, plots=False)
-    row: dict[str, Any] = {"method": f"devise-{vectors}", "pair": ",".join(pair)}
+    row: dict[str, Any] = {"method": f"devise-{vectors}{tag}", "pair": ",".join(pair)}
     row |= {"zsl_top1": report["zsl"]["top1"], "gamma": report["stored_calibration"]["gamma"]}
     row |= {"H_stored": report["stored_calibration"]["H"], "H_raw": report["gzsl"]["H"]}
     row["H_half_calibrated"] = (report["calibrated"] or {}).get("with", {}).get("H")
@@ -223,15 +225,25 @@ def main() -> None:
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="ingest's valid split")
     parser.add_argument("--vectors", default=",".join(VECTORS), help="DeViSE label vectors")
     parser.add_argument("--no-conse", action="store_true", help="skip ConSE")
+    parser.add_argument(
+        "--projection",
+        choices=("trained", "ridge"),
+        default="trained",
+        help="DeViSE projection: SGD epochs, or ridge in closed form (no stage 1, no fine-tuning)",
+    )
     parser.add_argument("--work", type=Path, help="folder for data homes (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="2 pairs, 24 images per class")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    epochs = {"stage1_epochs": 1, "freeze_epochs": 6, "unfreeze_epochs": 1}
+    epochs: dict[str, Any] = {"stage1_epochs": 1, "freeze_epochs": 6, "unfreeze_epochs": 1}
     if args.quick:
         args.pairs, args.per_class, args.conse_per_class = 2, 24, 4
         args.valid_fraction = 0.3  # a few valid images per class for the calibration
         epochs = {"stage1_epochs": 1, "freeze_epochs": 2, "unfreeze_epochs": 1}
+    tag = ""
+    if args.projection == "ridge":
+        epochs = {"stage1_epochs": 0, "unfreeze_epochs": 0, "projection": "ridge"}
+        tag = "-ridge"
     pairs = [tuple(p.split(",")) for p in args.pair] if args.pair else choose_pairs(args.pairs)
     work = args.work or Path(tempfile.mkdtemp(prefix="zeroshot-pairs-"))
     rows: list[dict[str, Any]] = []
@@ -240,7 +252,7 @@ def main() -> None:
         home, data = work / slug / "home", work / slug / "data"
         ctx = prepared(home, data, args.per_class, pair, args.valid_fraction)
         for vectors in args.vectors.split(","):
-            rows.append(devise_row(ctx, pair, vectors, epochs))  # type: ignore[arg-type]
+            rows.append(devise_row(ctx, pair, vectors, epochs, tag))  # type: ignore[arg-type]
             print(json.dumps(rows[-1]), flush=True)
         ctx.close()
     if not args.no_conse:

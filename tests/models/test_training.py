@@ -103,6 +103,41 @@ def test_devise_projection_learns_and_exports_a_semantic_encoder(tiny_data, tmp_
     assert np.allclose(encoder.encode_images(batch), expected, atol=1e-5)
 
 
+def test_a_closed_form_phase_sets_the_projection_by_ridge_then_fine_tuning_goes_on(
+    tiny_data, tmp_path
+):
+    from embplat.models.wordvectors import VectorSource, label_matrix, open_vectors
+
+    vectors = label_matrix(open_vectors(VectorSource()), CLASSES)
+    recipe = DeviseRecipe(vectors, ridge_alpha=0.1)
+    phases = [Phase("ridge", 1, True, closed_form=True), Phase("unfrozen", 1, False)]
+    _, history = _fit(recipe, tiny_data, tmp_path, phases)
+    first, second = history.epochs
+    assert (first.epoch, first.phase, second.phase) == (1, "ridge", "unfrozen")
+    assert recipe.projection["method"] == "ridge" and recipe.projection["alpha"] == 0.1
+    assert first.metric > history.baseline  # the fit itself, before any SGD step
+    # the ridge epoch's checkpoint holds the closed-form head: the least-squares map itself
+    state = load_checkpoint(first.checkpoint)["state_dict"]
+    from embplat.models.ridge_head import fit_ridge_head
+
+    backbone = get_backbone("tiny_cnn")
+    torch.manual_seed(0)
+    fresh = RecipeNet(backbone.module, backbone.dim, DeviseRecipe(vectors))
+    fresh.load_state_dict(state)
+    fresh.eval()
+    with torch.no_grad():
+        feats = torch.cat([fresh.backbone(tiny_data.train_plain[i][0][None]) for i in range(48)])
+    labels = np.array([tiny_data.train_plain[i][1] for i in range(48)])
+    weight, bias = fit_ridge_head(feats.numpy(), labels, recipe.vectors.numpy(), alpha=0.1).linear()
+    np.testing.assert_allclose(fresh.head.linear.weight.detach().numpy(), weight, atol=1e-4)
+    np.testing.assert_allclose(fresh.head.linear.bias.detach().numpy(), bias, atol=1e-4)
+
+
+def test_a_closed_form_phase_needs_a_recipe_that_fits_its_head(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="fit_head"):
+        _fit(ClassifierRecipe(3), tiny_data, tmp_path, [Phase("ridge", 1, True, closed_form=True)])
+
+
 def test_losses_are_zero_exactly_when_they_should_be():
     targets = torch.eye(3)
     labels = torch.tensor([0, 1, 2])
@@ -130,6 +165,17 @@ def test_configs_are_frozen_json_round_trips_and_refuse_unknown_keys():
         make_config("devise", {"epochs": 3})
     with pytest.raises(ConfigError, match="cosine, hinge"):
         make_config("devise", {"loss": "l2"})
+    with pytest.raises(ConfigError, match="trained, ridge"):
+        make_config("devise", {"projection": "lasso"})
+    with pytest.raises(ConfigError, match=r"-0\.5"):
+        make_config("devise", {"projection": "ridge", "ridge_alpha": -0.5})
+    ridge = make_config("devise", {"projection": "ridge", "freeze_epochs": 0, "unfreeze_epochs": 0})
+    assert [(p.name, p.epochs, p.closed_form) for p in ridge.phases()] == [
+        ("ridge", 1, True),
+        ("unfrozen", 0, False),
+    ]
+    with pytest.raises(ConfigError, match="at least one epoch"):
+        make_config("devise", {"freeze_epochs": 0, "unfreeze_epochs": 0})
     with pytest.raises(ConfigError, match="unknown recipe"):
         make_config("gan", None)
 

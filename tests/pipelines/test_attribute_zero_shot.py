@@ -90,3 +90,43 @@ def test_a_malformed_matrix_is_reported_and_the_images_still_ingested(home, tmp_
     result = ingest_tree(ctx, copy, embed=False)
     assert result.added == 2 and not result.attributes
     assert any("class attributes not loaded" in w and "3 values" in w for w in result.warnings)
+
+
+def test_a_ridge_projection_onto_attributes_is_fitted_in_closed_form(tmp_path, context_factory):
+    """``train devise --projection ridge``: one closed-form epoch, alpha chosen over splits of
+    the 5 seen classes, recorded with the model; the zero-shot use cases answer with it."""
+    if not (DEFAULT_FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    seen = ["trouser", "bag", "sneaker", "dress", "pullover"]
+    root = build_fashion_mnist(
+        tmp_path / "data", per_class=12, classes=[*seen, "sandal"], unseen=["sandal"]
+    )
+    ctx = context_factory("exact", encoder="tiny_cnn", **{"ingest.valid_fraction": 0.3})
+    ingest_tree(ctx, root, embed=False)
+    config = {"encoder": "tiny_cnn", "image_size": 32, "device": "cpu", "plots": False}
+    config |= {"vectors": "attributes", "projection": "ridge", "stage1_epochs": 0}
+    name = train_recipe(ctx, "devise", {**config, "unfreeze_epochs": 0})
+    record = _record(ctx, name)
+    assert [e["phase"] for e in record["epochs"]] == ["ridge"]
+    projection = record["projection"]
+    assert projection["method"] == "ridge" and projection["chosen"] == "cv"
+    assert projection["alpha"] in {float(a) for a in projection["cv_scores"]}
+    assert projection["cv_scores"][f"{projection['alpha']:g}"] == max(
+        projection["cv_scores"].values()
+    )
+    assert record["gzsl_calibration"]["gamma"] is not None
+    sandal = sorted((root / "sandal").iterdir())[0]
+    [pred] = label_images(ctx, [sandal], k=6, model=name)
+    assert {c.label for c in pred.candidates} == {*seen, "sandal"}
+
+    given = train_recipe(ctx, "devise", {**config, "ridge_alpha": 0.5, "unfreeze_epochs": 1})
+    record = _record(ctx, given)
+    assert [e["phase"] for e in record["epochs"]] == ["ridge", "unfrozen"]
+    assert (record["projection"]["chosen"], record["projection"]["alpha"]) == ("given", 0.5)
+
+
+def _record(ctx, model):
+    from embplat.catalog import repo
+
+    with ctx.sessions() as session:
+        return repo.get_model(session=session, name=model).config

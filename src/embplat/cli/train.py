@@ -145,6 +145,13 @@ def devise_cmd(
     stage1_epochs: Annotated[int, Opt(help="softmax classifier epochs before the projection")] = 1,
     freeze_epochs: Annotated[int, Opt(help="projection epochs, backbone frozen")] = 3,
     unfreeze_epochs: Annotated[int, Opt(help="projection epochs, backbone trained")] = 2,
+    projection: Annotated[
+        str,
+        Opt(help="trained (SGD epochs) | ridge (closed-form least squares, frozen features)"),
+    ] = "trained",
+    ridge_alpha: Annotated[
+        float | None, Opt(help="ridge penalty (default: chosen over splits of the seen classes)")
+    ] = None,
     loss: Annotated[str, Opt(help="cosine | hinge (DeViSE's rank loss)")] = "cosine",
     margin: Annotated[float, Opt(help="hinge rank loss margin")] = 0.1,
     vectors: Annotated[

@@ -20,13 +20,22 @@ Pure functions over arrays; no unseen image or class is used.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from embplat.errors import DataError
 from embplat.evaluation.zeroshot import GAMMA_GRID, gzsl_accuracy
+from embplat.models.ridge_head import pseudo_unseen_folds, ridge_projection
+
+__all__ = [
+    "RIDGE",
+    "ClassSplitCalibration",
+    "calibrate_by_class_splits",
+    "h_curve",
+    "pseudo_unseen_folds",
+    "ridge_projection",
+]
 
 #: Ridge penalty on standardised features (measured on Fashion-MNIST pairs: 10–1000 agree).
 RIDGE = 100.0
@@ -47,49 +56,6 @@ class ClassSplitCalibration:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def pseudo_unseen_folds(
-    n_classes: int, *, holdout: int, folds: int, seed: int = 0
-) -> list[np.ndarray]:
-    """Class splits: (n_classes,) bool masks, True for the fold's seen classes.
-
-    Every split when there are at most ``folds`` of them, else ``folds`` distinct seeded ones.
-
-    Raises:
-        DataError: fewer than 3 classes, or ``holdout`` leaves fewer than 2 seen per fold.
-    """
-    if n_classes < 3 or not 1 <= holdout <= n_classes - 2:
-        raise DataError(
-            f"class-split calibration needs 3+ seen classes and 1..{n_classes - 2} held out "
-            f"per fold; got {n_classes} classes, {holdout} held out"
-        )
-    combos = list(itertools.combinations(range(n_classes), holdout))
-    if len(combos) > folds:
-        rng = np.random.default_rng(seed)
-        combos = [combos[int(i)] for i in rng.choice(len(combos), folds, replace=False)]
-    masks = []
-    for held in combos:
-        mask = np.ones(n_classes, dtype=bool)
-        mask[list(held)] = False
-        masks.append(mask)
-    return masks
-
-
-def ridge_projection(features: np.ndarray, targets: np.ndarray, lam: float = RIDGE) -> np.ndarray:
-    """Least-squares map from standardised features to targets, with an L2 penalty.
-
-    Args:
-        features: (N, F) inputs (standardise them first); targets: (N, D).
-
-    Returns:
-        (F, D) weights. Solved in the dual (an N × N system) when N < F.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    t = np.asarray(targets, dtype=np.float64)
-    if len(x) < x.shape[1]:
-        return x.T @ np.linalg.solve(x @ x.T + lam * np.eye(len(x)), t)
-    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ t)
 
 
 def calibrate_by_class_splits(

@@ -21,11 +21,16 @@ C = TypeVar("C", bound="TrainConfig")
 
 @dataclass(frozen=True)
 class Phase:
-    """Consecutive epochs sharing one optimiser, schedule and frozen/unfrozen backbone."""
+    """Consecutive epochs sharing one optimiser, schedule and frozen/unfrozen backbone.
+
+    ``closed_form``: instead of SGD epochs, the recipe's ``fit_head`` sets the head once from
+    the frozen backbone's features (recorded as one epoch; ``epochs`` > 0 turns it on).
+    """
 
     name: str
     epochs: int
     freeze_backbone: bool
+    closed_form: bool = False
 
 
 @dataclass(frozen=True)

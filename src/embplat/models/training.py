@@ -17,7 +17,11 @@ Recipes plug into it through a small interface (``Recipe``):
   fine-tuned, so small or off-domain batches do not shift the features the head learned;
 - optionally ``fine_tune: FineTune | None`` (default None): how unfrozen phases start from
   the head the frozen phases trained (lower head LR, warm-up then cosine decay;
-  ``models.fine_tune``). None keeps a one-cycle schedule per phase.
+  ``models.fine_tune``). None keeps a one-cycle schedule per phase;
+- optionally ``fit_head(head, features (N, D), labels (N,)) -> None``: sets the head in
+  closed form from the frozen backbone's features of the plain train images; a phase with
+  ``closed_form=True`` calls it once instead of running SGD epochs (DeViSE's ridge
+  projection, ``models.ridge_head``).
 
 Data comes as ``samples.TrainData`` (augmented and plain train images, valid images).
 ``fit`` runs a list of ``Phase`` s (epochs, backbone frozen or not) with a fresh optimiser and
@@ -45,6 +49,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from embplat.errors import ConfigError
 from embplat.models.checkpoints import save_checkpoint
 from embplat.models.fine_tune import FineTune, warmup_cosine
 from embplat.models.heads import Head, HeadSpec, Recipe, RecipeNet  # re-exported
@@ -131,6 +136,14 @@ def fit(
         if phase.epochs < 1:
             continue
         _set_frozen(net, phase.freeze_backbone)
+        if phase.closed_form:
+            result = _closed_form(net, recipe, data, opts, phase, epoch, progress)
+            path = out_dir / f"epoch_{epoch}.pt"
+            save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
+            result.checkpoint = str(path)
+            history.epochs.append(result)
+            epoch += 1
+            continue
         cached = phase.freeze_backbone and opts.cache_frozen
         train_feats, valid_feats = _cache(net, data, opts) if cached else (None, None)
         loader = _train_loader(data.train, recipe, opts, train_feats)
@@ -162,6 +175,45 @@ def best_epoch(results: Sequence[EpochResult]) -> EpochResult:
     if not results:
         raise ValueError("no epochs were run")
     return max(reversed(results), key=lambda r: -math.inf if math.isnan(r.metric) else r.metric)
+
+
+def _closed_form(
+    net: RecipeNet,
+    recipe: Recipe,
+    data: TrainData,
+    opts: LoopOptions,
+    phase: Phase,
+    epoch: int,
+    progress: ProgressSink,
+) -> EpochResult:
+    """A ``closed_form`` phase: the head set by ``recipe.fit_head`` from the frozen backbone's
+    features; recorded as one epoch (loss on the train features, valid metric).
+
+    Raises:
+        ConfigError: the recipe has no ``fit_head`` or the phase does not freeze the backbone.
+    """
+    fit_head = getattr(recipe, "fit_head", None)
+    if fit_head is None or not phase.freeze_backbone:
+        raise ConfigError(
+            f"phase {phase.name!r}: a closed-form fit needs a frozen backbone and a recipe "
+            f"with fit_head ({recipe.name} has none)"
+        )
+    start = time.perf_counter()
+    task = progress.task(f"epoch {epoch} {recipe.name}:{phase.name}", len(data.train_plain))
+    train_feats, valid_feats = _cache(net, data, opts)
+    feats, labels = train_feats.tensors
+    fit_head(net.head, feats, labels)
+    task(len(labels))
+    with torch.no_grad():
+        net.eval()
+        loss = float(net.loss(net.head(feats.to(opts.device)).float(), labels.to(opts.device)))
+    outputs, valid_labels = _valid_outputs(net, data.valid, opts, valid_feats)
+    secs = time.perf_counter() - start
+    result = EpochResult(
+        epoch, phase.name, loss, recipe.metric(outputs, valid_labels), len(labels) / secs, secs
+    )
+    show_status(progress, f"loss {loss:.4f} · {recipe.metric_name} {result.metric:.4f}")
+    return result
 
 
 def _size(loader: DataLoader) -> int:

@@ -23,13 +23,16 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from embplat.errors import ConfigError
-from embplat.models.heads import HeadSpec
+from embplat.models.heads import Head, HeadSpec
 from embplat.models.recipes import Built, RecipeSpec, Stage, register_recipe
 from embplat.models.recipes.classifier import ClassifierRecipe, accuracy
+from embplat.models.ridge_head import fit_ridge_head
 from embplat.models.train_config import Phase, TrainConfig
 from embplat.models.wordvectors import LabelSpace, label_matrix, open_vectors, resolve_source
 
 DEVISE_LOSSES = ("cosine", "hinge")
+#: How the projection is learnt: SGD epochs on the loss, or ridge regression in closed form.
+DEVISE_PROJECTIONS = ("trained", "ridge")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class DeviseConfig(TrainConfig):
     (see ``LabelSpace``).
     ``stage1_epochs``: softmax-classifier epochs with the backbone unfrozen (after
     ``freeze_epochs`` cheap head-only epochs) before the projection replaces the softmax.
+    ``projection``: ``trained`` (``freeze_epochs`` of SGD on the loss with the backbone
+    frozen) or ``ridge`` (the least-squares map from the frozen features onto the label
+    vectors, fitted once: ``models.ridge_head``); either is then fine-tuned with the backbone
+    for ``unfreeze_epochs``. ``ridge_alpha``: its penalty; None chooses it by
+    cross-validation over splits of the seen classes.
     """
 
     stage1_epochs: int = 1
@@ -50,14 +58,33 @@ class DeviseConfig(TrainConfig):
     margin: float = 0.1
     vectors: str = ""
     center: bool = True
+    projection: str = "trained"
+    ridge_alpha: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.loss not in DEVISE_LOSSES:
             raise ConfigError(f"unknown DeViSE loss {self.loss!r}; choose one of: cosine, hinge")
+        if self.projection not in DEVISE_PROJECTIONS:
+            raise ConfigError(
+                f"unknown DeViSE projection {self.projection!r}; choose one of: "
+                + ", ".join(DEVISE_PROJECTIONS)
+            )
+        if self.ridge_alpha is not None and self.ridge_alpha < 0:
+            raise ConfigError(f"ridge_alpha must be 0 or more, got {self.ridge_alpha}")
         if self.stage1_epochs < 0:
             raise ConfigError(f"stage1_epochs must be 0 or more, got {self.stage1_epochs}")
-        self.check_epochs()
+        if self.projection == "trained":
+            self.check_epochs()
+
+    def phases(self) -> list[Phase]:
+        """The projection's phases: SGD epochs or the ridge fit (frozen), then unfrozen."""
+        if self.projection == "trained":
+            return super().phases()
+        return [
+            Phase("ridge", 1, freeze_backbone=True, closed_form=True),
+            Phase("unfrozen", self.unfreeze_epochs, freeze_backbone=False),
+        ]
 
 
 class CosineLoss(nn.Module):
@@ -97,7 +124,15 @@ class DeviseRecipe:
     name = "devise"
     metric_name = "valid_label_accuracy"
 
-    def __init__(self, label_vectors: np.ndarray, *, loss: str = "cosine", margin: float = 0.1):
+    def __init__(
+        self,
+        label_vectors: np.ndarray,
+        *,
+        loss: str = "cosine",
+        margin: float = 0.1,
+        ridge_alpha: float | None = None,
+        seed: int = 0,
+    ):
         if len(label_vectors) < 2:
             raise ConfigError(f"DeViSE needs at least 2 training labels, got {len(label_vectors)}")
         if loss not in DEVISE_LOSSES:
@@ -105,6 +140,9 @@ class DeviseRecipe:
         self.vectors = F.normalize(torch.as_tensor(np.asarray(label_vectors)).float(), dim=1)
         self.head = HeadSpec(out_dim=int(self.vectors.shape[1]), export=True)
         self.loss, self.margin = loss, margin
+        self.ridge_alpha, self.seed = ridge_alpha, seed
+        #: how the projection was fitted, filled by ``fit_head`` (the model record keeps it)
+        self.projection: dict[str, object] = {"method": "trained"}
 
     def build_loss(self) -> nn.Module:
         """Cosine or hinge rank loss against the training labels' vectors."""
@@ -119,6 +157,23 @@ class DeviseRecipe:
     def sampler(self, labels: Sequence[int]) -> Sampler | None:
         """Plain shuffling."""
         return None
+
+    def fit_head(self, head: Head, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """The projection as the ridge map from ``features`` (N, D) onto the label vectors
+        of ``labels`` (N,), alpha given or chosen over class splits (``models.ridge_head``)."""
+        fitted = fit_ridge_head(
+            features.double().numpy(),
+            labels.numpy(),
+            self.vectors.double().numpy(),
+            alpha=self.ridge_alpha,
+            seed=self.seed,
+        )
+        weight, bias = fitted.linear()
+        with torch.no_grad():
+            head.linear.weight.copy_(torch.from_numpy(weight))
+            head.linear.bias.copy_(torch.from_numpy(bias))
+        self.projection.clear()
+        self.projection.update(fitted.summary())
 
 
 @register_recipe
@@ -146,11 +201,14 @@ class Devise(RecipeSpec[DeviseConfig]):
             "label_vectors": torch.from_numpy(targets),
             "label_center": None if center is None else torch.from_numpy(center),
         }
+        recipe = DeviseRecipe(
+            targets, loss=cfg.loss, margin=cfg.margin, ridge_alpha=cfg.ridge_alpha, seed=cfg.seed
+        )
         lineage = {
             "vectors": source.as_dict(),
             "label_center": None if center is None else [float(x) for x in center],
+            "projection": recipe.projection,  # filled in when a ridge fit runs
         }
-        recipe = DeviseRecipe(targets, loss=cfg.loss, margin=cfg.margin)
         return Built(recipe, extras, lineage, labels)
 
     def stages(self, cfg: DeviseConfig, built: Built, classes: list[str]) -> list[Stage]:
