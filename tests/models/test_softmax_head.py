@@ -132,4 +132,10 @@ def test_models_list_says_whether_the_backbone_was_trained():
     assert registered_as(tuned) == "softmax head + fine-tuned backbone, epoch 4 (unfrozen)"
     devise = {"kind": "devise", "best_epoch": 3, "epochs": _epochs("stage1", "frozen", "frozen")}
     assert registered_as(devise) == "head + fine-tuned backbone, epoch 3 (frozen)"
+    ridge = {"kind": "devise", "best_epoch": 1, "epochs": _epochs("ridge", "unfrozen")}
+    assert registered_as(ridge) == "head on the frozen backbone, epoch 1 (ridge)"
+    assert (
+        registered_as({**ridge, "best_epoch": 2})
+        == "head + fine-tuned backbone, epoch 2 (unfrozen)"
+    )
     assert registered_as({"kind": "encoder"}) == ""

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from embplat.cli.output import console, fmt_metric, print_json, progress_bars
+from embplat.models.train_config import frozen_phase
 
 models_app = typer.Typer(no_args_is_help=True, help="Trained models: list, lineage, embed.")
 
@@ -44,7 +45,7 @@ def registered_as(info: dict[str, Any]) -> str:
     if not upto:
         return ""
     phase = next((e["phase"] for e in upto if e["epoch"] == best), upto[-1]["phase"])
-    tuned = any(not _frozen(str(e["phase"])) for e in upto)
+    tuned = any(not frozen_phase(str(e["phase"])) for e in upto)
     head = "softmax head" if info.get("kind") == "classifier" else "head"
     what = f"{head} + fine-tuned backbone" if tuned else f"{head} on the frozen backbone"
     return f"{what}, epoch {best} ({phase})"
@@ -57,12 +58,6 @@ def _short(registered: str) -> str:
         return ""
     what = "fine-tuned" if "fine-tuned" in registered else "frozen"
     return f"{what}, {registered.split(', ', 1)[1].split(' (')[0]}"
-
-
-def _frozen(phase: str) -> bool:
-    """Whether an epoch of this phase trained with the backbone frozen (``frozen``,
-    ``stage1-frozen``; not ``unfrozen``, ``stage1``, ``fine-tune``)."""
-    return phase == "frozen" or phase.endswith("-frozen")
 
 
 @models_app.command("list")

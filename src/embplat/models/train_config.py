@@ -33,6 +33,13 @@ class Phase:
     closed_form: bool = False
 
 
+def frozen_phase(name: str) -> bool:
+    """Whether epochs of the phase ``name`` left the backbone as it was: ``frozen``,
+    ``stage1-frozen``, DeViSE's closed-form ``ridge`` (not ``unfrozen``, ``stage1``,
+    ``fine-tune``)."""
+    return name in ("frozen", "ridge") or name.endswith("-frozen")
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """How ``fit`` trains: batches, learning rates (head ``lr``; backbone ``lr x mult``; loss

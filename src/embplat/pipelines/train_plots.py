@@ -15,6 +15,7 @@ from embplat.evaluation.plots import PcaPanel, pca_panels
 from embplat.ingest.images import load_rgb
 from embplat.models.checkpoints import load_trained_encoder
 from embplat.models.registry import ImageEncoder
+from embplat.models.train_config import frozen_phase
 from embplat.models.training import EpochResult
 from embplat.models.wordvectors import LabelSpace
 from embplat.pipelines.context import Context
@@ -40,8 +41,8 @@ def devise_pca_plot(
     Returns:
         The PNG path, or None when no epoch or no image is available.
     """
-    snapshots = [r for r in epochs if r.phase == "frozen"][-1:]
-    if epochs and epochs[-1].phase != "frozen":
+    snapshots = [r for r in epochs if r.phase in ("frozen", "ridge")][-1:]  # the projection's
+    if epochs and not frozen_phase(epochs[-1].phase):
         snapshots.append(epochs[-1])
     names, paths, labels = _plot_images(ctx, classes, per_class)
     if not snapshots or not paths:
@@ -50,7 +51,7 @@ def devise_pca_plot(
     panels = []
     for r in snapshots:
         encoder = load_trained_encoder(r.checkpoint, name=model, device=ctx.spaces.device)
-        when = "backbone frozen" if r.phase == "frozen" else "after unfreezing"
+        when = "backbone frozen" if frozen_phase(r.phase) else "after unfreezing"
         panels.append(
             PcaPanel(
                 f"{model} epoch {r.epoch} ({when})",
