@@ -124,7 +124,7 @@ def devise_row(
 
     start = time.perf_counter()
     config = {"name": f"devise-{vectors}{tag}", "vectors": vectors, "encoder": "efficientnet_lite0"}
-    config |= {"image_size": 64, "plots": False, "device": "cpu", **epochs}
+    config |= {"image_size": 64, "plots": False, "device": "cpu", **epochs}  # epochs may override
     name = train_recipe(ctx, "devise", config)
     report = evaluate_zero_shot(ctx, model=name, plots=False)
     row: dict[str, Any] = {"method": f"devise-{vectors}{tag}", "pair": ",".join(pair)}
@@ -231,6 +231,7 @@ def main() -> None:
         default="trained",
         help="DeViSE projection: SGD epochs, or ridge in closed form (no stage 1, no fine-tuning)",
     )
+    parser.add_argument("--image-size", type=int, default=64, help="DeViSE's input side")
     parser.add_argument("--work", type=Path, help="folder for data homes (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="2 pairs, 24 images per class")
     args = parser.parse_args()
@@ -244,6 +245,9 @@ def main() -> None:
     if args.projection == "ridge":
         epochs = {"stage1_epochs": 0, "unfreeze_epochs": 0, "projection": "ridge"}
         tag = "-ridge"
+    if args.image_size != 64:
+        epochs["image_size"] = args.image_size
+        tag += f"-{args.image_size}px"
     pairs = [tuple(p.split(",")) for p in args.pair] if args.pair else choose_pairs(args.pairs)
     work = args.work or Path(tempfile.mkdtemp(prefix="zeroshot-pairs-"))
     rows: list[dict[str, Any]] = []

@@ -96,6 +96,16 @@ def test_train_list_show_and_semantic_queries(env):
     assert "ZSL top-1, hubness isoftmax" in r.stdout and "H, hubness csls" in r.stdout
     assert set(report["hubness"]) == {"csls", "isoftmax"}
 
+    ridge = ("--projection", "ridge", "--stage1-epochs", "0", "--unfreeze-epochs", "0")
+    info = run_json("train", "devise", "--name", "devise-ridge", *ridge, "--ridge-alpha", "0.5")
+    assert info["projection"] == {**info["projection"], "method": "ridge", "alpha": 0.5}
+    assert [e["phase"] for e in info["epochs"]] == ["ridge"]
+    r = run("models", "show", "devise-ridge")
+    assert r.exit_code == 0 and "projection: ridge, alpha 0.5, given" in r.stdout
+    assert "GZSL calibration: gamma" in r.stdout and "head on the frozen backbone" in r.stdout
+    bad = run("train", "devise", "--projection", "lasso")
+    assert bad.exit_code != 0 and "trained, ridge" in bad.stderr
+
 
 def test_vectors_load_show_reset(env):
     text = env / "mini.txt"

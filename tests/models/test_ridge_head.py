@@ -51,7 +51,7 @@ def test_alpha_is_chosen_by_class_splits_of_the_seen_classes():
     clean = fit_ridge_head(*_attribute_world(rng, noise=0.01))
     noisy = fit_ridge_head(*_attribute_world(np.random.default_rng(2), noise=3.0))
     for fit in (clean, noisy):
-        assert fit.chosen == "cv" and len(fit.cv_scores) == 6
+        assert fit.chosen == "cv" and len(fit.cv_scores) == 7
         assert fit.cv_scores[f"{fit.alpha:g}"] == max(fit.cv_scores.values())
     # pseudo-unseen classes (2 of 8 held out per split) are found on clean data, far above
     # chance (0.5); noise drowns them

@@ -125,12 +125,33 @@ def models_show(
         )
     if info.get("vectors"):
         console.print(f"[bold]word vectors[/]: {info['vectors']}")
+    for line in _semantic_lines(info):
+        console.print(line)
     if info.get("train_config"):
         console.print(f"[bold]config[/]: {info['train_config']}")
     if info.get("epochs"):
         console.print(epochs_table(info))
     for path in info.get("plots") or []:
         console.print(f"[bold]plot[/]: {path}")
+
+
+def _semantic_lines(info: dict[str, Any]) -> list[str]:
+    """A DeViSE model's ridge projection (alpha, how chosen, each alpha's split score) and
+    stored GZSL calibration (gamma, each split's own best), for ``models show``."""
+    lines = []
+    projection = info.get("projection") or {}
+    if projection.get("method") == "ridge":
+        scores = ", ".join(f"{a}: {s:.3f}" for a, s in (projection.get("cv_scores") or {}).items())
+        how = f"chosen over class splits ({scores})" if scores else projection.get("chosen")
+        lines.append(f"[bold]projection[/]: ridge, alpha {projection['alpha']:g}, {how}")
+    calibration = info.get("gzsl_calibration") or {}
+    if calibration.get("gamma") is not None:
+        folds = ", ".join(f"{g:g}" for g in calibration.get("fold_gammas") or [])
+        lines.append(
+            f"[bold]GZSL calibration[/]: gamma {calibration['gamma']:g}"
+            + (f" (each split's own: {folds})" if folds else "")
+        )
+    return lines
 
 
 @models_app.command("embed")

@@ -26,7 +26,7 @@ import numpy as np
 from embplat.errors import DataError
 
 #: Penalties tried by the class-split cross-validation (on unit-scale centred features).
-ALPHA_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+ALPHA_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 #: Class splits tried at most.
 FOLDS = 20
 
