@@ -22,8 +22,10 @@ images, H among all 10 labels (images of the other 8 classes as "seen"), precisi
 
 Usage: ``python benchmarks/zeroshot_pairs.py [--pairs 10 | --pair a,b ...] [--per-class 100]
 [--conse-per-class 40] [--valid-fraction 0.1] [--vectors glove,minilm,attributes] [--no-conse]
-[--work DIR] [--quick]``; prints one JSON line
-per pair and method, then ``| benchmark | result |`` (mean (min–max) over pairs).
+[--projection trained|ridge] [--image-size 64] [--work DIR] [--quick]``; ``--projection ridge``
+fits DeViSE's projection in closed form (``train devise --projection ridge --stage1-epochs 0
+--unfreeze-epochs 0``; model names gain ``-ridge``, and ``-128px`` for another size); prints
+one JSON line per pair and method, then ``| benchmark | result |`` (mean (min–max) over pairs).
 """
 
 from __future__ import annotations
