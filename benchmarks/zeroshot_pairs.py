@@ -22,10 +22,11 @@ images, H among all 10 labels (images of the other 8 classes as "seen"), precisi
 
 Usage: ``python benchmarks/zeroshot_pairs.py [--pairs 10 | --pair a,b ...] [--per-class 100]
 [--conse-per-class 40] [--valid-fraction 0.1] [--vectors glove,minilm,attributes] [--no-conse]
-[--projection trained|ridge] [--image-size 64] [--work DIR] [--quick]``; ``--projection ridge``
-fits DeViSE's projection in closed form (``train devise --projection ridge --stage1-epochs 0
---unfreeze-epochs 0``; model names gain ``-ridge``, and ``-128px`` for another size); prints
-one JSON line per pair and method, then ``| benchmark | result |`` (mean (min–max) over pairs).
+[--projection trained|ridge] [--image-size 64] [--features last|multilevel] [--work DIR]
+[--quick]``; ``--projection ridge`` fits DeViSE's projection in closed form (``train devise
+--projection ridge --stage1-epochs 0 --unfreeze-epochs 0``); model names gain ``-ridge``,
+``-128px`` for another size, ``-multilevel``. Prints one JSON line per pair and method, then
+``| benchmark | result |`` (mean (min–max) over pairs).
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def main() -> None:
         help="DeViSE projection: SGD epochs, or ridge in closed form (no stage 1, no fine-tuning)",
     )
     parser.add_argument("--image-size", type=int, default=64, help="DeViSE's input side")
+    parser.add_argument("--features", choices=("last", "multilevel"), default="last")
     parser.add_argument("--work", type=Path, help="folder for data homes (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="2 pairs, 24 images per class")
     args = parser.parse_args()
@@ -250,6 +252,9 @@ def main() -> None:
     if args.image_size != 64:
         epochs["image_size"] = args.image_size
         tag += f"-{args.image_size}px"
+    if args.features != "last":
+        epochs["features"] = args.features
+        tag += f"-{args.features}"
     pairs = [tuple(p.split(",")) for p in args.pair] if args.pair else choose_pairs(args.pairs)
     work = args.work or Path(tempfile.mkdtemp(prefix="zeroshot-pairs-"))
     rows: list[dict[str, Any]] = []

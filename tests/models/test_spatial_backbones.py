@@ -65,3 +65,35 @@ def test_hypercolumns_are_the_last_map_beside_earlier_stages_on_its_grid(
     assert columns[:, :earlier].abs().sum() > 0  # the earlier stages are really there
     shared = {id(p) for p in backbone.module.parameters()}
     assert {id(p) for p in backbone.hypercolumns.parameters()} <= shared
+
+
+@pytest.mark.parametrize(
+    ("name", "weights"), [("efficientnet_lite0", None), ("resnet18", "random")]
+)
+def test_multilevel_features_pool_every_hypercolumn_level_beside_the_last(name, weights):
+    from embplat.models.encoders import with_features
+
+    backbone = get_backbone(name, weights)
+    assert with_features(backbone, "last") is backbone
+    multi = with_features(backbone, "multilevel")
+    assert (multi.features, multi.dim) == ("multilevel", backbone.hypercolumns_dim)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    backbone.module.eval()
+    with torch.no_grad():
+        feats, last = multi.module(x), backbone.module(x)
+    assert feats.shape == (2, multi.dim) and multi.dim > backbone.dim
+    # the last columns are the plain pooled features; the earlier ones the other stages'
+    torch.testing.assert_close(feats[:, -backbone.dim :], last, rtol=1e-4, atol=1e-5)
+    assert {id(p) for p in multi.module.parameters()} == {
+        id(p) for p in backbone.module.parameters()
+    }
+
+
+def test_multilevel_features_are_refused_where_there_are_no_hypercolumns():
+    from embplat.errors import ConfigError
+    from embplat.models.encoders import with_features
+
+    with pytest.raises(ConfigError, match="hypercolumns"):
+        with_features(get_backbone("tiny_cnn"), "multilevel")
+    with pytest.raises(ConfigError, match="last, multilevel"):
+        with_features(get_backbone("tiny_cnn"), "all")

@@ -2,8 +2,11 @@
 Fashion-MNIST sample writes, DeViSE trains onto it (``--vectors attributes``), and the
 semantic use cases answer by class rows and by predicate texts."""
 
+import numpy as np
 import pytest
+import torch
 
+from embplat.catalog import repo
 from embplat.errors import DataError
 from embplat.ingest.fashion_mnist import (
     DEFAULT_FMNIST_DIR,
@@ -11,6 +14,8 @@ from embplat.ingest.fashion_mnist import (
     FASHION_MNIST_PREDICATES,
     build_fashion_mnist,
 )
+from embplat.ingest.images import load_rgb
+from embplat.models.checkpoints import load_checkpoint, load_trained_encoder
 from embplat.models.wordvectors import VectorSource, open_vectors, resolve_source
 from embplat.pipelines.ingest import ingest_tree
 from embplat.pipelines.semantic import label_images, search_by_text
@@ -77,8 +82,6 @@ def test_ingest_keeps_the_predicate_matrix_and_devise_trains_onto_it(home):
 
 
 def _vectors(ctx, model):
-    from embplat.catalog import repo
-
     with ctx.sessions() as session:
         return repo.get_model(session=session, name=model).config["vectors"]
 
@@ -124,9 +127,28 @@ def test_a_ridge_projection_onto_attributes_is_fitted_in_closed_form(tmp_path, c
     assert [e["phase"] for e in record["epochs"]] == ["ridge", "unfrozen"]
     assert (record["projection"]["chosen"], record["projection"]["alpha"]) == ("given", 0.5)
 
+    # multilevel features: the projection reads resnet18's pooled layer2-4 maps (128 + 256 +
+    # 512 channels); the checkpoint rebuilds them, and the index holds what it encodes
+    multi = {**config, "encoder": "resnet18", "weights": "random", "features": "multilevel"}
+    name = train_recipe(ctx, "devise", {**multi, "unfreeze_epochs": 0})
+    record = _record(ctx, name)
+    checkpoint = ctx.home / record["checkpoint"]
+    assert load_checkpoint(checkpoint)["encoder"]["features"] == "multilevel"
+    assert load_checkpoint(checkpoint)["encoder"]["dim"] == 512 + 256 + 128
+    encoder = load_trained_encoder(checkpoint, device="cpu")
+    assert encoder.dim == 23
+    space = ctx.spaces.space(name)
+    with ctx.sessions() as session:
+        paths = {i: p for i, p, _, _ in repo.labelled_images(session=session, splits=["test"])}
+        rows = repo.embedded_images(
+            session=session, collection_id=space.collection_id, splits=["test"]
+        )
+    image_id, point = rows[0][0], rows[0][3]
+    stored = np.asarray(space.index.get([point])[0], np.float32)[0]
+    batch = torch.stack([encoder.prepare(load_rgb(paths[image_id], max_pixels=10**7))])
+    np.testing.assert_allclose(encoder.encode_uint8(batch)[0], stored, atol=1e-4)
+
 
 def _record(ctx, model):
-    from embplat.catalog import repo
-
     with ctx.sessions() as session:
         return repo.get_model(session=session, name=model).config

@@ -152,6 +152,9 @@ def devise_cmd(
     ridge_alpha: Annotated[
         float | None, Opt(help="ridge penalty (default: chosen over splits of the seen classes)")
     ] = None,
+    features: Annotated[
+        str, Opt(help="last (pooled last map) | multilevel (pooled stride-8/16/32 maps)")
+    ] = "last",
     loss: Annotated[str, Opt(help="cosine | hinge (DeViSE's rank loss)")] = "cosine",
     margin: Annotated[float, Opt(help="hinge rank loss margin")] = 0.1,
     vectors: Annotated[

@@ -23,7 +23,13 @@ import torch
 from torch import nn
 
 from embplat.errors import ConfigError
-from embplat.models.encoders import Backbone, TorchImageEncoder, get_backbone, load_tensors
+from embplat.models.encoders import (
+    Backbone,
+    TorchImageEncoder,
+    get_backbone,
+    load_tensors,
+    with_features,
+)
 from embplat.models.heads import Head, HeadSpec
 
 FORMAT = 1
@@ -58,11 +64,15 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
 def trained_module(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
     """The exported network of a checkpoint and its output dimension.
 
+    The backbone gives the features it was trained on (``encoder.features``: ``last``, or
+    ``multilevel`` pooled hypercolumns).
+
     ``backbone`` alone (features) when the head is not exported, else ``backbone → head``.
     """
     enc, spec = ckpt["encoder"], HeadSpec(**ckpt["head"])
     with torch.random.fork_rng(devices=[]):  # "random" init reseeds; keep the caller's RNG
-        backbone = get_backbone(enc["name"], "random").module
+        built = get_backbone(enc["name"], "random")
+    backbone = with_features(built, enc.get("features", "last")).module
     backbone.load_state_dict(_part(ckpt["state_dict"], "backbone."))
     if not spec.export:
         return backbone, int(enc["dim"])

@@ -9,6 +9,7 @@ them when :func:`list_encoders` first imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,48 @@ class Backbone:
     spatial_dim: int | None = None
     hypercolumns: nn.Module | None = None
     hypercolumns_dim: int | None = None
+    features: str = "last"
+
+
+#: What a backbone's (B, dim) features are: the last map pooled, or every hypercolumn level's.
+FEATURES = ("last", "multilevel")
+
+
+class PooledMaps(nn.Module):
+    """A (B, C, h, w) map module's output averaged over its grid: (B, C)."""
+
+    def __init__(self, maps: nn.Module):
+        super().__init__()
+        self.maps = maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps(x).mean(dim=(2, 3))  # type: ignore[no-any-return]
+
+
+def with_features(backbone: Backbone, features: str) -> Backbone:
+    """``backbone`` whose ``module`` gives ``features``: ``last`` (as built) or
+    ``multilevel``: its ``hypercolumns`` averaged over the grid, i.e. the last map's pooled
+    features beside those of the two earlier stages (strides 8 and 16), which keep shape and
+    texture cues the last stage abstracts away.
+
+    Raises:
+        ConfigError: an unknown ``features``, or a backbone without hypercolumns.
+    """
+    if features not in FEATURES:
+        raise ConfigError(f"unknown features {features!r}; choose one of: {', '.join(FEATURES)}")
+    if features == "last":
+        return backbone
+    if backbone.hypercolumns is None or backbone.hypercolumns_dim is None:
+        raise ConfigError(
+            "multilevel features need a backbone with hypercolumns (efficientnet_lite0, "
+            "resnet18, resnet50)"
+        )
+    return dataclasses.replace(
+        backbone,
+        module=PooledMaps(backbone.hypercolumns),
+        dim=backbone.hypercolumns_dim,
+        features=features,
+    )
 
 
 #: Pixels per CPU forward pass (4 images at 224 px). EfficientNet-Lite0 on a 2-core CPU, ms

@@ -127,7 +127,7 @@ class _Run:
 
     def execute(self) -> dict[str, Any]:
         device = str(resolve_device(self.cfg.device))
-        backbone = get_backbone(self.cfg.encoder, self.cfg.weights)
+        backbone = self.spec.backbone(self.cfg, get_backbone(self.cfg.encoder, self.cfg.weights))
         size = self.cfg.image_size or backbone.default_size
         before, main = self._fit(backbone, size, device)
         best = best_epoch(main.epochs)
@@ -243,6 +243,7 @@ def _encoder_meta(cfg: TrainConfig, backbone: Backbone, size: int) -> dict[str, 
         "weights": backbone.weights,
         "image_size": size,
         "dim": backbone.dim,
+        "features": backbone.features,
         "mean": list(backbone.mean),
         "std": list(backbone.std),
     }

@@ -33,6 +33,7 @@ from embplat.models.train_config import KEEP_CHECKPOINTS, Phase, TrainConfig
 if TYPE_CHECKING:
     import torch
 
+    from embplat.models.encoders import Backbone
     from embplat.models.heads import Recipe
     from embplat.models.wordvectors import LabelSpace
 
@@ -120,6 +121,15 @@ class RecipeSpec(Generic[C]):
             ConfigError: the config cannot be built for them (e.g. fewer than 2 classes).
         """
         raise NotImplementedError
+
+    def backbone(self, cfg: C, backbone: Backbone) -> Backbone:
+        """The backbone as this recipe trains it (default: as built; DeViSE may pool every
+        hypercolumn level instead of the last map's).
+
+        Raises:
+            ConfigError: the config asks for features the backbone cannot give.
+        """
+        return backbone
 
     def stages(self, cfg: C, built: Built, classes: list[str]) -> list[Stage]:
         """What ``fit`` runs, in order; the last stage's best epoch is the registered model.

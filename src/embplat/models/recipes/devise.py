@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from embplat.errors import ConfigError
+from embplat.models.encoders import FEATURES, Backbone, with_features
 from embplat.models.heads import Head, HeadSpec
 from embplat.models.recipes import Built, RecipeSpec, Stage, register_recipe
 from embplat.models.recipes.classifier import ClassifierRecipe, accuracy
@@ -60,6 +61,7 @@ class DeviseConfig(TrainConfig):
     center: bool = True
     projection: str = "trained"
     ridge_alpha: float | None = None
+    features: str = "last"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +71,10 @@ class DeviseConfig(TrainConfig):
             raise ConfigError(
                 f"unknown DeViSE projection {self.projection!r}; choose one of: "
                 + ", ".join(DEVISE_PROJECTIONS)
+            )
+        if self.features not in FEATURES:
+            raise ConfigError(
+                f"unknown features {self.features!r}; choose one of: {', '.join(FEATURES)}"
             )
         if self.ridge_alpha is not None and self.ridge_alpha < 0:
             raise ConfigError(f"ridge_alpha must be 0 or more, got {self.ridge_alpha}")
@@ -210,6 +216,10 @@ class Devise(RecipeSpec[DeviseConfig]):
             "projection": recipe.projection,  # filled in when a ridge fit runs
         }
         return Built(recipe, extras, lineage, labels)
+
+    def backbone(self, cfg: DeviseConfig, backbone: Backbone) -> Backbone:
+        """The backbone with the features ``cfg.features`` asks for."""
+        return with_features(backbone, cfg.features)
 
     def stages(self, cfg: DeviseConfig, built: Built, classes: list[str]) -> list[Stage]:
         """A softmax classifier first (``stage1_epochs`` > 0), then the projection."""
