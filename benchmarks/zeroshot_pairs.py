@@ -22,11 +22,11 @@ images, H among all 10 labels (images of the other 8 classes as "seen"), precisi
 
 Usage: ``python benchmarks/zeroshot_pairs.py [--pairs 10 | --pair a,b ...] [--per-class 100]
 [--conse-per-class 40] [--valid-fraction 0.1] [--vectors glove,minilm,attributes] [--no-conse]
-[--projection trained|ridge] [--image-size 64] [--features last|multilevel] [--work DIR]
-[--quick]``; ``--projection ridge`` fits DeViSE's projection in closed form (``train devise
---projection ridge --stage1-epochs 0 --unfreeze-epochs 0``); model names gain ``-ridge``,
-``-128px`` for another size, ``-multilevel``. Prints one JSON line per pair and method, then
-``| benchmark | result |`` (mean (min–max) over pairs).
+[--projection trained|ridge] [--image-size 64] [--features last|multilevel] [--sample-seed 0]
+[--work DIR] [--quick]``. ``--projection ridge`` fits DeViSE's projection in closed form
+(``train devise --projection ridge --stage1-epochs 0 --unfreeze-epochs 0``); model names gain
+``-ridge``, ``-128px`` for another size, ``-multilevel``. Prints one JSON line per pair and
+method, then ``| benchmark | result |`` (mean (min–max) over pairs).
 """
 
 from __future__ import annotations
@@ -78,12 +78,20 @@ def context(home: Path, valid_fraction: float = 0.1) -> Context:
 
 
 def prepared(
-    home: Path, data: Path, per_class: int, unseen: tuple[str, ...], valid_fraction: float
+    home: Path,
+    data: Path,
+    per_class: int,
+    unseen: tuple[str, ...],
+    valid_fraction: float,
+    seed: int = 0,
 ) -> Context:
-    """Build and ingest the Fashion-MNIST sample (unless the home holds it already)."""
+    """Build and ingest the Fashion-MNIST sample (unless the home holds it already);
+    ``seed`` picks which images of each class."""
     ctx = context(home, valid_fraction)
     if not (home / ".prepared").exists():
-        root = build_fashion_mnist(data, per_class=per_class, unseen=list(unseen), size=64)
+        root = build_fashion_mnist(
+            data, per_class=per_class, unseen=list(unseen), size=64, seed=seed
+        )
         ingest_tree(ctx, root, embed=False)
         (home / ".prepared").write_text("1")
     return ctx
@@ -236,6 +244,9 @@ def main() -> None:
     )
     parser.add_argument("--image-size", type=int, default=64, help="DeViSE's input side")
     parser.add_argument("--features", choices=("last", "multilevel"), default="last")
+    parser.add_argument(
+        "--sample-seed", type=int, default=0, help="which images (a new --work folder each)"
+    )
     parser.add_argument("--work", type=Path, help="folder for data homes (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="2 pairs, 24 images per class")
     args = parser.parse_args()
@@ -261,14 +272,14 @@ def main() -> None:
     for pair in pairs:
         slug = "_".join(pair).replace("+", "-")
         home, data = work / slug / "home", work / slug / "data"
-        ctx = prepared(home, data, args.per_class, pair, args.valid_fraction)
+        ctx = prepared(home, data, args.per_class, pair, args.valid_fraction, args.sample_seed)
         for vectors in args.vectors.split(","):
             rows.append(devise_row(ctx, pair, vectors, epochs, tag))  # type: ignore[arg-type]
             print(json.dumps(rows[-1]), flush=True)
         ctx.close()
     if not args.no_conse:
         home, data = work / "conse" / "home", work / "conse" / "data"
-        ctx = prepared(home, data, args.per_class, (), args.valid_fraction)
+        ctx = prepared(home, data, args.per_class, (), args.valid_fraction, args.sample_seed)
         for row in conse_rows(ctx, pairs, args.conse_per_class):  # type: ignore[arg-type]
             rows.append(row)
             print(json.dumps(row, default=float), flush=True)
