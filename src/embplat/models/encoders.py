@@ -82,6 +82,13 @@ class PooledMaps(nn.Module):
         return self.maps(x).mean(dim=(2, 3))  # type: ignore[no-any-return]
 
 
+def check_features(features: str) -> str:
+    """``features`` if known. Raises ConfigError listing the choices."""
+    if features not in FEATURES:
+        raise ConfigError(f"unknown features {features!r}; choose one of: {', '.join(FEATURES)}")
+    return features
+
+
 def with_features(backbone: Backbone, features: str) -> Backbone:
     """``backbone`` whose ``module`` gives ``features``: ``last`` (as built) or
     ``multilevel``: its ``hypercolumns`` averaged over the grid, i.e. the last map's pooled
@@ -91,9 +98,7 @@ def with_features(backbone: Backbone, features: str) -> Backbone:
     Raises:
         ConfigError: an unknown ``features``, or a backbone without hypercolumns.
     """
-    if features not in FEATURES:
-        raise ConfigError(f"unknown features {features!r}; choose one of: {', '.join(FEATURES)}")
-    if features == "last":
+    if check_features(features) == "last":
         return backbone
     if backbone.hypercolumns is None or backbone.hypercolumns_dim is None:
         raise ConfigError(

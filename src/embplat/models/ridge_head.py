@@ -133,13 +133,14 @@ def fit_ridge_head(
     z = (x - mean) / scale
     targets = np.asarray(label_vectors, dtype=np.float64)
     scores: dict[str, float] = {}
+    chosen = "given"
     if alpha is None:
         scores = _cv_scores(z, y, targets, grid, seed)
-        best = max(scores.values()) if scores else None
-        picked = [a for a in grid if best is not None and scores[f"{a:g}"] >= best - 1e-12]
-        alpha, chosen = (picked[-1], "cv") if picked else (grid[len(grid) // 2], "default")
-    else:
-        chosen = "given"
+        if scores:
+            best = max(scores.values())
+            alpha, chosen = max(a for a in grid if scores[f"{a:g}"] >= best - 1e-12), "cv"
+        else:
+            alpha, chosen = grid[len(grid) // 2], "default"
     weights = ridge_projection(z, targets[y], alpha)
     return RidgeFit(weights, mean, scale, float(alpha), chosen, scores)
 

@@ -138,10 +138,7 @@ def fit(
         _set_frozen(net, phase.freeze_backbone)
         if phase.closed_form:
             result = _closed_form(net, recipe, data, opts, phase, epoch, progress)
-            path = out_dir / f"epoch_{epoch}.pt"
-            save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
-            result.checkpoint = str(path)
-            history.epochs.append(result)
+            history.epochs.append(_saved(result, net, out_dir, meta))
             epoch += 1
             continue
         cached = phase.freeze_backbone and opts.cache_frozen
@@ -162,12 +159,17 @@ def fit(
                 progress,
                 f"loss {loss:.4f} · {recipe.metric_name} {result.metric:.4f} · {ips:.1f} img/s",
             )
-            path = out_dir / f"epoch_{epoch}.pt"
-            save_checkpoint(path, net, {**meta, "epoch": epoch, "metrics": result.__dict__})
-            result.checkpoint = str(path)
-            history.epochs.append(result)
+            history.epochs.append(_saved(result, net, out_dir, meta))
             epoch += 1
     return history
+
+
+def _saved(result: EpochResult, net: RecipeNet, out_dir: Path, meta: dict[str, Any]) -> EpochResult:
+    """``result`` with its epoch's checkpoint written (``out_dir/epoch_N.pt``)."""
+    path = out_dir / f"epoch_{result.epoch}.pt"
+    save_checkpoint(path, net, {**meta, "epoch": result.epoch, "metrics": result.__dict__})
+    result.checkpoint = str(path)
+    return result
 
 
 def best_epoch(results: Sequence[EpochResult]) -> EpochResult:

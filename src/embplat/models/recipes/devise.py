@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from embplat.errors import ConfigError
-from embplat.models.encoders import FEATURES, Backbone, with_features
+from embplat.models.encoders import Backbone, check_features, with_features
 from embplat.models.heads import Head, HeadSpec
 from embplat.models.recipes import Built, RecipeSpec, Stage, register_recipe
 from embplat.models.recipes.classifier import ClassifierRecipe, accuracy
@@ -72,10 +72,7 @@ class DeviseConfig(TrainConfig):
                 f"unknown DeViSE projection {self.projection!r}; choose one of: "
                 + ", ".join(DEVISE_PROJECTIONS)
             )
-        if self.features not in FEATURES:
-            raise ConfigError(
-                f"unknown features {self.features!r}; choose one of: {', '.join(FEATURES)}"
-            )
+        check_features(self.features)
         if self.ridge_alpha is not None and self.ridge_alpha < 0:
             raise ConfigError(f"ridge_alpha must be 0 or more, got {self.ridge_alpha}")
         if self.stage1_epochs < 0:
